@@ -1,0 +1,322 @@
+//! Reading models from disk (GGUF, safetensors directories) and building presets.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use candle_transformers::models::llama::{Llama, LlamaConfig, LlamaEosToks};
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use tokenizers::Tokenizer;
+
+use super::{path_str, presets, tokenizer, Weights};
+use crate::{file_digest, LoadError, WeightsProvenance};
+
+pub(super) struct Loaded {
+    pub weights: Weights,
+    pub tokenizer: Option<Tokenizer>,
+    pub tokenizer_source: Option<String>,
+    pub eos: HashSet<u32>,
+    pub vocab_size: usize,
+    pub context_limit: usize,
+    pub model_name: String,
+    pub architecture: String,
+    pub dtype: String,
+    pub parameters: Option<u64>,
+    pub provenance: WeightsProvenance,
+}
+
+fn candle_err(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> LoadError {
+    let context = context.into();
+    move |source| LoadError::Candle { context, source }
+}
+
+pub(super) fn load_preset(name: &str, seed: u64) -> Result<Loaded, LoadError> {
+    let preset = presets::find(name).ok_or_else(|| LoadError::UnknownPreset {
+        name: name.to_string(),
+        known: presets::names(),
+    })?;
+    let config = preset.config();
+    let tensors = presets::random_weights(&config, seed, &Device::Cpu)
+        .map_err(candle_err(format!("generating weights for preset {name}")))?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let model = Llama::load(vb, &config).map_err(candle_err(format!("building preset {name}")))?;
+    Ok(Loaded {
+        vocab_size: config.vocab_size,
+        context_limit: config.max_position_embeddings,
+        parameters: Some(presets::parameter_count(&config)),
+        weights: Weights::Full {
+            model: Arc::new(model),
+            config,
+        },
+        tokenizer: None,
+        tokenizer_source: None,
+        eos: HashSet::new(),
+        model_name: format!("preset {name} (random weights, seed {seed})"),
+        architecture: "llama".into(),
+        dtype: "f32".into(),
+        provenance: WeightsProvenance::RandomPreset {
+            preset: name.to_string(),
+            seed,
+        },
+    })
+}
+
+pub(super) fn load_path(path: &Path) -> Result<Loaded, LoadError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => LoadError::Unreadable {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })?;
+    if meta.is_dir() {
+        load_safetensors_dir(path)
+    } else {
+        load_gguf(path)
+    }
+}
+
+fn invalid(path: &Path, what: impl Into<String>) -> LoadError {
+    LoadError::Invalid {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
+    let unreadable = |e| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut file = File::open(path).map_err(unreadable)?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| invalid(path, format!("not a readable GGUF file ({e})")))?;
+    let md_str = |k: &str| {
+        content
+            .metadata
+            .get(k)
+            .and_then(|v| v.to_string().ok().cloned())
+    };
+    let arch = md_str("general.architecture").unwrap_or_else(|| "unknown".into());
+    if arch != "llama" {
+        return Err(LoadError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            found: arch,
+            expected: "llama (Llama family: Llama 2/3, SmolLM2, TinyLlama, Mistral)".into(),
+        });
+    }
+    let name = md_str("general.name").unwrap_or_else(|| path_str(path));
+    let tok = tokenizer::from_gguf(&content)?;
+    let eos: HashSet<u32> = content
+        .metadata
+        .get("tokenizer.ggml.eos_token_id")
+        .and_then(|v| v.to_u32().ok())
+        .into_iter()
+        .collect();
+    let vocab_size = content
+        .metadata
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.to_vec().ok().map(|a| a.len()))
+        .unwrap_or_else(|| tok.get_vocab_size(true));
+    let ctx = content
+        .metadata
+        .get("llama.context_length")
+        .and_then(|v| v.to_u32().ok())
+        .map(|c| c as usize)
+        .unwrap_or(MAX_SEQ_LEN)
+        .min(MAX_SEQ_LEN);
+    let mut dtypes: Vec<String> = content
+        .tensor_infos
+        .values()
+        .map(|t| format!("{:?}", t.ggml_dtype).to_lowercase())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    dtypes.dedup();
+    let parameters: u64 = content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.elem_count() as u64)
+        .sum();
+    let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+        .map_err(|e| invalid(path, format!("cannot load Llama weights from GGUF ({e})")))?;
+    let digest = file_digest(path).map_err(unreadable)?;
+    Ok(Loaded {
+        weights: Weights::Quantized(weights),
+        tokenizer: Some(tok),
+        tokenizer_source: Some("gguf-metadata".into()),
+        eos,
+        vocab_size,
+        context_limit: ctx,
+        model_name: name,
+        architecture: arch,
+        dtype: format!("gguf {}", dtypes.join("+")),
+        parameters: Some(parameters),
+        provenance: WeightsProvenance::Files {
+            format: "gguf".into(),
+            files: vec![digest],
+        },
+    })
+}
+
+fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
+    let config_path = dir.join("config.json");
+    let raw = std::fs::read_to_string(&config_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => invalid(
+            dir,
+            "directory has no config.json (expected config.json, *.safetensors and tokenizer.json)",
+        ),
+        _ => LoadError::Unreadable {
+            path: config_path.clone(),
+            source: e,
+        },
+    })?;
+    let malformed = |what: String| LoadError::MalformedConfig {
+        path: config_path.clone(),
+        what,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&raw).map_err(|e| malformed(e.to_string()))?;
+    if let Some(mt) = value.get("model_type").and_then(|v| v.as_str()) {
+        if mt != "llama" {
+            return Err(LoadError::UnsupportedArchitecture {
+                path: config_path.clone(),
+                found: mt.to_string(),
+                expected: "llama".into(),
+            });
+        }
+    }
+    let llama_cfg: LlamaConfig = serde_json::from_value(value)
+        .map_err(|e| malformed(format!("{e} (expected a Llama config)")))?;
+    if llama_cfg.num_attention_heads == 0
+        || llama_cfg.hidden_size % llama_cfg.num_attention_heads != 0
+    {
+        return Err(malformed(
+            "hidden_size must be a positive multiple of num_attention_heads".into(),
+        ));
+    }
+    let eos: HashSet<u32> = match &llama_cfg.eos_token_id {
+        Some(LlamaEosToks::Single(t)) => [*t].into_iter().collect(),
+        Some(LlamaEosToks::Multiple(v)) => v.iter().copied().collect(),
+        None => HashSet::new(),
+    };
+    let config = llama_cfg.into_config(false);
+
+    let mut st_files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| LoadError::Unreadable {
+            path: dir.to_path_buf(),
+            source: e,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    st_files.sort();
+    if st_files.is_empty() {
+        return Err(invalid(dir, "directory has no *.safetensors files"));
+    }
+    // candle's Llama::load panics on a missing tensor: check names and shapes first.
+    // SAFETY: the files are memory-mapped read-only; charter does not modify them while loaded.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&st_files) }
+        .map_err(|e| invalid(dir, format!("cannot read safetensors ({e})")))?;
+    for (name, shape) in presets::llama_tensor_shapes(&config) {
+        let view = st
+            .get(&name)
+            .map_err(|_| invalid(dir, format!("safetensors has no tensor `{name}`")))?;
+        if view.shape() != shape.as_slice() {
+            return Err(invalid(
+                dir,
+                format!(
+                    "tensor `{name}` has shape {:?}, config.json implies {:?}",
+                    view.shape(),
+                    shape
+                ),
+            ));
+        }
+    }
+    drop(st);
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(invalid(dir, "directory has no tokenizer.json"));
+    }
+    let tok = tokenizer::from_file(&tok_path)?;
+    // SAFETY: as above.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&st_files, DType::F32, &Device::Cpu) }
+        .map_err(|e| invalid(dir, format!("cannot map safetensors ({e})")))?;
+    let model =
+        Llama::load(vb, &config).map_err(|e| invalid(dir, format!("cannot build Llama ({e})")))?;
+    let mut digests = Vec::new();
+    for f in &st_files {
+        digests.push(file_digest(f).map_err(|e| LoadError::Unreadable {
+            path: f.clone(),
+            source: e,
+        })?);
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path_str(dir));
+    Ok(Loaded {
+        vocab_size: config.vocab_size,
+        context_limit: config.max_position_embeddings,
+        parameters: Some(presets::parameter_count(&config)),
+        weights: Weights::Full {
+            model: Arc::new(model),
+            config,
+        },
+        tokenizer: Some(tok),
+        tokenizer_source: Some(path_str(&tok_path)),
+        eos,
+        model_name: name,
+        architecture: "llama".into(),
+        dtype: "f32 (from safetensors)".into(),
+        provenance: WeightsProvenance::Files {
+            format: "safetensors".into(),
+            files: digests,
+        },
+    })
+}
+
+/// Write a safetensors model directory (config.json + model.safetensors, plus tokenizer.json
+/// when given) with a preset-like config and random weights: used by tests and examples.
+pub fn write_random_llama_dir(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    seed: u64,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    std::fs::create_dir_all(dir)?;
+    let config = cfg.clone().into_config(false);
+    let tensors = presets::random_weights(&config, seed, &Device::Cpu)?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    let mut json = serde_json::json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "vocab_size": cfg.vocab_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "tie_word_embeddings": cfg.tie_word_embeddings,
+    });
+    if let Some(LlamaEosToks::Single(e)) = &cfg.eos_token_id {
+        json["eos_token_id"] = serde_json::json!(e);
+    }
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    if let Some(t) = tokenizer {
+        t.save(dir.join("tokenizer.json"), false)?;
+    }
+    Ok(())
+}

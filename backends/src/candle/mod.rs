@@ -1,0 +1,399 @@
+//! The candle backend: quantized GGUF Llama models, safetensors Llama directories, and random
+//! weight presets, run on the CPU in-process.
+//!
+//! Weights are loaded once and shared; each [`Stream`] has its own KV cache. Generation runs
+//! on the caller's OS thread (the runner gives each stream a dedicated thread), inside a
+//! per-stream rayon pool of `threads` threads so that "threads per instance" means what it says.
+
+mod files;
+pub use files::write_random_llama_dir;
+pub mod presets;
+pub mod tokenizer;
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
+use candle_transformers::models::llama::{Cache, Config, Llama};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use tokenizers::Tokenizer;
+
+use crate::{
+    Backend, BackendRecord, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
+    RequestErrorKind, StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
+};
+
+/// Where the weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A named architecture with deterministic random weights.
+    Preset { name: String, seed: u64 },
+    /// A `.gguf` file or a safetensors model directory.
+    Path(PathBuf),
+}
+
+/// How to set the backend up.
+#[derive(Debug, Clone)]
+pub struct CandleOptions {
+    pub source: ModelSource,
+    /// Compute threads per stream (instance), at least 1.
+    pub threads: usize,
+}
+
+/// Set candle's thread count for this process. candle reads these variables when its pools are
+/// first used, so this must run before any model computation and before other threads exist.
+pub fn configure_threads(threads: usize) {
+    let n = threads.max(1).to_string();
+    // SAFETY-relevant: called from the main thread before the runner spawns any thread.
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+}
+
+enum Weights {
+    Full { model: Arc<Llama>, config: Config },
+    Quantized(ModelWeights),
+}
+
+/// A loaded candle model.
+pub struct CandleBackend {
+    weights: Weights,
+    tokenizer: Option<Tokenizer>,
+    eos: HashSet<u32>,
+    prompt_ids: Vec<u32>,
+    context_limit: usize,
+    threads: usize,
+    record: BackendRecord,
+}
+
+impl CandleBackend {
+    /// Load (or generate) the model. Call [`configure_threads`] first.
+    pub fn load(opts: &CandleOptions) -> Result<Self, LoadError> {
+        if opts.threads == 0 {
+            return Err(LoadError::Setting {
+                what: "--threads 0: expected at least 1 thread per instance".into(),
+            });
+        }
+        let started = Instant::now();
+        let loaded = match &opts.source {
+            ModelSource::Preset { name, seed } => files::load_preset(name, *seed)?,
+            ModelSource::Path(p) => files::load_path(p)?,
+        };
+        let load_time_s = started.elapsed().as_secs_f64();
+        let files::Loaded {
+            weights,
+            tokenizer,
+            tokenizer_source,
+            eos,
+            vocab_size,
+            context_limit,
+            model_name,
+            architecture,
+            dtype,
+            parameters,
+            provenance,
+        } = loaded;
+        let tokenizer_record = match (&tokenizer, tokenizer_source) {
+            (Some(tok), Some(src)) => {
+                tokenizer::check_round_trip(tok, &src)?;
+                Some(TokenizerProvenance {
+                    source: src,
+                    round_trip_checked: tokenizer::ROUND_TRIP_TEXT.to_string(),
+                })
+            }
+            _ => None,
+        };
+        let special: HashSet<u32> = tokenizer
+            .as_ref()
+            .map(|t| {
+                t.get_added_tokens_decoder()
+                    .iter()
+                    .filter(|(_, tok)| tok.special)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let prompt_ids: Vec<u32> = (0..vocab_size as u32)
+            .filter(|id| !special.contains(id) && !eos.contains(id))
+            .collect();
+        let mut eos_sorted: Vec<u32> = eos.iter().copied().collect();
+        eos_sorted.sort_unstable();
+        let record = BackendRecord {
+            kind: "candle".into(),
+            model: model_name,
+            architecture,
+            weights: provenance,
+            dtype,
+            device: "cpu".into(),
+            threads_per_instance: opts.threads as u32,
+            threads_note: "each stream computes inside its own rayon pool of this many threads; \
+                           candle's quantized matmul pool is process-wide with the same size"
+                .into(),
+            parameters,
+            vocab_size: vocab_size as u32,
+            context_limit_tokens: context_limit as u32,
+            eos_token_ids: eos_sorted,
+            tokenizer: tokenizer_record,
+            load_time_s,
+        };
+        Ok(Self {
+            weights,
+            tokenizer,
+            eos,
+            prompt_ids,
+            context_limit,
+            threads: opts.threads,
+            record,
+        })
+    }
+
+    /// The tokenizer, when the model has one (presets do not).
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// A stream with the concrete type (for benches and tests that need it).
+    pub fn candle_stream(&self) -> Result<CandleStream, LoadError> {
+        let state = match &self.weights {
+            Weights::Full { model, config } => {
+                let cache = Cache::new(true, DType::F32, config, &Device::Cpu).map_err(|e| {
+                    LoadError::Candle {
+                        context: "creating KV cache".into(),
+                        source: e,
+                    }
+                })?;
+                State::Full {
+                    model: Arc::clone(model),
+                    pristine: cache.clone(),
+                    cache,
+                }
+            }
+            Weights::Quantized(w) => State::Quantized(w.clone()),
+        };
+        let pool = if self.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.threads)
+                    .thread_name(|i| format!("candle-compute-{i}"))
+                    .build()
+                    .map_err(|e| LoadError::Setting {
+                        what: format!("cannot start {} compute threads: {e}", self.threads),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(CandleStream {
+            state,
+            pool,
+            tokenizer: self.tokenizer.clone(),
+            eos: self.eos.clone(),
+            context_limit: self.context_limit,
+        })
+    }
+}
+
+impl Backend for CandleBackend {
+    fn record(&self) -> &BackendRecord {
+        &self.record
+    }
+
+    fn prompt_token_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    fn decode(&self, ids: &[u32]) -> Option<String> {
+        self.tokenizer.as_ref()?.decode(ids, true).ok()
+    }
+
+    fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError> {
+        Ok(Box::new(self.candle_stream()?))
+    }
+}
+
+enum State {
+    Full {
+        model: Arc<Llama>,
+        cache: Cache,
+        pristine: Cache,
+    },
+    Quantized(ModelWeights),
+}
+
+impl State {
+    fn reset(&mut self) {
+        match self {
+            State::Full {
+                cache, pristine, ..
+            } => *cache = pristine.clone(),
+            State::Quantized(w) => w.clear_kv_cache(),
+        }
+    }
+
+    /// Logits (vocab,) for the last position of `ids`, placed at `pos`.
+    fn forward(&mut self, ids: &[u32], pos: usize) -> candle_core::Result<Tensor> {
+        let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+        let logits = match self {
+            State::Full { model, cache, .. } => model.forward(&input, pos, cache)?,
+            State::Quantized(w) => w.forward(&input, pos)?,
+        };
+        logits.squeeze(0)
+    }
+}
+
+/// One stream over a [`CandleBackend`]'s weights.
+pub struct CandleStream {
+    state: State,
+    pool: Option<rayon::ThreadPool>,
+    tokenizer: Option<Tokenizer>,
+    eos: HashSet<u32>,
+    context_limit: usize,
+}
+
+impl CandleStream {
+    fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, RequestError> {
+        match prompt {
+            Prompt::Tokens(t) => Ok(t.clone()),
+            Prompt::Text(s) => {
+                let tok = self.tokenizer.as_ref().ok_or_else(|| RequestError {
+                    kind: RequestErrorKind::InvalidRequest,
+                    message: "text prompt, but this model has no tokenizer".into(),
+                    prompt_tokens: 0,
+                    output_tokens: 0,
+                })?;
+                tok.encode(s.as_str(), false)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| RequestError {
+                        kind: RequestErrorKind::InvalidRequest,
+                        message: format!("cannot tokenize prompt: {e}"),
+                        prompt_tokens: 0,
+                        output_tokens: 0,
+                    })
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        req: &GenRequest,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
+        let prompt = self.prompt_ids(&req.prompt)?;
+        let prompt_tokens = prompt.len() as u64;
+        let fail = |kind, message: String, out: usize| RequestError {
+            kind,
+            message,
+            prompt_tokens,
+            output_tokens: out as u64,
+        };
+        if prompt.is_empty() {
+            return Err(fail(
+                RequestErrorKind::InvalidRequest,
+                "empty prompt".into(),
+                0,
+            ));
+        }
+        let needed = prompt.len() + req.max_tokens as usize;
+        if needed > self.context_limit {
+            return Err(fail(
+                RequestErrorKind::InvalidRequest,
+                format!(
+                    "prompt ({}) + max tokens ({}) exceed the context limit ({})",
+                    prompt.len(),
+                    req.max_tokens,
+                    self.context_limit
+                ),
+                0,
+            ));
+        }
+        let sampling = if req.sampling.temperature <= 0.0 {
+            CandleSampling::ArgMax
+        } else {
+            match req.sampling.top_p {
+                Some(p) => CandleSampling::TopP {
+                    p,
+                    temperature: req.sampling.temperature,
+                },
+                None => CandleSampling::All {
+                    temperature: req.sampling.temperature,
+                },
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(req.sampling.seed, sampling);
+        self.state.reset();
+        let mut out = Vec::with_capacity(req.max_tokens as usize);
+        let mut pos = 0usize;
+        let mut input: &[u32] = &prompt;
+        let mut last = [0u32; 1];
+        let stop_reason = loop {
+            if out.len() >= req.max_tokens as usize {
+                break StopReason::MaxTokens;
+            }
+            let next = self
+                .state
+                .forward(input, pos)
+                .and_then(|logits| sampler.sample(&logits))
+                .map_err(|e| fail(RequestErrorKind::Compute, e.to_string(), out.len()))?;
+            let at = Instant::now();
+            pos += input.len();
+            if !req.ignore_eos && self.eos.contains(&next) {
+                break StopReason::Eos;
+            }
+            out.push(next);
+            if on_token(TokenEvent { at, tokens: 1 }).is_break() {
+                break StopReason::Cancelled;
+            }
+            last[0] = next;
+            input = &last;
+        };
+        Ok(GenOutcome {
+            prompt_tokens,
+            output_tokens: out.len() as u64,
+            stop_reason,
+            output_token_ids: out,
+        })
+    }
+}
+
+impl Stream for CandleStream {
+    fn generate(
+        &mut self,
+        request: &GenRequest,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
+        match self.pool.take() {
+            Some(pool) => {
+                let r = pool.install(|| self.run(request, on_token));
+                self.pool = Some(pool);
+                r
+            }
+            None => self.run(request, on_token),
+        }
+    }
+}
+
+/// Generate greedily from text and return the decoded output (tests and smoke checks).
+pub fn generate_text(
+    backend: &CandleBackend,
+    prompt: &str,
+    max_tokens: u32,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let mut stream = backend.candle_stream()?;
+    let req = GenRequest {
+        prompt: Prompt::Text(prompt.to_string()),
+        max_tokens,
+        ignore_eos: false,
+        sampling: crate::Sampling::greedy(),
+    };
+    let outcome = stream.generate(&req, &mut |_| ControlFlow::Continue(()))?;
+    backend
+        .decode(&outcome.output_token_ids)
+        .ok_or_else(|| "model has no tokenizer".into())
+}
+
+pub(crate) fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

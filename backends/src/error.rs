@@ -1,0 +1,68 @@
+use std::path::PathBuf;
+
+/// Why a backend could not be set up. Each variant names the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("model path {path}: not found (expected a .gguf file or a directory with config.json, *.safetensors and tokenizer.json)")]
+    NotFound { path: PathBuf },
+    #[error("model path {path}: cannot read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model {path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("model {path}: unsupported architecture `{found}` (expected one of: {expected})")]
+    UnsupportedArchitecture {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{path}: malformed config.json: {what}")]
+    MalformedConfig { path: PathBuf, what: String },
+    #[error("tokenizer {source_name}: does not round-trip: {input:?} decoded as {output:?}")]
+    TokenizerRoundTrip {
+        source_name: String,
+        input: String,
+        output: String,
+    },
+    #[error("tokenizer {source_name}: {what}")]
+    Tokenizer { source_name: String, what: String },
+    #[error("unknown preset `{name}` (expected one of: {known})")]
+    UnknownPreset { name: String, known: String },
+    #[error("{what}")]
+    Setting { what: String },
+    #[error("{context}: {source}")]
+    Candle {
+        context: String,
+        source: candle_core::Error,
+    },
+}
+
+/// Kinds of per-request failure (a failed request is data, never an abort).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestErrorKind {
+    /// The request cannot be served as asked (e.g. prompt longer than the context).
+    InvalidRequest,
+    /// The model computation failed.
+    Compute,
+}
+
+impl RequestErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestErrorKind::InvalidRequest => "invalid_request",
+            RequestErrorKind::Compute => "compute",
+        }
+    }
+}
+
+/// A request that failed, with the tokens it produced before failing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct RequestError {
+    pub kind: RequestErrorKind,
+    pub message: String,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+}

@@ -1,0 +1,115 @@
+//! Inference backends for charter.
+//!
+//! A [`Backend`] owns a loaded model and hands out [`Stream`]s: one per concurrent request
+//! stream, each with its own state (KV cache) over shared weights. A stream generates tokens for
+//! a [`GenRequest`] and reports each one as a [`TokenEvent`] stamped on the monotonic clock the
+//! moment it exists. Backends never compute latency metrics: the runner derives TTFT, ITL and
+//! the rest from these events, the same way for every backend.
+
+pub mod candle;
+mod error;
+mod hashing;
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+pub use charter_reports::{BackendRecord, TokenizerProvenance, WeightsProvenance};
+pub use error::{LoadError, RequestError, RequestErrorKind};
+pub use hashing::file_digest;
+
+/// What to generate from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    /// Token ids, used as they are.
+    Tokens(Vec<u32>),
+    /// Text, encoded with the backend's tokenizer (no special tokens added).
+    Text(String),
+}
+
+/// Sampling settings for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// 0 selects greedy decoding (argmax).
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+}
+
+impl Sampling {
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            top_p: None,
+            seed: 0,
+        }
+    }
+}
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenRequest {
+    pub prompt: Prompt,
+    pub max_tokens: u32,
+    /// Keep generating through end-of-sequence tokens (fixed output lengths for benchmarking).
+    pub ignore_eos: bool,
+    pub sampling: Sampling,
+}
+
+/// Content tokens that became available at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenEvent {
+    pub at: Instant,
+    pub tokens: u32,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    MaxTokens,
+    Eos,
+    /// The caller asked to stop (e.g. Ctrl-C).
+    Cancelled,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Eos => "eos",
+            StopReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a finished generation reports about itself. Counts are exact for in-process backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenOutcome {
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub stop_reason: StopReason,
+    pub output_token_ids: Vec<u32>,
+}
+
+/// Called with each token event; return `ControlFlow::Break(())` to stop generation early.
+pub type TokenSink<'a> = dyn FnMut(TokenEvent) -> ControlFlow<()> + Send + 'a;
+
+/// A loaded model that can serve several concurrent streams.
+pub trait Backend: Send + Sync {
+    /// Description and provenance for the run record.
+    fn record(&self) -> &BackendRecord;
+    /// Token ids a synthetic prompt may use (the vocabulary without special tokens).
+    fn prompt_token_ids(&self) -> &[u32];
+    /// Decode ids to text, when the backend has a tokenizer.
+    fn decode(&self, ids: &[u32]) -> Option<String>;
+    /// A new stream with its own state (KV cache) over the shared weights.
+    fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError>;
+}
+
+/// One request stream. Generation runs on the calling OS thread.
+pub trait Stream: Send {
+    fn generate(
+        &mut self,
+        request: &GenRequest,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError>;
+}

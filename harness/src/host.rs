@@ -1,0 +1,46 @@
+//! Provenance: this build and this host.
+
+use std::collections::BTreeMap;
+
+use charter_reports::{HostInfo, ToolInfo};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+
+/// The tool's name, version, git commit and the versions of the libraries doing the work.
+pub fn tool_info() -> ToolInfo {
+    let sha = env!("CHARTER_GIT_SHA");
+    let mut libraries = BTreeMap::new();
+    libraries.insert("candle-core".to_string(), "0.11.1".to_string());
+    libraries.insert("candle-transformers".to_string(), "0.11.1".to_string());
+    libraries.insert("hdrhistogram".to_string(), "7.6".to_string());
+    ToolInfo {
+        name: "charter".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_sha: (!sha.is_empty()).then(|| sha.to_string()),
+        libraries,
+    }
+}
+
+/// CPU model, cores, memory and OS of this machine.
+pub fn host_info() -> HostInfo {
+    let sys = System::new_with_specifics(
+        RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing())
+            .with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .ok();
+    let logical = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    HostInfo {
+        hostname: System::host_name().ok(),
+        os: System::long_os_version().ok(),
+        kernel: System::kernel_version().ok(),
+        cpu_model: sys
+            .as_ref()
+            .and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string()))
+            .filter(|b| !b.is_empty()),
+        logical_cores: logical,
+        physical_cores: System::physical_core_count().ok().map(|n| n as u32),
+        total_memory_bytes: sys.as_ref().map(|s| s.total_memory()).unwrap_or(0),
+    }
+}

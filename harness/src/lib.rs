@@ -1,0 +1,91 @@
+//! charter: benchmark and resource-profile LLM inference.
+//!
+//! This crate is the CLI, the runner and the samplers; the binary in `main.rs` only maps
+//! [`main_with_args`] to an exit code, so tests drive the whole tool in-process.
+//!
+//! Exit codes (also in `charter --help` and the README):
+//! - 0: the run finished (failed requests are data, recorded per request; they do not fail it)
+//! - 1: charter itself failed (e.g. results could not be written)
+//! - 2: bad input: flags, model path, model files, tokenizer; no run record is left behind
+//! - 130: interrupted (Ctrl-C): the partial record is written with `"complete": false`
+
+pub mod cli;
+pub mod host;
+pub mod profile;
+mod progress;
+pub mod rundir;
+pub mod runner;
+pub mod sampler;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+pub use cli::Cli;
+
+/// Exit code: the run finished.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: charter failed (I/O, internal error).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: bad input.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: interrupted by Ctrl-C; partial results were written.
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// An error that knows its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The user asked for something that cannot be done as asked.
+    #[error("{0}")]
+    BadInput(String),
+    /// charter itself failed.
+    #[error("{0:#}")]
+    Failure(anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::BadInput(_) => EXIT_BAD_INPUT,
+            CliError::Failure(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+impl From<charter_backends::LoadError> for CliError {
+    fn from(e: charter_backends::LoadError) -> Self {
+        CliError::BadInput(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failure(e)
+    }
+}
+
+/// Parse `args` (program name first), run the command, print errors, return the exit code.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+        }
+    };
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("charter: error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The run directory: `run.json`, `requests.csv`, `samples.csv`.
+//!
+//! The directory and its files are created before traffic starts, so a bad `--out` fails early;
+//! `run.json` is written at the start with `"complete": false` and rewritten atomically (temp
+//! file + rename) when the run ends, and request rows are flushed as each request finishes, so
+//! a crash or Ctrl-C keeps everything measured so far.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use charter_reports::{RequestRow, RunRecord};
+
+use crate::CliError;
+
+pub const RUN_JSON: &str = "run.json";
+pub const REQUESTS_CSV: &str = "requests.csv";
+pub const SAMPLES_CSV: &str = "samples.csv";
+
+/// A run directory being written.
+pub struct RunDir {
+    path: PathBuf,
+    created: bool,
+}
+
+fn sanitize(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    s.trim_matches('_').chars().take(48).collect()
+}
+
+/// `runs/<UTC timestamp>-<label>` under the current directory.
+pub fn default_path(label: &str) -> PathBuf {
+    let ts = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    PathBuf::from("runs").join(format!("{ts}-{}", sanitize(label)))
+}
+
+impl RunDir {
+    /// Create (or adopt an empty) directory. Refuses a path that already holds a run.
+    pub fn create(path: PathBuf) -> Result<Self, CliError> {
+        let bad = |what: String| CliError::BadInput(format!("--out {}: {what}", path.display()));
+        let created = match std::fs::metadata(&path) {
+            Ok(m) if !m.is_dir() => return Err(bad("exists and is not a directory".into())),
+            Ok(_) => {
+                if path.join(RUN_JSON).exists() {
+                    return Err(bad(
+                        "already holds a run (run.json); choose another directory".into(),
+                    ));
+                }
+                false
+            }
+            Err(_) => {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| bad(format!("cannot create directory: {e}")))?;
+                true
+            }
+        };
+        Ok(Self { path, created })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove what this run created (used when setup fails before any measurement).
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            for f in [RUN_JSON, REQUESTS_CSV, SAMPLES_CSV] {
+                let _ = std::fs::remove_file(self.path.join(f));
+            }
+        }
+    }
+
+    /// Write `run.json` atomically.
+    pub fn write_record(&self, record: &RunRecord) -> anyhow::Result<()> {
+        let tmp = self.path.join(".run.json.tmp");
+        let json = serde_json::to_vec_pretty(record).context("serialising run record")?;
+        std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join(RUN_JSON))
+            .with_context(|| format!("writing {}", self.path.join(RUN_JSON).display()))?;
+        Ok(())
+    }
+
+    /// Open `requests.csv` for streaming rows.
+    pub fn requests_writer(&self) -> anyhow::Result<RequestsWriter> {
+        let p = self.path.join(REQUESTS_CSV);
+        let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(RequestsWriter {
+            w: csv::Writer::from_writer(BufWriter::new(f)),
+        })
+    }
+
+    /// Open `samples.csv` for the sampler.
+    pub fn samples_file(&self) -> anyhow::Result<BufWriter<File>> {
+        let p = self.path.join(SAMPLES_CSV);
+        let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(BufWriter::new(f))
+    }
+}
+
+/// Streams request rows to `requests.csv`, flushing each one.
+pub struct RequestsWriter {
+    w: csv::Writer<BufWriter<File>>,
+}
+
+impl RequestsWriter {
+    pub fn write(&mut self, row: &RequestRow) -> anyhow::Result<()> {
+        self.w.serialize(row).context("writing requests.csv")?;
+        self.w.flush().context("writing requests.csv")?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.w.flush()?;
+        Ok(())
+    }
+}

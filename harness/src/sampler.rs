@@ -1,0 +1,240 @@
+//! The resource sampler: a background thread that reads process CPU time, RSS and per-core
+//! system load at a fixed interval, stamped on the run's clock, and streams them to
+//! `samples.csv`.
+//!
+//! Methods: process CPU time from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (ns resolution);
+//! RSS from `/proc/self/statm`; per-core busy shares from `/proc/stat` (busy = all − idle −
+//! iowait, in clock ticks). The sampler's own CPU time comes from its thread CPU clock.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use charter_reports::{SampleRow, SamplerInfo};
+use procfs::prelude::*;
+
+/// How each sampled quantity is read (recorded in the run record).
+pub const METHOD: &str =
+    "process CPU: clock_gettime(CLOCK_PROCESS_CPUTIME_ID); RSS: /proc/self/statm; \
+per-core busy: /proc/stat (all − idle − iowait ticks); sampler cost: its thread CPU clock";
+
+/// Cumulative CPU state read at one instant.
+struct Reading {
+    t: Instant,
+    process_cpu_s: f64,
+    rss_bytes: u64,
+    /// (busy ticks, total ticks) per core.
+    cores: Vec<(u64, u64)>,
+}
+
+fn read_now(me: Option<&procfs::process::Process>, page: u64) -> Reading {
+    let t = Instant::now();
+    let process_cpu_s = cpu_time::ProcessTime::try_now()
+        .map(|p| p.as_duration().as_secs_f64())
+        .unwrap_or(f64::NAN);
+    let rss_bytes = me
+        .and_then(|p| p.statm().ok())
+        .map(|s| s.resident * page)
+        .unwrap_or(0);
+    let cores = procfs::KernelStats::current()
+        .map(|k| {
+            k.cpu_time
+                .iter()
+                .map(|c| {
+                    let idle = c.idle + c.iowait.unwrap_or(0);
+                    let total = c.user
+                        + c.nice
+                        + c.system
+                        + idle
+                        + c.irq.unwrap_or(0)
+                        + c.softirq.unwrap_or(0)
+                        + c.steal.unwrap_or(0);
+                    (total - idle, total)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Reading {
+        t,
+        process_cpu_s,
+        rss_bytes,
+        cores,
+    }
+}
+
+/// Current resident set size of this process, in bytes (`None` when /proc is unreadable).
+pub fn current_rss_bytes() -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    Some(me.statm().ok()?.resident * procfs::page_size())
+}
+
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    me.status().ok()?.vmhwm.map(|kb| kb * 1024)
+}
+
+/// A sample as kept in memory (the same values go to `samples.csv`).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub row: SampleRow,
+    pub core_busy: Vec<f64>,
+}
+
+/// A running sampler; [`Sampler::stop`] ends it and returns what it saw.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<std::io::Result<SamplerOutput>>>,
+    pub interval: Duration,
+}
+
+/// Everything the sampler measured.
+pub struct SamplerOutput {
+    pub samples: Vec<Sample>,
+    pub info: SamplerInfo,
+}
+
+impl Sampler {
+    /// Start sampling every `interval`, on the clock whose zero is `epoch`, writing rows to `out`
+    /// (flushed after every row so a crash keeps them).
+    pub fn start<W: Write + Send + 'static>(
+        epoch: Instant,
+        interval: Duration,
+        out: W,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("charter-sampler".into())
+            .spawn(move || run(epoch, interval, out, &stop2, ready_tx))?;
+        // Wait for the first reading so the window starts with a baseline.
+        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+            interval,
+        })
+    }
+
+    /// Stop the thread (after one last sample) and collect its results.
+    pub fn stop(mut self) -> std::io::Result<SamplerOutput> {
+        self.stop.store(true, Ordering::Release);
+        let h = self.handle.take().expect("sampler joined once");
+        h.thread().unpark();
+        h.join()
+            .map_err(|_| std::io::Error::other("sampler thread panicked"))?
+    }
+}
+
+fn run<W: Write>(
+    epoch: Instant,
+    interval: Duration,
+    out: W,
+    stop: &AtomicBool,
+    ready: std::sync::mpsc::Sender<()>,
+) -> std::io::Result<SamplerOutput> {
+    let thread_start = cpu_time::ThreadTime::try_now().ok();
+    let wall_start = Instant::now();
+    let me = procfs::process::Process::myself().ok();
+    let page = procfs::page_size();
+    let mut w = csv::Writer::from_writer(out);
+    let mut prev = read_now(me.as_ref(), page);
+    let ncores = prev.cores.len();
+    let mut header: Vec<String> = [
+        "t_s",
+        "process_cpu_s",
+        "process_cpu_cores",
+        "rss_bytes",
+        "system_busy_cores",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend((0..ncores).map(|i| format!("core{i}_busy")));
+    w.write_record(&header)?;
+    w.flush()?;
+    let mut samples = Vec::new();
+    let _ = ready.send(());
+    let mut next = Instant::now() + interval;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if !stopping {
+            let now = Instant::now();
+            if now < next {
+                std::thread::park_timeout(next - now);
+                continue;
+            }
+            next += interval;
+            // If we fell far behind (suspended machine), skip missed ticks instead of bursting.
+            if next < Instant::now() {
+                next = Instant::now() + interval;
+            }
+        }
+        let cur = read_now(me.as_ref(), page);
+        let dt = cur.t.duration_since(prev.t).as_secs_f64();
+        let cores_used = if dt > 0.0 {
+            (cur.process_cpu_s - prev.process_cpu_s) / dt
+        } else {
+            0.0
+        };
+        let core_busy: Vec<f64> = cur
+            .cores
+            .iter()
+            .zip(prev.cores.iter())
+            .map(|(&(b1, t1), &(b0, t0))| {
+                let dt = t1.saturating_sub(t0);
+                if dt == 0 {
+                    0.0
+                } else {
+                    b1.saturating_sub(b0) as f64 / dt as f64
+                }
+            })
+            .collect();
+        let row = SampleRow {
+            t_s: cur.t.duration_since(epoch).as_secs_f64(),
+            process_cpu_s: cur.process_cpu_s,
+            process_cpu_cores: cores_used,
+            rss_bytes: cur.rss_bytes,
+            system_busy_cores: core_busy.iter().sum(),
+        };
+        let mut rec = vec![
+            format!("{:.6}", row.t_s),
+            format!("{:.6}", row.process_cpu_s),
+            format!("{:.4}", row.process_cpu_cores),
+            row.rss_bytes.to_string(),
+            format!("{:.4}", row.system_busy_cores),
+        ];
+        rec.extend(core_busy.iter().map(|b| format!("{b:.4}")));
+        w.write_record(&rec)?;
+        w.flush()?;
+        samples.push(Sample { row, core_busy });
+        prev = cur;
+        if stopping {
+            break;
+        }
+    }
+    let wall_s = wall_start.elapsed().as_secs_f64();
+    let cpu_time_s = match (thread_start, cpu_time::ThreadTime::try_now().ok()) {
+        (Some(a), Some(b)) => b
+            .as_duration()
+            .saturating_sub(a.as_duration())
+            .as_secs_f64(),
+        _ => f64::NAN,
+    };
+    let info = SamplerInfo {
+        method: METHOD.into(),
+        interval_s: interval.as_secs_f64(),
+        samples: samples.len() as u64,
+        cpu_time_s,
+        wall_s,
+        overhead_fraction_of_core: if wall_s > 0.0 {
+            cpu_time_s / wall_s
+        } else {
+            0.0
+        },
+    };
+    Ok(SamplerOutput { samples, info })
+}

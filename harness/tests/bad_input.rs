@@ -1,0 +1,183 @@
+//! Bad input: a one-line error naming the input, exit code 2, and no run left behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn assert_bad_input(args: &[&str], needle: &str, out_dir: Option<&Path>) {
+    let o = charter(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "args {args:?}\nstderr: {err}");
+    assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    if let Some(d) = out_dir {
+        assert!(
+            !d.join("run.json").exists(),
+            "a run record was left in {}",
+            d.display()
+        );
+        assert!(!d.exists(), "run directory {} was left behind", d.display());
+    }
+}
+
+#[test]
+fn missing_model_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            "/nonexistent/model.gguf",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "/nonexistent/model.gguf",
+        Some(&out),
+    );
+}
+
+#[test]
+fn zero_concurrency_and_unknown_preset() {
+    assert_bad_input(&["profile", "--concurrency", "0"], "--concurrency", None);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--preset",
+            "gpt-17",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "unknown preset `gpt-17`",
+        Some(&out),
+    );
+}
+
+#[test]
+fn file_that_is_not_gguf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("junk.gguf");
+    std::fs::write(&model, b"definitely not a gguf file").unwrap();
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "not a readable GGUF file",
+        Some(&out),
+    );
+}
+
+#[test]
+fn unsupported_gguf_architecture() {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("gpt2.gguf");
+    let t =
+        candle_core::Tensor::zeros((32, 32), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+    let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+    let arch = gguf_file::Value::String("gpt2".into());
+    let mut f = std::fs::File::create(&model).unwrap();
+    gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("w", &q)]).unwrap();
+    drop(f);
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "unsupported architecture `gpt2`",
+        Some(&out),
+    );
+}
+
+#[test]
+fn malformed_config_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"hidden_size\": 64,").unwrap();
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "malformed config.json",
+        Some(&out),
+    );
+}
+
+#[test]
+fn tokenizer_that_does_not_round_trip() {
+    use candle_core::quantized::gguf_file;
+    use charter_backends::candle::tokenizer;
+    // The real SmolLM2 tokenizer, plus a lowercasing normaliser: "The" comes back as "the".
+    let gguf = smollm2_gguf();
+    let mut f = std::fs::File::open(&gguf).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let mut tok = tokenizer::from_gguf(&ct).unwrap();
+    tok.with_normalizer(Some(tokenizers::normalizers::Lowercase))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    let cfg = tiny_config(49152);
+    charter_backends::candle::write_random_llama_dir(&dir, &cfg, 1, Some(&tok)).unwrap();
+    let out = tmp.path().join("run");
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "does not round-trip",
+        Some(&out),
+    );
+}
+
+#[test]
+fn out_dir_that_already_holds_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("run.json"), "{}").unwrap();
+    let o = charter(&["profile", "--out", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already holds a run"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("run.json")).unwrap(),
+        "{}"
+    );
+}
+
+pub fn tiny_config(vocab: usize) -> candle_transformers::models::llama::LlamaConfig {
+    candle_transformers::models::llama::LlamaConfig {
+        hidden_size: 64,
+        intermediate_size: 128,
+        vocab_size: vocab,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: Some(2),
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        bos_token_id: None,
+        eos_token_id: None,
+        rope_scaling: None,
+        max_position_embeddings: 512,
+        tie_word_embeddings: Some(true),
+    }
+}

@@ -1,0 +1,66 @@
+//! Shared helpers for the harness integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real SmolLM2 GGUF fetched by `scripts/fetch-smollm2.sh` (the test script exports its
+/// path). Missing model = failing test, with the command that fixes it.
+pub fn smollm2_gguf() -> PathBuf {
+    let p = std::env::var_os("CHARTER_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.is_file(),
+        "SmolLM2 GGUF not found at {}: run scripts/fetch-smollm2.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Run the real `charter` binary.
+pub fn charter(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(args)
+        .output()
+        .expect("running charter")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Validate `run.json` in `dir` against the committed JSON Schema and return it.
+pub fn validated_record(dir: &Path) -> serde_json::Value {
+    let schema_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/schema/run.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&record)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "run.json does not match the schema: {errors:#?}"
+    );
+    // The typed reader accepts it too.
+    let _: charter_reports::RunRecord = serde_json::from_value(record.clone()).unwrap();
+    record
+}
+
+/// Rows of `requests.csv`.
+pub fn request_rows(dir: &Path) -> Vec<charter_reports::RequestRow> {
+    let mut r = csv::Reader::from_path(dir.join("requests.csv")).unwrap();
+    r.deserialize().map(|x| x.unwrap()).collect()
+}

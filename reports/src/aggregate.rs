@@ -1,0 +1,169 @@
+//! Folding request rows into a run summary (histograms, counts, throughput).
+
+use crate::record::{MeasuredWindow, RequestRow, RunSummary};
+use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
+
+/// Accumulates measured requests; warm-up rows are counted as excluded and otherwise ignored.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    s: RunSummary,
+    ttft: LatencyHistogram,
+    ttft_i: LatencyHistogram,
+    e2e: LatencyHistogram,
+    e2e_i: LatencyHistogram,
+    itl: LatencyHistogram,
+    tpot: LatencyHistogram,
+    gaps: LatencyHistogram,
+    lag: LatencyHistogram,
+    first_start_s: Option<f64>,
+    last_end_s: Option<f64>,
+}
+
+impl Aggregator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add one finished request with its chunk gaps.
+    pub fn add(&mut self, row: &RequestRow, chunk_gaps_s: &[f64]) {
+        if row.warmup {
+            self.s.warmup_requests_excluded += 1;
+            return;
+        }
+        let cancelled = row.stop_reason.as_deref() == Some("cancelled");
+        if let Some(kind) = &row.error_kind {
+            self.s.requests_failed += 1;
+            *self.s.errors.entry(kind.clone()).or_default() += 1;
+        } else if cancelled {
+            self.s.requests_cancelled += 1;
+        } else {
+            self.s.requests_completed += 1;
+        }
+        if let Some(r) = &row.stop_reason {
+            *self.s.stop_reasons.entry(r.clone()).or_default() += 1;
+        }
+        // Cancelled requests were cut short by the user: their timings describe nothing.
+        if cancelled {
+            return;
+        }
+        self.first_start_s = Some(
+            self.first_start_s
+                .map_or(row.start_s, |v| v.min(row.start_s)),
+        );
+        self.last_end_s = Some(self.last_end_s.map_or(row.end_s, |v| v.max(row.end_s)));
+        self.lag.record_s(row.schedule_lag_s);
+        if row.error_kind.is_some() {
+            return;
+        }
+        *self
+            .s
+            .token_count_sources
+            .entry(row.token_count_source.clone())
+            .or_default() += 1;
+        self.s.prompt_tokens += row.prompt_tokens;
+        self.s.output_tokens += row.output_tokens;
+        let rec = |h: &mut LatencyHistogram, v: Option<f64>| {
+            if let Some(v) = v {
+                h.record_s(v)
+            }
+        };
+        rec(&mut self.ttft, row.ttft_s);
+        rec(&mut self.ttft_i, row.ttft_from_intended_s);
+        rec(&mut self.e2e, row.e2e_s);
+        rec(&mut self.e2e_i, row.e2e_from_intended_s);
+        rec(&mut self.itl, row.itl_s);
+        rec(&mut self.tpot, row.tpot_incl_first_s);
+        for g in chunk_gaps_s {
+            self.gaps.record_s(*g);
+        }
+    }
+
+    /// The measured window: first measured start to last measured completion.
+    pub fn window(&self, excluded: &str) -> Option<MeasuredWindow> {
+        let (start_s, end_s) = (self.first_start_s?, self.last_end_s?);
+        Some(MeasuredWindow {
+            start_s,
+            end_s,
+            duration_s: end_s - start_s,
+            excluded: excluded.to_string(),
+        })
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> RunSummary {
+        let mut s = self.s.clone();
+        s.histogram_sigfigs = HISTOGRAM_SIGFIGS;
+        if let (Some(a), Some(b)) = (self.first_start_s, self.last_end_s) {
+            let d = b - a;
+            if d > 0.0 {
+                s.duration_s = Some(d);
+                s.request_throughput_per_s = Some(s.requests_completed as f64 / d);
+                s.output_token_throughput_per_s = Some(s.output_tokens as f64 / d);
+            }
+        }
+        s.ttft = self.ttft.summary();
+        s.ttft_from_intended = self.ttft_i.summary();
+        s.e2e = self.e2e.summary();
+        s.e2e_from_intended = self.e2e_i.summary();
+        s.itl = self.itl.summary();
+        s.tpot_incl_first = self.tpot.summary();
+        s.chunk_gaps = self.gaps.summary();
+        s.schedule_lag = self.lag.summary();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, start: f64, end: f64, out: u64) -> RequestRow {
+        RequestRow {
+            id,
+            instance: 0,
+            warmup: false,
+            intended_start_s: start,
+            start_s: start,
+            end_s: end,
+            schedule_lag_s: 0.0,
+            ttft_s: Some(0.1),
+            ttft_from_intended_s: Some(0.1),
+            e2e_s: Some(end - start),
+            e2e_from_intended_s: Some(end - start),
+            decode_time_s: Some(end - start - 0.1),
+            itl_s: Some(0.01),
+            tpot_incl_first_s: Some(0.02),
+            prompt_tokens: 10,
+            output_tokens: out,
+            token_count_source: "backend".into(),
+            stop_reason: Some("max_tokens".into()),
+            error_kind: None,
+            error_message: None,
+        }
+    }
+
+    #[test]
+    fn throughput_over_window_and_warmup_excluded() {
+        let mut a = Aggregator::new();
+        let mut w = row(0, 0.0, 5.0, 100);
+        w.warmup = true;
+        a.add(&w, &[]);
+        a.add(&row(1, 10.0, 11.0, 20), &[0.01, 0.02]);
+        a.add(&row(2, 10.5, 12.0, 30), &[]);
+        let mut f = row(3, 11.0, 11.5, 0);
+        f.error_kind = Some("compute".into());
+        f.stop_reason = None;
+        a.add(&f, &[]);
+        let s = a.summary();
+        assert_eq!(s.warmup_requests_excluded, 1);
+        assert_eq!(s.requests_completed, 2);
+        assert_eq!(s.requests_failed, 1);
+        assert_eq!(s.errors["compute"], 1);
+        assert_eq!(s.output_tokens, 50);
+        assert_eq!(s.duration_s, Some(2.0));
+        assert_eq!(s.output_token_throughput_per_s, Some(25.0));
+        assert_eq!(s.request_throughput_per_s, Some(1.0));
+        assert_eq!(s.chunk_gaps.unwrap().count, 2);
+        assert_eq!(s.ttft.unwrap().count, 2);
+    }
+}

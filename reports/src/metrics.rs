@@ -1,0 +1,130 @@
+//! Per-request metrics from timestamped token events, as defined in `shared/docs/metrics.md`.
+//!
+//! Times are seconds on the run's monotonic clock (seconds since the run epoch). A token event
+//! is `(time, tokens)`: the time the chunk arrived and how many content tokens it carried.
+//! Events with zero tokens (empty chunks) never count as the first token.
+
+/// Timings of one request derived from its events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestTimings {
+    /// First non-empty token − start.
+    pub ttft_s: Option<f64>,
+    /// First non-empty token − intended start.
+    pub ttft_from_intended_s: Option<f64>,
+    /// Last content token − start.
+    pub e2e_s: Option<f64>,
+    /// Last content token − intended start.
+    pub e2e_from_intended_s: Option<f64>,
+    /// e2e − ttft.
+    pub decode_time_s: Option<f64>,
+    /// decode_time / (output_tokens − 1); undefined for fewer than 2 tokens.
+    pub itl_s: Option<f64>,
+    /// e2e / output_tokens (what some tools call TPOT); only under this explicit name.
+    pub tpot_incl_first_s: Option<f64>,
+    /// Gaps between consecutive non-empty chunks (what vLLM calls ITL); not ITL.
+    pub chunk_gaps_s: Vec<f64>,
+    /// Content tokens seen in the events.
+    pub event_tokens: u64,
+    /// Time of the first non-empty token.
+    pub first_token_s: Option<f64>,
+    /// Time of the last non-empty token.
+    pub last_token_s: Option<f64>,
+}
+
+/// Compute a request's timings from its events.
+///
+/// `output_tokens` is the count the backend reported (it may differ from the sum over events
+/// when a remote API reports usage); ITL and `tpot_incl_first` divide by it.
+pub fn request_timings(
+    intended_start_s: f64,
+    start_s: f64,
+    events: &[(f64, u32)],
+    output_tokens: u64,
+) -> RequestTimings {
+    let mut t = RequestTimings::default();
+    let mut prev: Option<f64> = None;
+    for &(at, tokens) in events {
+        if tokens == 0 {
+            continue;
+        }
+        t.event_tokens += u64::from(tokens);
+        if t.first_token_s.is_none() {
+            t.first_token_s = Some(at);
+        }
+        if let Some(p) = prev {
+            t.chunk_gaps_s.push(at - p);
+        }
+        prev = Some(at);
+        t.last_token_s = Some(at);
+    }
+    let (Some(first), Some(last)) = (t.first_token_s, t.last_token_s) else {
+        return t;
+    };
+    let ttft = first - start_s;
+    let e2e = last - start_s;
+    t.ttft_s = Some(ttft);
+    t.ttft_from_intended_s = Some(first - intended_start_s);
+    t.e2e_s = Some(e2e);
+    t.e2e_from_intended_s = Some(last - intended_start_s);
+    let decode = e2e - ttft;
+    t.decode_time_s = Some(decode);
+    if output_tokens >= 2 {
+        t.itl_s = Some(decode / (output_tokens - 1) as f64);
+    }
+    if output_tokens >= 1 {
+        t.tpot_incl_first_s = Some(e2e / output_tokens as f64);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: Option<f64>, b: f64) {
+        let a = a.expect("value present");
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn exact_timings_from_known_events() {
+        // Scheduled at 0.9, issued at 1.0; tokens at 1.25, 1.35, 1.45, 1.65.
+        let ev = [(1.25, 1), (1.35, 1), (1.45, 1), (1.65, 1)];
+        let t = request_timings(0.9, 1.0, &ev, 4);
+        close(t.ttft_s, 0.25);
+        close(t.ttft_from_intended_s, 0.35);
+        close(t.e2e_s, 0.65);
+        close(t.e2e_from_intended_s, 0.75);
+        close(t.decode_time_s, 0.40);
+        close(t.itl_s, 0.40 / 3.0);
+        close(t.tpot_incl_first_s, 0.65 / 4.0);
+        assert_eq!(t.chunk_gaps_s.len(), 3);
+        for (g, want) in t.chunk_gaps_s.iter().zip([0.10, 0.10, 0.20]) {
+            assert!((g - want).abs() < 1e-12);
+        }
+        assert_eq!(t.event_tokens, 4);
+    }
+
+    #[test]
+    fn empty_chunks_do_not_count_as_first_token() {
+        // A role-only first chunk (0 tokens) must not set TTFT.
+        let ev = [(0.1, 0), (0.5, 2), (0.6, 0), (0.9, 3)];
+        let t = request_timings(0.0, 0.0, &ev, 5);
+        close(t.ttft_s, 0.5);
+        close(t.e2e_s, 0.9);
+        close(t.itl_s, 0.4 / 4.0);
+        assert_eq!(t.chunk_gaps_s, vec![0.9 - 0.5]);
+        assert_eq!(t.event_tokens, 5);
+    }
+
+    #[test]
+    fn single_token_has_no_itl_and_no_tokens_has_no_ttft() {
+        let t = request_timings(0.0, 0.0, &[(0.3, 1)], 1);
+        close(t.ttft_s, 0.3);
+        assert_eq!(t.itl_s, None);
+        close(t.tpot_incl_first_s, 0.3);
+        let t = request_timings(0.0, 0.0, &[], 0);
+        assert_eq!(t.ttft_s, None);
+        assert_eq!(t.e2e_s, None);
+    }
+}

@@ -1,0 +1,267 @@
+//! The typed run record (`run.json`) and the per-request and per-sample rows (`requests.csv`,
+//! `samples.csv`). Raw SI numbers with the unit in the field name; `None` (JSON `null`) means
+//! "not measured", never zero.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{LatencySummary, ValueSummary};
+
+/// Version of the `run.json` layout. Bump on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything charter knows about one run. Written at the start (`complete: false`), rewritten
+/// when the run ends; a reader can rely on `complete` to tell a finished run from a partial one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    /// True only when the run ended as planned (all requests issued, or the duration elapsed).
+    pub complete: bool,
+    pub status: RunStatus,
+    /// Wall-clock start (RFC 3339, UTC). All other times are seconds on the run's monotonic clock.
+    pub started_at: String,
+    pub tool: ToolInfo,
+    pub host: HostInfo,
+    pub backend: BackendRecord,
+    pub workload: WorkloadRecord,
+    pub window: Option<MeasuredWindow>,
+    pub summary: RunSummary,
+    pub resources: ResourceSummary,
+    pub files: RunFiles,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The run is in progress (or the process died before it could say otherwise).
+    Running,
+    /// The run finished as planned.
+    Finished,
+    /// Stopped early by the user (Ctrl-C); the record holds what was measured until then.
+    Interrupted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+    /// Commit the binary was built from, when known at build time.
+    pub git_sha: Option<String>,
+    /// Versions of the libraries that do the measured work (e.g. candle).
+    pub libraries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HostInfo {
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub logical_cores: u32,
+    pub physical_cores: Option<u32>,
+    pub total_memory_bytes: u64,
+}
+
+/// What ran the model, and where its weights came from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BackendRecord {
+    /// Backend family, e.g. `candle`.
+    pub kind: String,
+    /// Human-readable model name.
+    pub model: String,
+    pub architecture: String,
+    pub weights: WeightsProvenance,
+    /// Weight storage, e.g. `f32` or the GGUF quantisation types present.
+    pub dtype: String,
+    pub device: String,
+    /// Compute threads each instance may use.
+    pub threads_per_instance: u32,
+    /// How the thread count is applied, in words.
+    pub threads_note: String,
+    pub parameters: Option<u64>,
+    pub vocab_size: u32,
+    pub context_limit_tokens: u32,
+    pub eos_token_ids: Vec<u32>,
+    pub tokenizer: Option<TokenizerProvenance>,
+    /// Seconds spent loading or generating the weights.
+    pub load_time_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WeightsProvenance {
+    /// Deterministic random weights for a named architecture preset.
+    RandomPreset { preset: String, seed: u64 },
+    /// Weights read from files.
+    Files {
+        format: String,
+        files: Vec<FileDigest>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FileDigest {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenizerProvenance {
+    /// `tokenizer.json` path or `gguf-metadata`.
+    pub source: String,
+    /// The text used to verify that encode→decode round-trips.
+    pub round_trip_checked: String,
+}
+
+/// The load that was offered.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkloadRecord {
+    pub load: LoadProfile,
+    /// Measured requests requested (`--requests`), if bounded by count.
+    pub requests: Option<u64>,
+    /// Measured window length requested (`--duration`), if bounded by time.
+    pub duration_s: Option<f64>,
+    pub warmup_requests: u64,
+    pub prompt: PromptSpec,
+    pub max_tokens: u32,
+    pub ignore_eos: bool,
+    pub sampling: SamplingRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LoadProfile {
+    /// N streams, each issuing its next request when the previous one finishes.
+    ClosedLoop { concurrency: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PromptSpec {
+    /// e.g. `synthetic-tokens`: ids drawn uniformly from the non-special vocabulary.
+    pub source: String,
+    pub tokens: u32,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SamplingRecord {
+    /// 0 means greedy (argmax).
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+}
+
+/// The window the summary covers: first measured start to last measured completion.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MeasuredWindow {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub duration_s: f64,
+    /// What was left out of the window, in words (e.g. warm-up requests).
+    pub excluded: String,
+}
+
+/// Per-run metrics over the measured window (definitions: shared/docs/metrics.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RunSummary {
+    pub requests_completed: u64,
+    pub requests_failed: u64,
+    /// Requests stopped by an interruption (Ctrl-C); neither completed nor failed.
+    pub requests_cancelled: u64,
+    pub warmup_requests_excluded: u64,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    pub duration_s: Option<f64>,
+    pub request_throughput_per_s: Option<f64>,
+    pub output_token_throughput_per_s: Option<f64>,
+    pub ttft: Option<LatencySummary>,
+    pub ttft_from_intended: Option<LatencySummary>,
+    pub e2e: Option<LatencySummary>,
+    pub e2e_from_intended: Option<LatencySummary>,
+    pub itl: Option<LatencySummary>,
+    pub tpot_incl_first: Option<LatencySummary>,
+    pub chunk_gaps: Option<LatencySummary>,
+    pub schedule_lag: Option<LatencySummary>,
+    pub stop_reasons: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub token_count_sources: BTreeMap<String, u64>,
+    /// Significant digits of the HDR histograms behind the latency summaries.
+    pub histogram_sigfigs: u8,
+}
+
+/// Sampled resource use over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceSummary {
+    pub sampler: Option<SamplerInfo>,
+    /// This process's CPU time ÷ wall time per sample interval, in cores.
+    pub process_cpu_cores: Option<ValueSummary>,
+    /// Busy cores of the whole system (sum of per-core busy shares).
+    pub system_busy_cores: Option<ValueSummary>,
+    pub rss_bytes: Option<ValueSummary>,
+    /// Peak resident set size of the process over its life (getrusage `ru_maxrss`).
+    pub peak_rss_bytes: Option<u64>,
+    /// RSS after the model was loaded, before any traffic.
+    pub ram_baseline_bytes: Option<u64>,
+    /// Process CPU seconds spent inside the measured window.
+    pub process_cpu_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SamplerInfo {
+    /// How each quantity is read, in words.
+    pub method: String,
+    pub interval_s: f64,
+    pub samples: u64,
+    /// CPU time the sampler thread itself used.
+    pub cpu_time_s: f64,
+    pub wall_s: f64,
+    /// Sampler CPU time ÷ wall time: the share of one core the sampler cost.
+    pub overhead_fraction_of_core: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunFiles {
+    pub requests_csv: String,
+    pub samples_csv: String,
+}
+
+/// One row of `requests.csv`, written as soon as the request finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRow {
+    pub id: u64,
+    pub instance: u32,
+    /// Warm-up requests are recorded but excluded from the summary.
+    pub warmup: bool,
+    pub intended_start_s: f64,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub schedule_lag_s: f64,
+    pub ttft_s: Option<f64>,
+    pub ttft_from_intended_s: Option<f64>,
+    pub e2e_s: Option<f64>,
+    pub e2e_from_intended_s: Option<f64>,
+    pub decode_time_s: Option<f64>,
+    pub itl_s: Option<f64>,
+    pub tpot_incl_first_s: Option<f64>,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    /// `backend` (exact, in-process), `usage`, `tokenizer` or `chunks`.
+    pub token_count_source: String,
+    /// `max_tokens`, `eos`, `cancelled`, or empty on error.
+    pub stop_reason: Option<String>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// One row of `samples.csv` (fixed columns; per-core busy shares follow as `core{i}_busy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRow {
+    pub t_s: f64,
+    pub process_cpu_s: f64,
+    pub process_cpu_cores: f64,
+    pub rss_bytes: u64,
+    pub system_busy_cores: f64,
+}
