@@ -7,13 +7,16 @@
 //! the rest from these events, the same way for every backend.
 
 pub mod candle;
+pub mod chat;
 mod error;
 mod hashing;
+pub mod simulated;
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
 pub use charter_reports::{BackendRecord, TokenizerProvenance, WeightsProvenance};
+pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{LoadError, RequestError, RequestErrorKind};
 pub use hashing::file_digest;
 
@@ -24,6 +27,9 @@ pub enum Prompt {
     Tokens(Vec<u32>),
     /// Text, encoded with the backend's tokenizer (no special tokens added).
     Text(String),
+    /// Chat messages, rendered with the model's chat template where it has one (and sent as
+    /// messages by remote APIs).
+    Chat(Vec<ChatMessage>),
 }
 
 /// Sampling settings for one request.
@@ -99,6 +105,8 @@ pub trait Backend: Send + Sync {
     fn record(&self) -> &BackendRecord;
     /// Token ids a synthetic prompt may use (the vocabulary without special tokens).
     fn prompt_token_ids(&self) -> &[u32];
+    /// Whether text and chat prompts can be used (the backend has a tokenizer).
+    fn accepts_text(&self) -> bool;
     /// Decode ids to text, when the backend has a tokenizer.
     fn decode(&self, ids: &[u32]) -> Option<String>;
     /// A new stream with its own state (KV cache) over the shared weights.

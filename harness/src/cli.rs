@@ -24,74 +24,177 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a closed-loop load against a model and record latency and resource use.
+    /// Run load against a model and record latency and resource use.
     ///
-    /// Metric definitions (TTFT, ITL, E2E, chunk gaps, throughput) follow charter's metrics
-    /// reference: TTFT = first non-empty token − start; ITL = (e2e − ttft) / (output tokens − 1);
-    /// chunk gaps are the individual gaps between tokens, kept separately from ITL.
+    /// Closed loop (--concurrency), open loop (--rate with --arrivals), sweeps over several
+    /// levels (comma-separated lists, or --sweep auto), and SLO search (--slo). A scenario file
+    /// (--scenario) can describe all of it; flags given on the command line override it.
+    ///
+    /// Metric definitions (charter's metrics reference): TTFT = first non-empty token − start;
+    /// ITL = (e2e − ttft) / (output tokens − 1); chunk gaps are the individual gaps between
+    /// tokens, kept separately from ITL; open-loop latencies are also reported from each
+    /// request's intended start (*_from_intended), and schedule lag = start − intended start.
     #[command(after_help = EXIT_CODES)]
-    Profile(ProfileArgs),
+    Profile(Box<ProfileArgs>),
+    /// Check a scenario file without running it (exit 0 when valid, 2 otherwise).
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        /// The scenario TOML file.
+        scenario: PathBuf,
+    },
     /// List the built-in architecture presets (random weights, no download).
     Presets,
 }
 
-/// Arguments of `charter profile`.
-#[derive(Debug, Clone, Args)]
+/// Backends `charter profile` can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// candle in-process: GGUF, safetensors directory, or random-weight preset.
+    Candle,
+    /// SIMULATED test tool: fixed sleeps (--sim-ttft, --sim-itl); not a model.
+    Simulated,
+}
+
+/// `--sweep` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMode {
+    /// Find saturation throughput with a closed-loop probe, then run open-loop rates below it.
+    Auto,
+}
+
+/// Arguments of `charter profile`. Every value is optional so that a scenario file can supply
+/// it; defaults apply last and are given in brackets.
+#[derive(Debug, Clone, Default, Args)]
 pub struct ProfileArgs {
+    /// Scenario TOML describing backend, workload, load levels, SLOs, sampler and outputs.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// Backend [default: candle].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+
     /// Model to load: a .gguf file (quantized Llama family) or a safetensors directory
     /// (config.json + *.safetensors + tokenizer.json). Without it, --preset is used.
     #[arg(long, value_name = "PATH", conflicts_with = "preset")]
     pub model: Option<PathBuf>,
 
-    /// Built-in architecture with deterministic random weights (see `charter presets`).
-    #[arg(long, value_name = "NAME", default_value = charter_backends::candle::presets::DEFAULT_PRESET)]
-    pub preset: String,
+    /// Built-in architecture with deterministic random weights [default: tiny-15m]
+    /// (see `charter presets`).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
 
-    /// Seed for preset weights, synthetic prompts and sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for preset weights, prompts, arrivals and sampling [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
 
-    /// Compute threads per instance (stream) [default: logical cores ÷ concurrency, at least 1].
+    /// Compute threads per instance [default: logical cores ÷ instances, at least 1].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Concurrent closed-loop streams (instances), each with its own KV cache.
-    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub concurrency: u32,
+    /// Closed-loop streams; a comma-separated list sweeps them (e.g. 1,2,4,8) [default: 1].
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<Vec<u32>>,
 
-    /// Measured requests to issue [default: 4 per stream, unless --duration is given].
+    /// Open-loop rate in requests/s; a comma-separated list sweeps them (e.g. 0.5,1,2,4).
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "concurrency", value_parser = parse_rate)]
+    pub rate: Option<Vec<f64>>,
+
+    /// Open-loop arrival process [default: poisson].
+    #[arg(long, value_enum)]
+    pub arrivals: Option<charter_workloads::Arrivals>,
+
+    /// Gamma shape for --arrivals gamma: 1 = Poisson, < 1 burstier, > 1 smoother [default: 1].
+    #[arg(long, value_parser = parse_positive)]
+    pub burstiness: Option<f64>,
+
+    /// Open loop: at most this many requests in flight; later arrivals wait, and the wait counts
+    /// as schedule lag [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: Option<u32>,
+
+    /// `auto`: find saturation throughput, then sweep open-loop rates below it.
+    #[arg(long, value_enum, conflicts_with_all = ["rate"])]
+    pub sweep: Option<SweepMode>,
+
+    /// SLOs, e.g. ttft_p99=500ms,itl_p50=50ms: reported per level (attainment, goodput); without
+    /// --rate/--concurrency lists they start a search for the highest rate meeting them.
+    #[arg(long, value_parser = parse_slo)]
+    pub slo: Option<charter_reports::slo::Slo>,
+
+    /// Share of requests that must meet every SLO bound, in (0, 1] [default: 0.9].
+    #[arg(long, value_parser = parse_fraction)]
+    pub attainment: Option<f64>,
+
+    /// Search for the highest open-loop rate meeting --slo (implied by --slo without levels).
+    #[arg(long)]
+    pub search: bool,
+
+    /// Most levels an SLO search runs [default: 6].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub search_steps: Option<u32>,
+
+    /// Measured requests per level [default: 4 per stream (closed loop) or 40 (open loop),
+    /// unless --duration is given].
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
-    /// Stop issuing measured requests after this long (e.g. 30s, 2m); with --requests,
-    /// whichever comes first.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Stop issuing measured requests after this long per level (e.g. 30s, 2m); with
+    /// --requests, whichever comes first.
+    #[arg(long, value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
 
-    /// Synthetic prompt length in tokens (ids drawn from the non-special vocabulary).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
-    pub prompt_tokens: u32,
+    /// Warm-up requests per level, excluded from its window [default: one per stream, or 2 in
+    /// open loop].
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<u64>,
 
-    /// Maximum output tokens per request.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_tokens: u32,
+    /// Pause between levels [default: 0 for one level, 1s for sweeps].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub cooldown: Option<Duration>,
+
+    /// Prompt source: synthetic, corpus (built-in), FILE.jsonl / jsonl:FILE, sharegpt:FILE
+    /// [default: corpus when the model has a tokenizer and --prompt-tokens is not given, else
+    /// synthetic].
+    #[arg(long, value_name = "SOURCE")]
+    pub prompts: Option<charter_workloads::PromptSpec>,
+
+    /// Synthetic prompt length: N, uniform:MIN:MAX, normal:MEAN:SD, lognormal:MEDIAN:SIGMA
+    /// [default: 128].
+    #[arg(long, value_name = "DIST")]
+    pub prompt_tokens: Option<charter_workloads::LengthDist>,
+
+    /// Output cap per request (same forms as --prompt-tokens; a prompt file's own max_tokens
+    /// wins) [default: 64].
+    #[arg(long, value_name = "DIST")]
+    pub max_tokens: Option<charter_workloads::LengthDist>,
 
     /// Keep generating through end-of-sequence tokens (fixed output lengths).
     #[arg(long)]
     pub ignore_eos: bool,
 
-    /// Warm-up requests run before the measured window and excluded from it
-    /// [default: one per stream].
-    #[arg(long, value_name = "N")]
-    pub warmup: Option<u64>,
+    /// Sampling temperature; 0 is greedy [default: 0].
+    #[arg(long, value_parser = parse_non_negative)]
+    pub temperature: Option<f64>,
 
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
-
-    /// Nucleus sampling threshold (with --temperature > 0).
-    #[arg(long)]
+    /// Nucleus sampling threshold (with --temperature > 0), in (0, 1].
+    #[arg(long, value_parser = parse_fraction)]
     pub top_p: Option<f64>,
+
+    /// Flag an open-loop level as client-bound when its schedule-lag p99 exceeds this
+    /// [default: 5ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lag_threshold: Option<Duration>,
+
+    /// Simulated backend: time to first token [default: 20ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub sim_ttft: Option<Duration>,
+
+    /// Simulated backend: time between tokens [default: 5ms].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub sim_itl: Option<Duration>,
 
     /// Run directory [default: runs/<UTC timestamp>-<model>].
     #[arg(long, value_name = "DIR")]
@@ -101,57 +204,67 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Resource sampling interval (e.g. 100ms = 10 Hz).
-    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub sample_interval: Duration,
+    /// Resource sampling interval, at least 1ms [default: 100ms = 10 Hz].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub sample_interval: Option<Duration>,
 
     /// Never draw a progress bar (plain progress lines are printed when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
 }
 
-impl ProfileArgs {
-    /// Checks clap cannot express.
-    pub fn validate(&self) -> Result<(), CliError> {
-        if self.threads == Some(0) {
-            return Err(CliError::BadInput(
-                "--threads 0: expected at least 1 thread per instance".into(),
-            ));
-        }
-        if let Some(d) = self.duration {
-            if d.is_zero() {
-                return Err(CliError::BadInput(
-                    "--duration 0s: expected a positive duration".into(),
-                ));
-            }
-        }
-        if self.sample_interval < Duration::from_millis(1) {
-            return Err(CliError::BadInput(format!(
-                "--sample-interval {:?}: expected at least 1ms",
-                self.sample_interval
-            )));
-        }
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(CliError::BadInput(format!(
-                "--temperature {}: expected a number ≥ 0",
-                self.temperature
-            )));
-        }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(CliError::BadInput(format!(
-                    "--top-p {p}: expected a number in (0, 1]"
-                )));
-            }
-        }
-        Ok(())
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    parse_positive(s).map_err(|_| format!("`{s}`: expected a positive number of requests/s"))
+}
+
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a positive number")),
     }
+}
+
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a number ≥ 0")),
+    }
+}
+
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("`{s}`: expected a number in (0, 1]")),
+    }
+}
+
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "`{s}`: expected a positive duration such as 500ms or 30s"
+        )),
+    }
+}
+
+pub fn parse_slo(s: &str) -> Result<charter_reports::slo::Slo, String> {
+    s.parse()
 }
 
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Profile(args) => crate::profile::profile(&args),
+        Command::Validate { scenario } => {
+            let args = ProfileArgs {
+                scenario: Some(scenario.clone()),
+                ..Default::default()
+            };
+            let cfg = crate::config::ProfileConfig::resolve(&args)?;
+            cfg.check_inputs()?;
+            println!("{}: valid — {}", scenario.display(), cfg.describe());
+            Ok(crate::EXIT_OK)
+        }
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {
                 println!("{:<14} {}", p.name, p.description);

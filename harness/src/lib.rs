@@ -10,12 +10,14 @@
 //! - 130: interrupted (Ctrl-C): the partial record is written with `"complete": false`
 
 pub mod cli;
+pub mod config;
 pub mod host;
 pub mod profile;
 mod progress;
 pub mod rundir;
 pub mod runner;
 pub mod sampler;
+pub mod scenario;
 
 use std::ffi::OsString;
 

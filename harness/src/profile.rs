@@ -1,23 +1,28 @@
-//! `charter profile`: load a backend, run warm-up and measured closed-loop phases while the
-//! sampler runs, stream every request to `requests.csv`, and write the run record.
+//! `charter profile`: load a backend, run each load level of the plan (warm-up, measured window,
+//! cool-down) while the sampler runs, stream every request to `requests.csv`, and rewrite the
+//! run record after every level.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::Instant;
 
 use charter_backends::candle::{self, CandleBackend, CandleOptions, ModelSource};
-use charter_backends::{Backend, Sampling, Stream};
+use charter_backends::simulated::{SimulatedBackend, SimulatedTimings};
+use charter_backends::{Backend, Sampling};
 use charter_reports::{
-    request_timings, Aggregator, LoadProfile, PromptSpec, RequestRow, ResourceSummary, RunFiles,
-    RunRecord, RunStatus, SamplingRecord, ValueSummary, WorkloadRecord, SCHEMA_VERSION,
+    request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, PromptSpec,
+    RequestRow, ResourceSummary, RunFiles, RunRecord, RunStatus, SamplingRecord, SearchRecord,
+    ValueSummary, WorkloadRecord, SCHEMA_VERSION,
 };
-use charter_workloads::{RequestTemplate, StopCondition, SyntheticPrompts};
+use charter_workloads::search::{RateSearch, Trial};
+use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
 
 use crate::cli::ProfileArgs;
+use crate::config::{BackendChoice, Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
-use crate::rundir::{self, RunDir};
-use crate::runner::{self, Finished, Phase};
-use crate::sampler::{self, Sampler, SamplerOutput};
+use crate::rundir::{self, RequestsWriter, RunDir};
+use crate::runner::{self, Finished, OpenLevel, Phase, StreamPool};
+use crate::sampler::{self, Sample, Sampler};
 use crate::{host, CliError, EXIT_INTERRUPTED, EXIT_OK};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -36,26 +41,39 @@ fn install_ctrlc() {
     });
 }
 
-/// Load the model named by the arguments.
-fn load_backend(args: &ProfileArgs, threads: usize) -> Result<CandleBackend, CliError> {
-    let source = match &args.model {
-        Some(p) => ModelSource::Path(p.clone()),
-        None => ModelSource::Preset {
-            name: args.preset.clone(),
-            seed: args.seed,
-        },
-    };
-    candle::configure_threads(threads);
-    Ok(CandleBackend::load(&CandleOptions { source, threads })?)
+/// Load the backend the configuration names.
+fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>, CliError> {
+    Ok(match &cfg.backend {
+        BackendChoice::Candle { source, .. } => {
+            candle::configure_threads(threads);
+            Box::new(CandleBackend::load(&CandleOptions {
+                source: source.clone(),
+                threads,
+            })?)
+        }
+        BackendChoice::Simulated { ttft, itl } => {
+            Box::new(SimulatedBackend::new(SimulatedTimings {
+                ttft: *ttft,
+                itl: *itl,
+            }))
+        }
+    })
 }
 
-fn label(args: &ProfileArgs) -> String {
-    match &args.model {
-        Some(p) => p
+fn label(cfg: &ProfileConfig) -> String {
+    match &cfg.backend {
+        BackendChoice::Candle {
+            source: ModelSource::Path(p),
+            ..
+        } => p
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into()),
-        None => args.preset.clone(),
+        BackendChoice::Candle {
+            source: ModelSource::Preset { name, .. },
+            ..
+        } => name.clone(),
+        BackendChoice::Simulated { .. } => "simulated".into(),
     }
 }
 
@@ -106,40 +124,35 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
     (row, t.chunk_gaps_s)
 }
 
-/// Resource use over the measured window `[start_s, end_s]` from the sampler's output.
+/// Resource use over the window `[start_s, end_s]` from the samples taken so far.
 pub fn resources_in_window(
-    out: &SamplerOutput,
+    samples: &[Sample],
     window: Option<(f64, f64)>,
     baseline: Option<u64>,
 ) -> ResourceSummary {
     let mut r = ResourceSummary {
-        sampler: Some(out.info.clone()),
         peak_rss_bytes: sampler::peak_rss_bytes(),
         ram_baseline_bytes: baseline,
         ..Default::default()
     };
     let Some((a, b)) = window else { return r };
-    // A sample covers the interval that ends at its timestamp: keep those ending inside the
-    // window, plus the first one after it (it covers the window's tail).
-    let mut inside: Vec<usize> = (1..out.samples.len())
-        .filter(|&i| out.samples[i].row.t_s > a && out.samples[i - 1].row.t_s < b)
+    // A sample covers the interval that ends at its timestamp: keep those overlapping the window.
+    let inside: Vec<usize> = (1..samples.len())
+        .filter(|&i| samples[i].row.t_s > a && samples[i - 1].row.t_s < b)
+        .filter(|&i| samples[i].row.process_cpu_cores.is_finite())
         .collect();
-    inside.retain(|&i| out.samples[i].row.process_cpu_cores.is_finite());
     if inside.is_empty() {
         return r;
     }
     let vals = |f: &dyn Fn(usize) -> f64| inside.iter().map(|&i| f(i)).collect::<Vec<f64>>();
-    r.process_cpu_cores =
-        ValueSummary::from_values(&vals(&|i| out.samples[i].row.process_cpu_cores));
-    r.system_busy_cores =
-        ValueSummary::from_values(&vals(&|i| out.samples[i].row.system_busy_cores));
-    r.rss_bytes = ValueSummary::from_values(&vals(&|i| out.samples[i].row.rss_bytes as f64));
+    r.process_cpu_cores = ValueSummary::from_values(&vals(&|i| samples[i].row.process_cpu_cores));
+    r.system_busy_cores = ValueSummary::from_values(&vals(&|i| samples[i].row.system_busy_cores));
+    r.rss_bytes = ValueSummary::from_values(&vals(&|i| samples[i].row.rss_bytes as f64));
     r.process_cpu_seconds = Some(
         inside
             .iter()
             .map(|&i| {
-                let s = &out.samples[i].row;
-                s.process_cpu_cores * (s.t_s - out.samples[i - 1].row.t_s)
+                samples[i].row.process_cpu_cores * (samples[i].row.t_s - samples[i - 1].row.t_s)
             })
             .sum(),
     );
@@ -148,218 +161,523 @@ pub fn resources_in_window(
 
 /// Run `charter profile`; returns the exit code.
 pub fn profile(args: &ProfileArgs) -> Result<i32, CliError> {
-    args.validate()?;
+    let cfg = ProfileConfig::resolve(args)?;
+    cfg.check_inputs()?;
     install_ctrlc();
     INTERRUPTED.store(false, Ordering::SeqCst);
-    if args.model.is_none() && candle::presets::find(&args.preset).is_none() {
-        return Err(charter_backends::LoadError::UnknownPreset {
-            name: args.preset.clone(),
-            known: candle::presets::names(),
-        }
-        .into());
-    }
-    if let Some(p) = &args.model {
-        if !p.exists() {
-            return Err(charter_backends::LoadError::NotFound { path: p.clone() }.into());
-        }
-    }
     let host = host::host_info();
-    let concurrency = args.concurrency as usize;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| (host.logical_cores as usize / concurrency).max(1));
+    let threads = match &cfg.backend {
+        BackendChoice::Candle {
+            threads: Some(t), ..
+        } => *t,
+        _ => (host.logical_cores / cfg.max_instances()).max(1) as usize,
+    };
     let dir = RunDir::create(
-        args.out
+        cfg.out
             .clone()
-            .unwrap_or_else(|| rundir::default_path(&label(args))),
+            .unwrap_or_else(|| rundir::default_path(&label(&cfg))),
     )?;
-    let backend = match load_backend(args, threads) {
-        Ok(b) => b,
+    let prepared = load_backend(&cfg, threads).and_then(|backend| {
+        let default = if backend.accepts_text() && !cfg.prompt_tokens_explicit {
+            charter_workloads::PromptSpec::Corpus
+        } else {
+            charter_workloads::PromptSpec::Synthetic
+        };
+        let prompts = cfg.prompt_source(
+            cfg.prompts.as_ref().unwrap_or(&default),
+            backend.accepts_text(),
+        )?;
+        Ok((backend, prompts))
+    });
+    let (backend, prompts) = match prepared {
+        Ok(p) => p,
         Err(e) => {
             dir.discard();
             return Err(e);
         }
     };
-    let mut streams: Vec<Box<dyn Stream>> = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        match backend.new_stream() {
-            Ok(s) => streams.push(s),
-            Err(e) => {
-                dir.discard();
-                return Err(e.into());
-            }
-        }
-    }
-    let result = measure(args, &host, &backend, &mut streams, &dir);
+    let result = Session::new(&cfg, &host, backend.as_ref(), prompts, &dir).and_then(|s| s.run());
     if let Err(CliError::BadInput(_)) = &result {
         dir.discard();
     }
     result
 }
 
-fn measure(
-    args: &ProfileArgs,
-    host: &charter_reports::HostInfo,
-    backend: &CandleBackend,
-    streams: &mut [Box<dyn Stream>],
-    dir: &RunDir,
-) -> Result<i32, CliError> {
-    let concurrency = streams.len() as u64;
-    let requests = match (args.requests, args.duration) {
-        (None, None) => Some(4 * concurrency),
-        (r, _) => r,
-    };
-    let warmup = args.warmup.unwrap_or(concurrency);
-    let template = RequestTemplate {
-        prompts: SyntheticPrompts {
-            tokens: args.prompt_tokens,
-            seed: args.seed,
-        },
-        max_tokens: args.max_tokens,
-        ignore_eos: args.ignore_eos,
-        sampling: Sampling {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-    };
-    let mut record = RunRecord {
-        schema_version: SCHEMA_VERSION,
-        complete: false,
-        status: RunStatus::Running,
-        started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        tool: host::tool_info(),
-        host: host.clone(),
-        backend: backend.record().clone(),
-        workload: WorkloadRecord {
-            load: LoadProfile::ClosedLoop {
-                concurrency: concurrency as u32,
-            },
-            requests,
-            duration_s: args.duration.map(|d| d.as_secs_f64()),
-            warmup_requests: warmup,
-            prompt: PromptSpec {
-                source: "synthetic-tokens".into(),
-                tokens: args.prompt_tokens,
-                seed: args.seed,
-            },
-            max_tokens: args.max_tokens,
-            ignore_eos: args.ignore_eos,
-            sampling: SamplingRecord {
-                temperature: args.temperature,
-                top_p: args.top_p,
-                seed: args.seed,
-            },
-        },
-        window: None,
-        summary: Default::default(),
-        resources: Default::default(),
-        files: RunFiles {
-            requests_csv: rundir::REQUESTS_CSV.into(),
-            samples_csv: rundir::SAMPLES_CSV.into(),
-        },
-    };
-    dir.write_record(&record)?;
-    let mut requests_out = dir.requests_writer()?;
-    let epoch = Instant::now();
-    let baseline = sampler::current_rss_bytes();
-    let sampler = Sampler::start(epoch, args.sample_interval, dir.samples_file()?)
-        .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
+/// One `charter profile` run in progress.
+struct Session<'a> {
+    cfg: &'a ProfileConfig,
+    backend: &'a dyn Backend,
+    dir: &'a RunDir,
+    template: RequestTemplate,
+    record: RunRecord,
+    requests_out: RequestsWriter,
+    write_err: Option<anyhow::Error>,
+    sampler: Sampler,
+    epoch: Instant,
+    baseline: Option<u64>,
+    pool: StreamPool<'a>,
+    next_id: u64,
+    progress: Progress,
+}
 
-    let vocab = backend.prompt_token_ids();
-    let mut agg = Aggregator::new();
-    let mut progress = Progress::new(Some(warmup), args.no_progress, args.json);
-    let mut write_err: Option<anyhow::Error> = None;
-    let mut on_finished = |f: Finished, progress: &mut Progress| {
-        let (row, gaps) = request_row(&f, epoch);
-        progress.request_done(row.error_kind.is_some(), row.output_tokens);
-        agg.add(&row, &gaps);
-        if write_err.is_none() {
-            if let Err(e) = requests_out.write(&row) {
-                write_err = Some(e);
+impl<'a> Session<'a> {
+    fn new(
+        cfg: &'a ProfileConfig,
+        host: &charter_reports::HostInfo,
+        backend: &'a dyn Backend,
+        prompts: PromptSource,
+        dir: &'a RunDir,
+    ) -> Result<Self, CliError> {
+        let plan = match &cfg.plan {
+            Plan::Levels(l) if l.len() == 1 => "single",
+            Plan::Levels(_) => "list",
+            Plan::Auto => "auto",
+            Plan::Search => "slo_search",
+        };
+        let license = matches!(&prompts, PromptSource::Entries { name, .. } if name == "corpus")
+            .then(|| charter_workloads::prompts::CORPUS_LICENSE.to_string());
+        let record = RunRecord {
+            schema_version: SCHEMA_VERSION,
+            complete: false,
+            status: RunStatus::Running,
+            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            tool: host::tool_info(),
+            host: host.clone(),
+            backend: backend.record().clone(),
+            workload: WorkloadRecord {
+                plan: plan.into(),
+                requests: cfg.requests,
+                duration_s: cfg.duration.map(|d| d.as_secs_f64()),
+                warmup_requests: cfg.warmup,
+                cooldown_s: cfg.cooldown.as_secs_f64(),
+                prompt: PromptSpec {
+                    source: prompts.describe(),
+                    license,
+                    seed: cfg.seed,
+                },
+                max_tokens: match cfg.max_tokens {
+                    Some(d) => d.to_string(),
+                    None if matches!(prompts, PromptSource::Entries { .. }) => {
+                        format!(
+                            "from the prompt file, else {}",
+                            charter_workloads::DEFAULT_MAX_TOKENS
+                        )
+                    }
+                    None => charter_workloads::DEFAULT_MAX_TOKENS.to_string(),
+                },
+                ignore_eos: cfg.ignore_eos,
+                sampling: SamplingRecord {
+                    temperature: cfg.temperature,
+                    top_p: cfg.top_p,
+                    seed: cfg.seed,
+                },
+                slo: cfg.slo.clone(),
+                slo_attainment_target: cfg.slo.as_ref().map(|_| cfg.attainment),
+                scenario: cfg.scenario.as_ref().map(|p| p.display().to_string()),
+            },
+            levels: Vec::new(),
+            search: None,
+            files: RunFiles {
+                requests_csv: rundir::REQUESTS_CSV.into(),
+                samples_csv: rundir::SAMPLES_CSV.into(),
+            },
+        };
+        dir.write_record(&record)?;
+        let requests_out = dir.requests_writer()?;
+        let epoch = Instant::now();
+        let baseline = sampler::current_rss_bytes();
+        let sampler = Sampler::start(epoch, cfg.sample_interval, dir.samples_file()?)
+            .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
+        let template = RequestTemplate {
+            prompts,
+            max_tokens: cfg.max_tokens,
+            ignore_eos: cfg.ignore_eos,
+            sampling: Sampling {
+                temperature: cfg.temperature,
+                top_p: cfg.top_p,
+                seed: cfg.seed,
+            },
+        };
+        Ok(Self {
+            cfg,
+            backend,
+            dir,
+            template,
+            record,
+            requests_out,
+            write_err: None,
+            sampler,
+            epoch,
+            baseline,
+            pool: StreamPool::new(backend),
+            next_id: 0,
+            progress: Progress::new(None, cfg.no_progress, cfg.json),
+        })
+    }
+
+    fn interrupted() -> bool {
+        INTERRUPTED.load(Ordering::SeqCst)
+    }
+
+    /// Run every level of the plan, then finish the record.
+    fn run(mut self) -> Result<i32, CliError> {
+        match self.cfg.plan.clone() {
+            Plan::Levels(levels) => {
+                for level in levels {
+                    if Self::interrupted() {
+                        break;
+                    }
+                    self.level(level, LevelRole::Measure)?;
+                }
+            }
+            Plan::Auto => {
+                if let Some(sat) = self.saturation()? {
+                    for f in AUTO_SWEEP_FRACTIONS {
+                        if Self::interrupted() {
+                            break;
+                        }
+                        self.level(self.open(sat * f), LevelRole::Measure)?;
+                    }
+                }
+            }
+            Plan::Search => self.search()?,
+        }
+        self.finish()
+    }
+
+    fn open(&self, rate: f64) -> LoadLevel {
+        LoadLevel::Open {
+            rate,
+            arrivals: self.cfg.arrivals,
+            burstiness: self.cfg.burstiness,
+            max_in_flight: self.cfg.max_in_flight,
+        }
+    }
+
+    /// Closed-loop probe at the probe concurrency: its request throughput is saturation.
+    fn saturation(&mut self) -> Result<Option<f64>, CliError> {
+        let probe = LoadLevel::Closed {
+            concurrency: self.cfg.probe_concurrency,
+        };
+        let l = self.level(probe, LevelRole::SaturationProbe)?;
+        match l.summary.request_throughput_per_s {
+            Some(r) if r > 0.0 => Ok(Some(r)),
+            _ if Self::interrupted() => Ok(None),
+            _ => Err(CliError::Failure(anyhow::anyhow!(
+                "the saturation probe (closed loop, concurrency {}) completed no requests; see requests.csv",
+                self.cfg.probe_concurrency
+            ))),
+        }
+    }
+
+    fn search(&mut self) -> Result<(), CliError> {
+        let slo = self.cfg.slo.clone().expect("search has an SLO");
+        let sat = self.saturation()?;
+        let mut rec = SearchRecord {
+            slo,
+            attainment_target: self.cfg.attainment,
+            saturation_rate_per_s: sat,
+            best_rate_per_s: None,
+            best_level: None,
+            best_attainment: None,
+            best_attainment_ci95: None,
+            best_requests: None,
+            lowest_failing_rate_per_s: None,
+            stopped_because: "interrupted".into(),
+        };
+        if let Some(sat) = sat {
+            let mut search = RateSearch::new(sat, self.cfg.search_steps, 0.05);
+            while let Some(rate) = search.next_rate() {
+                if Self::interrupted() {
+                    break;
+                }
+                let l = self.level(self.open(rate), LevelRole::Search)?;
+                let attainment = l.summary.slo_attainment.unwrap_or(0.0);
+                let met = attainment >= self.cfg.attainment;
+                search.record(Trial {
+                    rate,
+                    met,
+                    saturated: l.completed_to_offered.is_some_and(|c| c < 0.98),
+                });
+                if search.best() == Some(rate) {
+                    rec.best_rate_per_s = Some(rate);
+                    rec.best_level = Some(l.index);
+                    rec.best_attainment = l.summary.slo_attainment;
+                    rec.best_attainment_ci95 = l.summary.slo_attainment_ci95;
+                    rec.best_requests =
+                        Some(l.summary.requests_completed + l.summary.requests_failed);
+                }
+                rec.lowest_failing_rate_per_s = search.lowest_failing();
+                if let Some(why) = search.stopped_because() {
+                    rec.stopped_because = why.to_string();
+                }
             }
         }
-    };
-    if warmup > 0 {
-        progress.phase("warm-up");
-        let phase = Phase {
-            warmup: true,
-            first_id: 0,
-            stop: StopCondition {
-                requests: Some(warmup),
-                duration: None,
-            },
-        };
-        runner::run_phase(streams, &template, vocab, phase, &INTERRUPTED, |f| {
-            on_finished(f, &mut progress)
-        });
-    }
-    if !INTERRUPTED.load(Ordering::SeqCst) {
-        progress.reset(requests);
-        progress.phase("measuring");
-        let phase = Phase {
-            warmup: false,
-            first_id: warmup,
-            stop: StopCondition {
-                requests,
-                duration: args.duration,
-            },
-        };
-        runner::run_phase(streams, &template, vocab, phase, &INTERRUPTED, |f| {
-            on_finished(f, &mut progress)
-        });
-    }
-    progress.finish();
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let samples = sampler
-        .stop()
-        .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
-    requests_out.finish().map_err(CliError::Failure)?;
-    if let Some(e) = write_err {
-        return Err(CliError::Failure(e));
+        self.record.search = Some(rec);
+        self.dir.write_record(&self.record)?;
+        Ok(())
     }
 
-    let excluded = format!("{warmup} warm-up request(s) run before the window");
-    record.window = agg.window(&excluded);
-    record.summary = agg.summary();
-    record.resources = resources_in_window(
-        &samples,
-        record.window.as_ref().map(|w| (w.start_s, w.end_s)),
-        baseline,
-    );
-    record.status = if interrupted {
-        RunStatus::Interrupted
-    } else {
-        RunStatus::Finished
-    };
-    record.complete = !interrupted;
-    dir.write_record(&record)?;
-
-    let dir_str = dir.path().display().to_string();
-    if args.json {
-        let out = serde_json::json!({
-            "run_dir": dir_str,
-            "complete": record.complete,
-            "status": record.status,
-            "backend": record.backend.model,
-            "threads_per_instance": record.backend.threads_per_instance,
-            "window": record.window,
-            "summary": record.summary,
-            "resources": record.resources,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
+    /// Run one level (warm-up, measured window, cool-down), record it, rewrite run.json.
+    fn level(&mut self, load: LoadLevel, role: LevelRole) -> Result<LevelRecord, CliError> {
+        let index = self.record.levels.len() as u32;
+        if index > 0 && !self.cfg.cooldown.is_zero() {
+            std::thread::sleep(self.cfg.cooldown);
+        }
+        let mut agg = Aggregator::with_slo(self.cfg.slo.clone());
+        let (default_warmup, default_requests) = match load {
+            LoadLevel::Closed { concurrency } => {
+                (u64::from(concurrency), 4 * u64::from(concurrency))
+            }
+            LoadLevel::Open { .. } => (2, 40),
+        };
+        let warmup = self.cfg.warmup.unwrap_or(default_warmup);
+        let stop = StopCondition {
+            requests: match (self.cfg.requests, self.cfg.duration) {
+                (None, None) => Some(default_requests),
+                (r, _) => r,
+            },
+            duration: self.cfg.duration,
+        };
+        let profile_rec = match load {
+            LoadLevel::Closed { concurrency } => LoadProfile::ClosedLoop { concurrency },
+            LoadLevel::Open {
+                rate,
+                arrivals,
+                burstiness,
+                max_in_flight,
+            } => LoadProfile::OpenLoop {
+                rate_per_s: rate,
+                arrivals: arrivals.as_str().into(),
+                burstiness,
+                max_in_flight,
+                seed: self.cfg.seed.wrapping_add(u64::from(index)),
+            },
+        };
+        self.progress.reset(stop.requests.map(|r| r + warmup));
+        self.progress
+            .phase(&format!("level {index}: {}", profile_rec.label()));
+        let epoch = self.epoch;
+        let vocab = self.backend.prompt_token_ids();
+        let (out, write_err, progress) = (
+            &mut self.requests_out,
+            &mut self.write_err,
+            &mut self.progress,
         );
-    } else {
-        print!(
-            "{}",
-            charter_reports::summary::render_console(&record, &dir_str)
+        let mut on_finished = |f: Finished| {
+            let (row, gaps) = request_row(&f, epoch);
+            progress.request_done(row.error_kind.is_some(), row.output_tokens);
+            agg.add(&row, &gaps);
+            if write_err.is_none() {
+                if let Err(e) = out.write(&row) {
+                    *write_err = Some(e);
+                }
+            }
+        };
+        let mut open_stats = None;
+        match load {
+            LoadLevel::Closed { concurrency } => {
+                let c = concurrency as usize;
+                self.pool.ensure(c)?;
+                let streams = &mut self.pool.streams[..c];
+                if warmup > 0 {
+                    let phase = Phase {
+                        warmup: true,
+                        first_id: self.next_id,
+                        stop: StopCondition {
+                            requests: Some(warmup),
+                            duration: None,
+                        },
+                    };
+                    self.next_id += runner::run_phase(
+                        streams,
+                        &self.template,
+                        vocab,
+                        phase,
+                        &INTERRUPTED,
+                        &mut on_finished,
+                    );
+                }
+                if !Self::interrupted() {
+                    let phase = Phase {
+                        warmup: false,
+                        first_id: self.next_id,
+                        stop,
+                    };
+                    self.next_id += runner::run_phase(
+                        streams,
+                        &self.template,
+                        vocab,
+                        phase,
+                        &INTERRUPTED,
+                        &mut on_finished,
+                    );
+                }
+            }
+            LoadLevel::Open {
+                rate,
+                arrivals,
+                burstiness,
+                max_in_flight,
+            } => {
+                let level = OpenLevel {
+                    rate,
+                    arrivals,
+                    burstiness,
+                    max_in_flight,
+                    seed: self.cfg.seed.wrapping_add(u64::from(index)),
+                    warmup,
+                    first_id: self.next_id,
+                    stop,
+                };
+                let stats = runner::run_open_level(
+                    &mut self.pool,
+                    &self.template,
+                    vocab,
+                    level,
+                    &INTERRUPTED,
+                    &mut on_finished,
+                )?;
+                self.next_id += stats.issued;
+                open_stats = Some(stats);
+            }
+        }
+        if let Some(e) = self.write_err.take() {
+            return Err(CliError::Failure(e));
+        }
+        let excluded = format!("{warmup} warm-up request(s) before the window");
+        let window = agg.window(&excluded);
+        let summary = agg.summary();
+        let resources = resources_in_window(
+            &self.sampler.snapshot(),
+            window.as_ref().map(|w| (w.start_s, w.end_s)),
+            self.baseline,
         );
+        let completed_to_offered = match load {
+            LoadLevel::Open { .. } => agg.keep_up_ratio(),
+            LoadLevel::Closed { .. } => None,
+        };
+        let sustainable =
+            completed_to_offered.map(|c| c >= 0.98 && summary.slo_percentiles_hold != Some(false));
+        let client_bound = self.client_bound(&summary, &resources, open_stats.as_ref(), load);
+        let level = LevelRecord {
+            index,
+            role,
+            load: profile_rec,
+            window,
+            summary,
+            resources,
+            completed_to_offered,
+            sustainable,
+            client_bound,
+        };
+        self.record.levels.push(level.clone());
+        self.dir.write_record(&self.record)?;
+        Ok(level)
     }
-    Ok(if interrupted {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_OK
-    })
+
+    /// Flag a level whose schedule lag shows the load generator, not the system, set the pace.
+    fn client_bound(
+        &self,
+        s: &charter_reports::RunSummary,
+        res: &ResourceSummary,
+        open: Option<&runner::OpenStats>,
+        load: LoadLevel,
+    ) -> ClientBound {
+        let threshold = self.cfg.lag_threshold.as_secs_f64();
+        let mut cb = ClientBound {
+            schedule_lag_threshold_s: threshold,
+            max_in_flight_waits: open.map(|o| o.max_in_flight_waits).unwrap_or(0),
+            ..Default::default()
+        };
+        let Some(lag) = s.schedule_lag.as_ref() else {
+            return cb;
+        };
+        if lag.p99_s <= threshold {
+            return cb;
+        }
+        cb.flagged = true;
+        cb.reasons.push(format!(
+            "schedule lag p99 {:.1} ms exceeds {:.1} ms: latencies from the actual start hide queueing; use the *_from_intended numbers",
+            lag.p99_s * 1e3,
+            threshold * 1e3
+        ));
+        if let Some(o) = open {
+            let mut d = o.dispatch_lag_s.clone();
+            d.sort_by(f64::total_cmp);
+            if let Some(p99) = d.get(((d.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)) {
+                if *p99 > threshold {
+                    cb.reasons.push(format!(
+                        "the dispatcher itself fell behind its schedule (dispatch lag p99 {:.1} ms)",
+                        p99 * 1e3
+                    ));
+                }
+            }
+            if o.max_in_flight_waits > 0 {
+                if let LoadLevel::Open { max_in_flight, .. } = load {
+                    cb.reasons.push(format!(
+                        "{} arrival(s) found all {max_in_flight} in-flight slots busy and queued (raise --max-in-flight, or this rate is beyond capacity)",
+                        o.max_in_flight_waits
+                    ));
+                }
+            }
+        }
+        if let Some(busy) = &res.system_busy_cores {
+            let cores = f64::from(self.record.host.logical_cores);
+            if busy.mean >= 0.9 * cores {
+                cb.reasons.push(format!(
+                    "the machine's CPUs were saturated ({:.2} of {cores} cores busy), shared by charter and the system under test",
+                    busy.mean
+                ));
+            }
+        }
+        cb
+    }
+
+    fn finish(mut self) -> Result<i32, CliError> {
+        self.progress.finish();
+        let interrupted = Self::interrupted();
+        let out = self
+            .sampler
+            .stop()
+            .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
+        self.requests_out.finish().map_err(CliError::Failure)?;
+        for l in &mut self.record.levels {
+            l.resources.sampler = Some(out.info.clone());
+            l.resources.peak_rss_bytes = sampler::peak_rss_bytes();
+        }
+        self.record.status = if interrupted {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Finished
+        };
+        self.record.complete = !interrupted;
+        self.dir.write_record(&self.record)?;
+        let dir_str = self.dir.path().display().to_string();
+        if self.cfg.json {
+            let out = serde_json::json!({
+                "run_dir": dir_str,
+                "complete": self.record.complete,
+                "status": self.record.status,
+                "backend": self.record.backend.model,
+                "threads_per_instance": self.record.backend.threads_per_instance,
+                "levels": self.record.levels,
+                "search": self.record.search,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
+            );
+        } else {
+            print!(
+                "{}",
+                charter_reports::summary::render_console(&self.record, &dir_str)
+            );
+        }
+        Ok(if interrupted {
+            EXIT_INTERRUPTED
+        } else {
+            EXIT_OK
+        })
+    }
 }

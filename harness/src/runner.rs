@@ -1,14 +1,15 @@
-//! The closed-loop runner: N streams on N dedicated OS threads, each issuing its next request
-//! when the previous one finishes. Finished requests go to the caller's thread through a
+//! The runners. Closed loop: N streams on N dedicated OS threads, each issuing its next request
+//! when the previous one finishes. Open loop: a dispatcher issues requests at scheduled times
+//! to worker threads (see [`run_open_level`]). Finished requests go to the caller's thread through a
 //! channel as they complete, so results are recorded (and streamed to disk) immediately.
 
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
-use charter_backends::{GenOutcome, RequestError, Stream};
-use charter_workloads::{RequestTemplate, StopCondition};
+use charter_backends::{Backend, GenOutcome, LoadError, RequestError, Stream};
+use charter_workloads::{Arrivals, RequestTemplate, Schedule, StopCondition};
 
 /// A request that finished (or failed), with the raw times of its token events.
 #[derive(Debug)]
@@ -103,5 +104,259 @@ pub fn run_phase(
     match phase.stop.requests {
         Some(max) => n.min(max),
         None => n,
+    }
+}
+
+/// Streams kept across levels: a level takes as many as it needs, creating more on demand.
+pub struct StreamPool<'b> {
+    backend: &'b dyn Backend,
+    pub streams: Vec<Box<dyn Stream>>,
+}
+
+impl<'b> StreamPool<'b> {
+    pub fn new(backend: &'b dyn Backend) -> Self {
+        Self {
+            backend,
+            streams: Vec::new(),
+        }
+    }
+
+    /// Make sure at least `n` streams exist.
+    pub fn ensure(&mut self, n: usize) -> Result<(), LoadError> {
+        while self.streams.len() < n {
+            self.streams.push(self.backend.new_stream()?);
+        }
+        Ok(())
+    }
+}
+
+/// An open-loop level: when to issue requests, and how many may be in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLevel {
+    pub rate: f64,
+    pub arrivals: Arrivals,
+    pub burstiness: f64,
+    pub max_in_flight: u32,
+    pub seed: u64,
+    /// The first `warmup` scheduled requests are marked warm-up (excluded from the window).
+    pub warmup: u64,
+    pub first_id: u64,
+    /// Bounds the measured requests (count, and time from the first measured arrival).
+    pub stop: StopCondition,
+}
+
+/// What the dispatcher saw in an open-loop level.
+#[derive(Debug, Clone, Default)]
+pub struct OpenStats {
+    pub issued: u64,
+    /// Arrivals that found every in-flight slot busy (they queued, and their wait is lag).
+    pub max_in_flight_waits: u64,
+    /// Dispatcher lateness (hand-off − intended start) per request, seconds.
+    pub dispatch_lag_s: Vec<f64>,
+}
+
+struct Job {
+    id: u64,
+    warmup: bool,
+    intended: Instant,
+}
+
+/// Run an open-loop level: a dispatcher thread issues requests at their scheduled times to a
+/// pool of worker threads (one stream each, grown on demand up to `max_in_flight`); finished
+/// requests reach `on_finished` on the calling thread as they complete.
+pub fn run_open_level(
+    pool: &mut StreamPool<'_>,
+    template: &RequestTemplate,
+    vocab: &[u32],
+    level: OpenLevel,
+    interrupted: &AtomicBool,
+    mut on_finished: impl FnMut(Finished),
+) -> Result<OpenStats, LoadError> {
+    let schedule = Schedule::new(level.rate, level.arrivals, level.burstiness, level.seed)
+        .map_err(|what| LoadError::Setting { what })?;
+    let max = level.max_in_flight.max(1) as usize;
+    // Start with enough workers for the expected concurrency (Little's law needs latency we do
+    // not know yet, so: a few, growing on demand).
+    let initial = max.min(4);
+    pool.ensure(initial)?;
+    let (done_tx, done_rx) = mpsc::channel::<Finished>();
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Mutex::new(job_rx);
+    let idle = AtomicUsize::new(0);
+    let mut stats = OpenStats::default();
+    let mut result: Result<(), LoadError> = Ok(());
+    let shared = Shared {
+        job_rx: &job_rx,
+        idle: &idle,
+        template,
+        vocab,
+        interrupted,
+    };
+    let initial_streams: Vec<Box<dyn Stream>> = pool.streams.drain(..initial).collect();
+    let returned = std::thread::scope(|scope| {
+        let (stats, result, backend, spare) =
+            (&mut stats, &mut result, pool.backend, &mut pool.streams);
+        let dispatcher = std::thread::Builder::new()
+            .name("charter-dispatch".into())
+            .spawn_scoped(scope, move || {
+                let mut handles = Vec::new();
+                let spawn = |handles: &mut Vec<_>, stream: Box<dyn Stream>| {
+                    let instance = handles.len() as u32;
+                    let done_tx = done_tx.clone();
+                    handles.push(
+                        std::thread::Builder::new()
+                            .name(format!("charter-worker-{instance}"))
+                            .spawn_scoped(scope, move || worker(shared, instance, stream, done_tx))
+                            .expect("spawning a worker thread"),
+                    );
+                };
+                for s in initial_streams {
+                    spawn(&mut handles, s);
+                }
+                let start = Instant::now();
+                let mut measured_start: Option<Instant> = None;
+                for (n, offset) in (0u64..).zip(schedule) {
+                    if interrupted.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let intended = start + Duration::from_secs_f64(offset);
+                    let warmup = n < level.warmup;
+                    if !warmup {
+                        let first = *measured_start.get_or_insert(intended);
+                        let k = n - level.warmup;
+                        if !level
+                            .stop
+                            .may_issue(k, intended.saturating_duration_since(first))
+                        {
+                            break;
+                        }
+                    }
+                    wait_until(intended);
+                    if shared.idle.load(Ordering::SeqCst) == 0 {
+                        if handles.len() < max {
+                            match spare.pop().map(Ok).unwrap_or_else(|| backend.new_stream()) {
+                                Ok(s) => spawn(&mut handles, s),
+                                Err(e) => {
+                                    *result = Err(e);
+                                    break;
+                                }
+                            }
+                        } else {
+                            stats.max_in_flight_waits += 1;
+                        }
+                    }
+                    stats.dispatch_lag_s.push(
+                        Instant::now()
+                            .saturating_duration_since(intended)
+                            .as_secs_f64(),
+                    );
+                    let job = Job {
+                        id: level.first_id + n,
+                        warmup,
+                        intended,
+                    };
+                    if job_tx.send(job).is_err() {
+                        break;
+                    }
+                    stats.issued += 1;
+                }
+                drop(job_tx);
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().ok())
+                    .collect::<Vec<_>>()
+            })
+            .expect("spawning the dispatcher");
+        for f in done_rx {
+            on_finished(f);
+        }
+        dispatcher.join().expect("dispatcher thread")
+    });
+    pool.streams.extend(returned);
+    result.map(|()| stats)
+}
+
+/// Sleep until shortly before `t`, then spin: `thread::sleep` overshoots by tens to hundreds
+/// of microseconds, which would show up as schedule lag.
+fn wait_until(t: Instant) {
+    const SPIN: Duration = Duration::from_micros(300);
+    let now = Instant::now();
+    if t > now + SPIN {
+        std::thread::sleep(t - now - SPIN);
+    }
+    while Instant::now() < t {
+        std::hint::spin_loop();
+    }
+}
+
+/// What every open-loop worker shares.
+#[derive(Clone, Copy)]
+struct Shared<'s> {
+    job_rx: &'s Mutex<mpsc::Receiver<Job>>,
+    idle: &'s AtomicUsize,
+    template: &'s RequestTemplate,
+    vocab: &'s [u32],
+    interrupted: &'s AtomicBool,
+}
+
+/// An open-loop worker: take jobs until the queue closes; give the stream back at the end.
+fn worker(
+    sh: Shared<'_>,
+    instance: u32,
+    mut stream: Box<dyn Stream>,
+    done_tx: mpsc::Sender<Finished>,
+) -> Box<dyn Stream> {
+    loop {
+        sh.idle.fetch_add(1, Ordering::SeqCst);
+        let job = sh.job_rx.lock().map(|rx| rx.recv());
+        sh.idle.fetch_sub(1, Ordering::SeqCst);
+        let Ok(Ok(job)) = job else { break };
+        if sh.interrupted.load(Ordering::Relaxed) {
+            continue; // queued but never started: nothing was measured
+        }
+        let f = serve(
+            &mut *stream,
+            sh.template,
+            sh.vocab,
+            job,
+            instance,
+            sh.interrupted,
+        );
+        if done_tx.send(f).is_err() {
+            break;
+        }
+    }
+    stream
+}
+
+/// Serve one job on `stream`.
+fn serve(
+    stream: &mut dyn Stream,
+    template: &RequestTemplate,
+    vocab: &[u32],
+    job: Job,
+    instance: u32,
+    interrupted: &AtomicBool,
+) -> Finished {
+    let request = template.request(job.id, vocab);
+    let mut events = Vec::with_capacity(request.max_tokens as usize);
+    let start = Instant::now();
+    let result = stream.generate(&request, &mut |ev| {
+        events.push((ev.at, ev.tokens));
+        if interrupted.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    Finished {
+        id: job.id,
+        instance,
+        warmup: job.warmup,
+        intended_start: job.intended,
+        start,
+        end: Instant::now(),
+        events,
+        result,
     }
 }

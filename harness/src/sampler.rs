@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,7 @@ pub struct Sample {
 /// A running sampler; [`Sampler::stop`] ends it and returns what it saw.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
     handle: Option<JoinHandle<std::io::Result<SamplerOutput>>>,
     pub interval: Duration,
 }
@@ -106,17 +107,25 @@ impl Sampler {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let samples2 = Arc::clone(&samples);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("charter-sampler".into())
-            .spawn(move || run(epoch, interval, out, &stop2, ready_tx))?;
+            .spawn(move || run(epoch, interval, out, &stop2, &samples2, ready_tx))?;
         // Wait for the first reading so the window starts with a baseline.
         let _ = ready_rx.recv_timeout(Duration::from_secs(5));
         Ok(Self {
             stop,
+            samples,
             handle: Some(handle),
             interval,
         })
+    }
+
+    /// The samples taken so far.
+    pub fn snapshot(&self) -> Vec<Sample> {
+        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Stop the thread (after one last sample) and collect its results.
@@ -134,6 +143,7 @@ fn run<W: Write>(
     interval: Duration,
     out: W,
     stop: &AtomicBool,
+    shared: &Mutex<Vec<Sample>>,
     ready: std::sync::mpsc::Sender<()>,
 ) -> std::io::Result<SamplerOutput> {
     let thread_start = cpu_time::ThreadTime::try_now().ok();
@@ -156,7 +166,6 @@ fn run<W: Write>(
     header.extend((0..ncores).map(|i| format!("core{i}_busy")));
     w.write_record(&header)?;
     w.flush()?;
-    let mut samples = Vec::new();
     let _ = ready.send(());
     let mut next = Instant::now() + interval;
     loop {
@@ -210,7 +219,9 @@ fn run<W: Write>(
         rec.extend(core_busy.iter().map(|b| format!("{b:.4}")));
         w.write_record(&rec)?;
         w.flush()?;
-        samples.push(Sample { row, core_busy });
+        if let Ok(mut v) = shared.lock() {
+            v.push(Sample { row, core_busy });
+        }
         prev = cur;
         if stopping {
             break;
@@ -224,6 +235,7 @@ fn run<W: Write>(
             .as_secs_f64(),
         _ => f64::NAN,
     };
+    let samples = shared.lock().map(|v| v.clone()).unwrap_or_default();
     let info = SamplerInfo {
         method: METHOD.into(),
         interval_s: interval.as_secs_f64(),

@@ -61,7 +61,9 @@ fn sigint_writes_partial_record_and_exits_130() {
     assert_eq!(rec["status"], "interrupted");
     let rows = request_rows(&run);
     assert!(rows.len() >= 2);
-    let completed = rec["summary"]["requests_completed"].as_u64().unwrap();
+    let completed = rec["levels"][0]["summary"]["requests_completed"]
+        .as_u64()
+        .unwrap();
     assert!(completed >= 2, "measured requests kept: {completed}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("INTERRUPTED"));
 }

@@ -26,7 +26,7 @@ fn tiny_preset_end_to_end() {
     ]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let out: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("--json prints JSON");
-    assert_eq!(out["summary"]["requests_completed"], 6);
+    assert_eq!(out["levels"][0]["summary"]["requests_completed"], 6);
 
     let rec = validated_record(&run);
     assert_eq!(rec["complete"], true);
@@ -37,7 +37,11 @@ fn tiny_preset_end_to_end() {
         rec["backend"]["threads_per_instance"], 1,
         "2 cores / 2 streams"
     );
-    let s = &rec["summary"];
+    assert_eq!(rec["levels"].as_array().unwrap().len(), 1);
+    let level = &rec["levels"][0];
+    assert_eq!(level["load"]["kind"], "closed_loop");
+    assert_eq!(level["load"]["concurrency"], 2);
+    let s = &level["summary"];
     assert_eq!(s["requests_completed"], 6);
     assert_eq!(s["requests_failed"], 0);
     assert_eq!(s["warmup_requests_excluded"], 2);
@@ -49,7 +53,7 @@ fn tiny_preset_end_to_end() {
     assert_eq!(s["itl"]["count"], 6);
     assert_eq!(s["chunk_gaps"]["count"], 6 * 7);
     assert!(s["output_token_throughput_per_s"].as_f64().unwrap() > 0.0);
-    let res = &rec["resources"];
+    let res = &level["resources"];
     assert!(res["peak_rss_bytes"].as_u64().unwrap() > 10_000_000);
     assert!(res["ram_baseline_bytes"].as_u64().unwrap() > 0);
     assert!(res["sampler"]["samples"].as_u64().unwrap() >= 1);
@@ -124,8 +128,6 @@ fn smollm2_gguf_end_to_end() {
         "2",
         "--warmup",
         "0",
-        "--prompt-tokens",
-        "12",
         "--max-tokens",
         "6",
         "--ignore-eos",
@@ -146,6 +148,21 @@ fn smollm2_gguf_end_to_end() {
     assert_eq!(b["tokenizer"]["source"], "gguf-metadata");
     assert_eq!(b["vocab_size"], 49152);
     assert_eq!(b["eos_token_ids"][0], 2);
-    assert_eq!(rec["summary"]["output_tokens"], 12);
-    assert_eq!(rec["summary"]["requests_completed"], 2);
+    assert_eq!(rec["levels"][0]["summary"]["output_tokens"], 12);
+    assert_eq!(rec["levels"][0]["summary"]["requests_completed"], 2);
+    assert_eq!(b["chat_template"], "gguf-metadata");
+    // A model with a tokenizer replays the built-in corpus by default, through its chat template.
+    assert!(rec["workload"]["prompt"]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("corpus"));
+    assert!(rec["workload"]["prompt"]["license"]
+        .as_str()
+        .unwrap()
+        .contains("CC0"));
+    let rows = request_rows(&run);
+    assert!(
+        rows.iter().all(|r| r.prompt_tokens > 20),
+        "chat-templated corpus prompts"
+    );
 }

@@ -1,6 +1,7 @@
 //! Folding request rows into a run summary (histograms, counts, throughput).
 
 use crate::record::{MeasuredWindow, RequestRow, RunSummary};
+use crate::slo::{wilson_interval, Slo};
 use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
 
 /// Accumulates measured requests; warm-up rows are counted as excluded and otherwise ignored.
@@ -17,11 +18,24 @@ pub struct Aggregator {
     lag: LatencyHistogram,
     first_start_s: Option<f64>,
     last_end_s: Option<f64>,
+    first_end_s: Option<f64>,
+    first_intended_s: Option<f64>,
+    last_intended_s: Option<f64>,
+    slo: Option<Slo>,
+    good: u64,
 }
 
 impl Aggregator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also count requests meeting `slo` (attainment, goodput).
+    pub fn with_slo(slo: Option<Slo>) -> Self {
+        Self {
+            slo,
+            ..Self::default()
+        }
     }
 
     /// Add one finished request with its chunk gaps.
@@ -51,7 +65,14 @@ impl Aggregator {
                 .map_or(row.start_s, |v| v.min(row.start_s)),
         );
         self.last_end_s = Some(self.last_end_s.map_or(row.end_s, |v| v.max(row.end_s)));
+        self.first_end_s = Some(self.first_end_s.map_or(row.end_s, |v| v.min(row.end_s)));
+        let i = row.intended_start_s;
+        self.first_intended_s = Some(self.first_intended_s.map_or(i, |v| v.min(i)));
+        self.last_intended_s = Some(self.last_intended_s.map_or(i, |v| v.max(i)));
         self.lag.record_s(row.schedule_lag_s);
+        if self.slo.as_ref().is_some_and(|s| s.request_is_good(row)) {
+            self.good += 1;
+        }
         if row.error_kind.is_some() {
             return;
         }
@@ -89,6 +110,16 @@ impl Aggregator {
         })
     }
 
+    /// Open loop: how well completions kept pace with arrivals, as the span of scheduled
+    /// starts ÷ the span of completions. A system that keeps up completes requests as they
+    /// arrive (≈ 1, with the arrivals' own randomness cancelling out); one that cannot spreads
+    /// its completions over a longer time (its service rate ÷ the offered rate).
+    pub fn keep_up_ratio(&self) -> Option<f64> {
+        let arrivals = self.last_intended_s? - self.first_intended_s?;
+        let completions = self.last_end_s? - self.first_end_s?;
+        (self.s.requests_completed >= 2 && completions > 0.0).then(|| arrivals / completions)
+    }
+
     /// The summary so far.
     pub fn summary(&self) -> RunSummary {
         let mut s = self.s.clone();
@@ -109,6 +140,14 @@ impl Aggregator {
         s.tpot_incl_first = self.tpot.summary();
         s.chunk_gaps = self.gaps.summary();
         s.schedule_lag = self.lag.summary();
+        if let Some(slo) = &self.slo {
+            let n = s.requests_completed + s.requests_failed;
+            s.requests_good = Some(self.good);
+            s.slo_attainment = (n > 0).then(|| self.good as f64 / n as f64);
+            s.slo_attainment_ci95 = wilson_interval(self.good, n);
+            s.goodput_per_s = s.duration_s.map(|d| self.good as f64 / d);
+            s.slo_percentiles_hold = slo.percentiles_hold(&s);
+        }
         s
     }
 }
@@ -165,5 +204,28 @@ mod tests {
         assert_eq!(s.request_throughput_per_s, Some(1.0));
         assert_eq!(s.chunk_gaps.unwrap().count, 2);
         assert_eq!(s.ttft.unwrap().count, 2);
+        assert_eq!(s.requests_good, None);
+    }
+
+    #[test]
+    fn attainment_and_goodput_count_good_requests() {
+        let slo: Slo = "ttft_p50=150ms".parse().unwrap();
+        let mut a = Aggregator::with_slo(Some(slo));
+        a.add(&row(1, 0.0, 1.0, 5), &[]);
+        let mut slow = row(2, 0.0, 2.0, 5);
+        slow.ttft_from_intended_s = Some(0.3);
+        a.add(&slow, &[]);
+        let mut failed = row(3, 0.5, 1.0, 0);
+        failed.error_kind = Some("compute".into());
+        a.add(&failed, &[]);
+        let s = a.summary();
+        assert_eq!(s.requests_good, Some(1));
+        assert!((s.slo_attainment.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(s.goodput_per_s, Some(0.5));
+        assert_eq!(
+            s.slo_percentiles_hold,
+            Some(true),
+            "p50 of {{0.1, 0.3}} is 0.1"
+        );
     }
 }

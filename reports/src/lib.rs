@@ -6,8 +6,10 @@
 //! All stored quantities are raw SI numbers (seconds, bytes) with the unit in the field name.
 
 pub mod aggregate;
+pub mod gate;
 pub mod metrics;
 pub mod record;
+pub mod slo;
 pub mod stats;
 pub mod summary;
 

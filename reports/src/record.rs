@@ -26,10 +26,73 @@ pub struct RunRecord {
     pub host: HostInfo,
     pub backend: BackendRecord,
     pub workload: WorkloadRecord,
+    /// One entry per load level, in the order they ran (a single run has one level).
+    pub levels: Vec<LevelRecord>,
+    /// Result of an SLO search (`--slo ... --search`), when one ran.
+    pub search: Option<SearchRecord>,
+    pub files: RunFiles,
+}
+
+/// Why a load level ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelRole {
+    /// A level the user asked for (single run or sweep).
+    Measure,
+    /// A closed-loop level run to find saturation throughput (auto sweep, SLO search).
+    SaturationProbe,
+    /// A step of an SLO search.
+    Search,
+}
+
+/// One load level: its own measured window, summary and resources.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LevelRecord {
+    pub index: u32,
+    pub role: LevelRole,
+    pub load: LoadProfile,
     pub window: Option<MeasuredWindow>,
     pub summary: RunSummary,
     pub resources: ResourceSummary,
-    pub files: RunFiles,
+    /// Open loop: completion rate ÷ offered rate, estimated as the span of scheduled starts ÷
+    /// the span of completions (≈ 1 when the system keeps up); `None` in closed loop.
+    pub completed_to_offered: Option<f64>,
+    /// Open loop: completed ≥ 0.98 × offered and the SLO percentiles (if any) hold.
+    pub sustainable: Option<bool>,
+    pub client_bound: ClientBound,
+}
+
+/// Whether the numbers describe charter rather than the system under test.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ClientBound {
+    pub flagged: bool,
+    /// Why it was flagged, in words (empty when not flagged).
+    pub reasons: Vec<String>,
+    /// The schedule-lag p99 above which a level is flagged.
+    pub schedule_lag_threshold_s: f64,
+    /// Open loop: how often a scheduled request found every in-flight slot busy and queued.
+    pub max_in_flight_waits: u64,
+}
+
+/// Outcome of a bisection search for the highest open-loop rate meeting the SLO.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SearchRecord {
+    pub slo: crate::slo::Slo,
+    pub attainment_target: f64,
+    /// Closed-loop saturation throughput (requests/s) that bounded the search.
+    pub saturation_rate_per_s: Option<f64>,
+    /// Highest rate tried that met the target; `None` if none did.
+    pub best_rate_per_s: Option<f64>,
+    /// Level index of that rate.
+    pub best_level: Option<u32>,
+    /// Attainment measured there, with its Wilson 95 % interval and sample size.
+    pub best_attainment: Option<f64>,
+    pub best_attainment_ci95: Option<(f64, f64)>,
+    pub best_requests: Option<u64>,
+    /// Lowest rate tried that missed the target (the search's upper bracket).
+    pub lowest_failing_rate_per_s: Option<f64>,
+    /// Why the search stopped, in words.
+    pub stopped_because: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -85,6 +148,8 @@ pub struct BackendRecord {
     pub context_limit_tokens: u32,
     pub eos_token_ids: Vec<u32>,
     pub tokenizer: Option<TokenizerProvenance>,
+    /// Where the chat template applied to chat prompts came from (`None`: contents are joined).
+    pub chat_template: Option<String>,
     /// Seconds spent loading or generating the weights.
     pub load_time_s: f64,
 }
@@ -119,30 +184,67 @@ pub struct TokenizerProvenance {
 /// The load that was offered.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkloadRecord {
-    pub load: LoadProfile,
-    /// Measured requests requested (`--requests`), if bounded by count.
+    /// `single`, `list` (a sweep over given levels), `auto` (saturation probe, then rates below
+    /// it) or `slo_search`.
+    pub plan: String,
+    /// Measured requests per level (`--requests`), if bounded by count.
     pub requests: Option<u64>,
-    /// Measured window length requested (`--duration`), if bounded by time.
+    /// Measured window per level (`--duration`), if bounded by time.
     pub duration_s: Option<f64>,
-    pub warmup_requests: u64,
+    /// Warm-up requests before each level's window (`None`: the default, one per stream in
+    /// closed loop and 2 in open loop; each level's summary says how many it excluded).
+    pub warmup_requests: Option<u64>,
+    /// Pause between levels, so one level's tail does not load the next.
+    pub cooldown_s: f64,
     pub prompt: PromptSpec,
-    pub max_tokens: u32,
+    /// Output cap per request: a number or a distribution (`uniform:32:128`).
+    pub max_tokens: String,
     pub ignore_eos: bool,
     pub sampling: SamplingRecord,
+    pub slo: Option<crate::slo::Slo>,
+    pub slo_attainment_target: Option<f64>,
+    /// Scenario file the run was described by, if any.
+    pub scenario: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LoadProfile {
     /// N streams, each issuing its next request when the previous one finishes.
     ClosedLoop { concurrency: u32 },
+    /// Requests scheduled at `rate_per_s` regardless of completions.
+    OpenLoop {
+        rate_per_s: f64,
+        /// `constant`, `poisson` or `gamma`.
+        arrivals: String,
+        /// Gamma shape (1 = Poisson); recorded for every arrival kind.
+        burstiness: f64,
+        /// At most this many requests in flight; later ones wait (and the wait is schedule lag).
+        max_in_flight: u32,
+        seed: u64,
+    },
+}
+
+impl LoadProfile {
+    /// Short text for tables: `c=4` or `4.00 req/s poisson`.
+    pub fn label(&self) -> String {
+        match self {
+            LoadProfile::ClosedLoop { concurrency } => format!("concurrency {concurrency}"),
+            LoadProfile::OpenLoop {
+                rate_per_s,
+                arrivals,
+                ..
+            } => format!("{rate_per_s:.3} req/s {arrivals}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PromptSpec {
-    /// e.g. `synthetic-tokens`: ids drawn uniformly from the non-special vocabulary.
+    /// e.g. `synthetic-tokens (128 tokens)`, `corpus (42 prompts)`, `jsonl:PATH (N prompts)`.
     pub source: String,
-    pub tokens: u32,
+    /// Licence of the prompt text when it ships with charter.
+    pub license: Option<String>,
     pub seed: u64,
 }
 
@@ -190,6 +292,16 @@ pub struct RunSummary {
     pub token_count_sources: BTreeMap<String, u64>,
     /// Significant digits of the HDR histograms behind the latency summaries.
     pub histogram_sigfigs: u8,
+    /// Requests that met every SLO bound (when an SLO was given).
+    pub requests_good: Option<u64>,
+    /// good / (completed + failed).
+    pub slo_attainment: Option<f64>,
+    /// Wilson 95 % interval of the attainment.
+    pub slo_attainment_ci95: Option<(f64, f64)>,
+    /// good requests / duration.
+    pub goodput_per_s: Option<f64>,
+    /// Whether every SLO term's percentile held over the level.
+    pub slo_percentiles_hold: Option<bool>,
 }
 
 /// Sampled resource use over the measured window.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::record::{RunRecord, RunStatus};
+use crate::record::{LevelRecord, LevelRole, LoadProfile, RunRecord, RunStatus};
 use crate::stats::LatencySummary;
 
 fn ms(v: f64) -> String {
@@ -56,33 +56,11 @@ fn latency_row(out: &mut String, name: &str, s: &Option<LatencySummary>) {
     }
 }
 
-/// Render the human summary of a run record; `run_dir` is where the record was written.
-pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
-    let s = &r.summary;
-    let mut out = String::new();
-    let status = match r.status {
-        RunStatus::Finished => "finished",
-        RunStatus::Interrupted => "INTERRUPTED (partial results)",
-        RunStatus::Running => "running",
-    };
+fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
+    let s = &l.summary;
     let _ = writeln!(
         out,
-        "charter profile: {} on {} ({} thread(s)/instance) — {status}",
-        r.backend.model, r.backend.kind, r.backend.threads_per_instance
-    );
-    let load = match &r.workload.load {
-        crate::record::LoadProfile::ClosedLoop { concurrency } => {
-            format!("closed loop, concurrency {concurrency}")
-        }
-    };
-    let _ = writeln!(
-        out,
-        "  load: {load}; prompt {} tokens, max {} output tokens; {} warm-up request(s) excluded",
-        r.workload.prompt.tokens, r.workload.max_tokens, s.warmup_requests_excluded
-    );
-    let _ = writeln!(
-        out,
-        "  requests: {} completed, {} failed{}   window: {} s",
+        "  requests: {} completed, {} failed{}   window: {} s ({} warm-up excluded)",
         s.requests_completed,
         s.requests_failed,
         if s.requests_cancelled > 0 {
@@ -90,7 +68,8 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
         } else {
             String::new()
         },
-        opt(s.duration_s, |v| format!("{v:.2}"))
+        opt(s.duration_s, |v| format!("{v:.2}")),
+        s.warmup_requests_excluded
     );
     if !s.errors.is_empty() {
         let errs: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -102,16 +81,37 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
         opt(s.output_token_throughput_per_s, |v| format!("{v:.1}")),
         opt(s.request_throughput_per_s, |v| format!("{v:.3}"))
     );
+    if let Some(a) = s.slo_attainment {
+        let _ = writeln!(
+            out,
+            "  SLO: attainment {:.1}%{}, goodput {} req/s, percentiles {}",
+            a * 100.0,
+            s.slo_attainment_ci95
+                .map(|(lo, hi)| format!(" (95% CI {:.1}–{:.1}%)", lo * 100.0, hi * 100.0))
+                .unwrap_or_default(),
+            opt(s.goodput_per_s, |v| format!("{v:.3}")),
+            match s.slo_percentiles_hold {
+                Some(true) => "hold",
+                Some(false) => "MISSED",
+                None => "n/a",
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "\n  latency (ms)     {:>9} {:>9} {:>9} {:>9} {:>9}",
         "p50", "p90", "p99", "max", "mean"
     );
-    latency_row(&mut out, "TTFT", &s.ttft);
-    latency_row(&mut out, "ITL", &s.itl);
-    latency_row(&mut out, "E2E", &s.e2e);
-    latency_row(&mut out, "chunk gaps", &s.chunk_gaps);
-    let res = &r.resources;
+    latency_row(out, "TTFT", &s.ttft);
+    latency_row(out, "ITL", &s.itl);
+    latency_row(out, "E2E", &s.e2e);
+    latency_row(out, "chunk gaps", &s.chunk_gaps);
+    if matches!(l.load, LoadProfile::OpenLoop { .. }) {
+        latency_row(out, "TTFT (intended)", &s.ttft_from_intended);
+        latency_row(out, "E2E (intended)", &s.e2e_from_intended);
+        latency_row(out, "schedule lag", &s.schedule_lag);
+    }
+    let res = &l.resources;
     let _ = writeln!(out);
     match &res.process_cpu_cores {
         Some(c) => {
@@ -127,7 +127,10 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
             );
         }
         None => {
-            let _ = writeln!(out, "  CPU cores used: not measured");
+            let _ = writeln!(
+                out,
+                "  CPU cores used: not measured (window shorter than a sample interval)"
+            );
         }
     }
     let _ = writeln!(
@@ -148,6 +151,125 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
             ms(sm.interval_s),
             sm.overhead_fraction_of_core * 100.0
         );
+    }
+}
+
+fn p(s: &Option<LatencySummary>, f: fn(&LatencySummary) -> f64) -> String {
+    s.as_ref().map(|s| ms(f(s))).unwrap_or_else(|| "n/a".into())
+}
+
+fn levels_table(out: &mut String, r: &RunRecord) {
+    let _ = writeln!(
+        out,
+        "  {:>2} {:<10} {:<24} {:>5} {:>4} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7}  flags",
+        "#", "role", "load", "done", "fail", "tok/s", "req/s", "TTFT p50", "TTFT p99", "ITL p50",
+        "ITL p99", "E2E p99", "cores", "attain"
+    );
+    for l in &r.levels {
+        let s = &l.summary;
+        let role = match l.role {
+            LevelRole::Measure => "measure",
+            LevelRole::SaturationProbe => "saturation",
+            LevelRole::Search => "search",
+        };
+        let mut flags = Vec::new();
+        if l.client_bound.flagged {
+            flags.push("CLIENT-BOUND".to_string());
+        }
+        if l.sustainable == Some(false) {
+            flags.push("not sustainable".to_string());
+        }
+        if let Some(c) = l.completed_to_offered {
+            flags.push(format!("completed/offered {c:.2}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {:>2} {:<10} {:<24} {:>5} {:>4} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7}  {}",
+            l.index,
+            role,
+            l.load.label(),
+            s.requests_completed,
+            s.requests_failed,
+            opt(s.output_token_throughput_per_s, |v| format!("{v:.1}")),
+            opt(s.request_throughput_per_s, |v| format!("{v:.2}")),
+            p(&s.ttft_from_intended, |x| x.p50_s),
+            p(&s.ttft_from_intended, |x| x.p99_s),
+            p(&s.itl, |x| x.p50_s),
+            p(&s.itl, |x| x.p99_s),
+            p(&s.e2e_from_intended, |x| x.p99_s),
+            opt(l.resources.process_cpu_cores.as_ref().map(|c| c.mean), |v| format!("{v:.2}")),
+            opt(s.slo_attainment, |v| format!("{:.1}%", v * 100.0)),
+            flags.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  (latencies in ms, open-loop levels measured from the intended start)"
+    );
+}
+
+/// Render the human summary of a run record; `run_dir` is where the record was written.
+pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
+    let mut out = String::new();
+    let status = match r.status {
+        RunStatus::Finished => "finished",
+        RunStatus::Interrupted => "INTERRUPTED (partial results)",
+        RunStatus::Running => "running",
+    };
+    let _ = writeln!(
+        out,
+        "charter profile: {} on {} ({} thread(s)/instance) — {status}",
+        r.backend.model, r.backend.kind, r.backend.threads_per_instance
+    );
+    let w = &r.workload;
+    let _ = writeln!(
+        out,
+        "  prompts: {}; max output tokens: {}",
+        w.prompt.source, w.max_tokens
+    );
+    match r.levels.as_slice() {
+        [] => {
+            let _ = writeln!(out, "  no level was measured");
+        }
+        [only] => {
+            let _ = writeln!(out, "  load: {}", only.load.label());
+            level_detail(&mut out, r, only);
+        }
+        _ => {
+            let _ = writeln!(out);
+            levels_table(&mut out, r);
+        }
+    }
+    for l in &r.levels {
+        for reason in &l.client_bound.reasons {
+            let _ = writeln!(out, "  level {} CLIENT-BOUND: {reason}", l.index);
+        }
+    }
+    if let Some(s) = &r.search {
+        let _ = writeln!(
+            out,
+            "\n  SLO search ({}; attainment ≥ {:.0}%):",
+            s.slo,
+            s.attainment_target * 100.0
+        );
+        match (s.best_rate_per_s, s.best_attainment) {
+            (Some(rate), Some(a)) => {
+                let _ = writeln!(
+                    out,
+                    "  highest rate meeting it: {rate:.3} req/s (level {}), attainment {:.1}%{} over {} requests",
+                    s.best_level.unwrap_or_default(),
+                    a * 100.0,
+                    s.best_attainment_ci95
+                        .map(|(lo, hi)| format!(" (95% CI {:.1}–{:.1}%)", lo * 100.0, hi * 100.0))
+                        .unwrap_or_default(),
+                    s.best_requests.unwrap_or_default()
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  no rate tried met the target");
+            }
+        }
+        let _ = writeln!(out, "  stopped because: {}", s.stopped_because);
     }
     let _ = writeln!(out, "\n  run record: {run_dir}/run.json");
     out

@@ -1,33 +1,20 @@
-//! Workloads for charter: what to ask (prompt sources) and how hard (load profiles).
+//! Workloads for charter: what to ask (prompt sources, token-length distributions) and how hard
+//! (closed-loop concurrency, open-loop arrival processes, sweeps, SLO search).
 //!
 //! Everything here is deterministic given a seed, so a run can be repeated exactly.
 
+pub mod arrivals;
+pub mod lengths;
+pub mod prompts;
+pub mod search;
+
 use std::time::Duration;
 
-use charter_backends::{GenRequest, Prompt, Sampling};
-use rand::{Rng, SeedableRng};
+use charter_backends::{GenRequest, Sampling};
 
-/// Synthetic prompts: `tokens` ids drawn uniformly from the backend's non-special vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SyntheticPrompts {
-    pub tokens: u32,
-    pub seed: u64,
-}
-
-impl SyntheticPrompts {
-    /// The prompt of request `index`: the same index and seed always give the same ids.
-    pub fn prompt(&self, index: u64, vocab: &[u32]) -> Vec<u32> {
-        if vocab.is_empty() {
-            return Vec::new();
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        (0..self.tokens)
-            .map(|_| vocab[rng.random_range(0..vocab.len())])
-            .collect()
-    }
-}
+pub use arrivals::{Arrivals, Schedule};
+pub use lengths::LengthDist;
+pub use prompts::{PromptEntry, PromptFileError, PromptSource, PromptSpec};
 
 /// When a load level stops issuing new requests (whichever bound is reached first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,29 +34,51 @@ impl StopCondition {
     }
 }
 
-/// A closed loop: `concurrency` streams, each issuing its next request when the last finishes.
+/// One load level.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClosedLoop {
-    pub concurrency: u32,
-    pub stop: StopCondition,
+pub enum LoadLevel {
+    /// `concurrency` streams, each issuing its next request when the last finishes.
+    Closed { concurrency: u32 },
+    /// Requests scheduled at `rate` per second by `arrivals`, at most `max_in_flight` at once.
+    Open {
+        rate: f64,
+        arrivals: Arrivals,
+        burstiness: f64,
+        max_in_flight: u32,
+    },
 }
 
+/// Output cap when neither the command line nor the prompt file gives one.
+pub const DEFAULT_MAX_TOKENS: LengthDist = LengthDist::Fixed { tokens: 64 };
+
 /// Everything needed to build request number `index` of a run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestTemplate {
-    pub prompts: SyntheticPrompts,
-    pub max_tokens: u32,
+    pub prompts: PromptSource,
+    /// Output cap per request when given explicitly: it overrides a prompt file's own
+    /// `max_tokens`. Otherwise the file's value, else [`DEFAULT_MAX_TOKENS`].
+    pub max_tokens: Option<LengthDist>,
     pub ignore_eos: bool,
     pub sampling: Sampling,
 }
 
 impl RequestTemplate {
+    /// Request `index`: deterministic in `(sampling.seed, index)`.
     pub fn request(&self, index: u64, vocab: &[u32]) -> GenRequest {
+        let seed = self.sampling.seed;
+        let (prompt, file_max) = self.prompts.prompt(index, seed, vocab);
+        // A different random stream from the prompt's, so lengths and ids are independent.
+        let mut rng = prompts::request_rng(seed ^ 0x00FF_00FF_00FF_00FF, index);
+        let max_tokens = match (self.max_tokens, file_max) {
+            (Some(d), _) => d.sample(&mut rng),
+            (None, Some(m)) => m,
+            (None, None) => DEFAULT_MAX_TOKENS.sample(&mut rng),
+        };
         let mut sampling = self.sampling;
-        sampling.seed = self.sampling.seed.wrapping_add(index);
+        sampling.seed = seed.wrapping_add(index);
         GenRequest {
-            prompt: Prompt::Tokens(self.prompts.prompt(index, vocab)),
-            max_tokens: self.max_tokens,
+            prompt,
+            max_tokens,
             ignore_eos: self.ignore_eos,
             sampling,
         }
@@ -81,20 +90,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn synthetic_prompts_are_deterministic_and_in_vocab() {
-        let vocab: Vec<u32> = (10..500).collect();
-        let p = SyntheticPrompts {
-            tokens: 64,
-            seed: 3,
-        };
-        let a = p.prompt(5, &vocab);
-        assert_eq!(a.len(), 64);
-        assert_eq!(a, p.prompt(5, &vocab));
-        assert_ne!(a, p.prompt(6, &vocab));
-        assert!(a.iter().all(|t| (10..500).contains(t)));
-    }
-
-    #[test]
     fn stop_condition_takes_whichever_first() {
         let s = StopCondition {
             requests: Some(3),
@@ -103,5 +98,22 @@ mod tests {
         assert!(s.may_issue(2, Duration::from_millis(10)));
         assert!(!s.may_issue(3, Duration::from_millis(10)));
         assert!(!s.may_issue(0, Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn requests_are_reproducible() {
+        let t = RequestTemplate {
+            prompts: PromptSource::Synthetic {
+                tokens: LengthDist::fixed(8),
+            },
+            max_tokens: Some(LengthDist::Uniform { min: 2, max: 50 }),
+            ignore_eos: false,
+            sampling: Sampling::greedy(),
+        };
+        let vocab: Vec<u32> = (0..100).collect();
+        assert_eq!(t.request(3, &vocab), t.request(3, &vocab));
+        let lens: std::collections::HashSet<u32> =
+            (0..50).map(|i| t.request(i, &vocab).max_tokens).collect();
+        assert!(lens.len() > 10, "output lengths vary: {lens:?}");
     }
 }

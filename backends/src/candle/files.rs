@@ -13,12 +13,13 @@ use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use tokenizers::Tokenizer;
 
 use super::{path_str, presets, tokenizer, Weights};
-use crate::{file_digest, LoadError, WeightsProvenance};
+use crate::{file_digest, ChatTemplate, LoadError, WeightsProvenance};
 
 pub(super) struct Loaded {
     pub weights: Weights,
     pub tokenizer: Option<Tokenizer>,
     pub tokenizer_source: Option<String>,
+    pub chat_template: Option<ChatTemplate>,
     pub eos: HashSet<u32>,
     pub vocab_size: usize,
     pub context_limit: usize,
@@ -54,6 +55,7 @@ pub(super) fn load_preset(name: &str, seed: u64) -> Result<Loaded, LoadError> {
         },
         tokenizer: None,
         tokenizer_source: None,
+        chat_template: None,
         eos: HashSet::new(),
         model_name: format!("preset {name} (random weights, seed {seed})"),
         architecture: "llama".into(),
@@ -144,6 +146,26 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
         .values()
         .map(|t| t.shape.elem_count() as u64)
         .sum();
+    let token_str = |key: &str| {
+        content
+            .metadata
+            .get(key)
+            .and_then(|v| v.to_u32().ok())
+            .and_then(|id| tok.id_to_token(id))
+            .unwrap_or_default()
+    };
+    let chat_template = match md_str("tokenizer.chat_template") {
+        Some(t) => Some(
+            ChatTemplate::new(
+                &t,
+                &token_str("tokenizer.ggml.bos_token_id"),
+                &token_str("tokenizer.ggml.eos_token_id"),
+                "gguf-metadata",
+            )
+            .map_err(|e| invalid(path, e))?,
+        ),
+        None => None,
+    };
     let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
         .map_err(|e| invalid(path, format!("cannot load Llama weights from GGUF ({e})")))?;
     let digest = file_digest(path).map_err(unreadable)?;
@@ -151,6 +173,7 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
         weights: Weights::Quantized(weights),
         tokenizer: Some(tok),
         tokenizer_source: Some("gguf-metadata".into()),
+        chat_template,
         eos,
         vocab_size,
         context_limit: ctx,
@@ -245,6 +268,7 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
         return Err(invalid(dir, "directory has no tokenizer.json"));
     }
     let tok = tokenizer::from_file(&tok_path)?;
+    let chat_template = chat_template_from_config(&dir.join("tokenizer_config.json"))?;
     // SAFETY: as above.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&st_files, DType::F32, &Device::Cpu) }
         .map_err(|e| invalid(dir, format!("cannot map safetensors ({e})")))?;
@@ -271,6 +295,7 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
         },
         tokenizer: Some(tok),
         tokenizer_source: Some(path_str(&tok_path)),
+        chat_template,
         eos,
         model_name: name,
         architecture: "llama".into(),
@@ -280,6 +305,38 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
             files: digests,
         },
     })
+}
+
+/// The `chat_template` of a Hugging Face `tokenizer_config.json`, if the file has one.
+fn chat_template_from_config(path: &Path) -> Result<Option<ChatTemplate>, LoadError> {
+    let Ok(raw) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&raw).map_err(|e| LoadError::MalformedConfig {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
+    let Some(t) = v.get("chat_template").and_then(|t| t.as_str()) else {
+        return Ok(None);
+    };
+    let special = |k: &str| match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        None => String::new(),
+    };
+    ChatTemplate::new(
+        t,
+        &special("bos_token"),
+        &special("eos_token"),
+        &path_str(path),
+    )
+    .map(Some)
+    .map_err(|e| invalid(path, e))
 }
 
 /// Write a safetensors model directory (config.json + model.safetensors, plus tokenizer.json

@@ -22,6 +22,7 @@ use candle_transformers::models::llama::{Cache, Config, Llama};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 
+use crate::chat::{plain_join, ChatTemplate};
 use crate::{
     Backend, BackendRecord, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
     RequestErrorKind, StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
@@ -62,6 +63,7 @@ enum Weights {
 pub struct CandleBackend {
     weights: Weights,
     tokenizer: Option<Tokenizer>,
+    chat_template: Option<Arc<ChatTemplate>>,
     eos: HashSet<u32>,
     prompt_ids: Vec<u32>,
     context_limit: usize,
@@ -87,6 +89,7 @@ impl CandleBackend {
             weights,
             tokenizer,
             tokenizer_source,
+            chat_template,
             eos,
             vocab_size,
             context_limit,
@@ -137,11 +140,13 @@ impl CandleBackend {
             context_limit_tokens: context_limit as u32,
             eos_token_ids: eos_sorted,
             tokenizer: tokenizer_record,
+            chat_template: chat_template.as_ref().map(|t| t.source.clone()),
             load_time_s,
         };
         Ok(Self {
             weights,
             tokenizer,
+            chat_template: chat_template.map(Arc::new),
             eos,
             prompt_ids,
             context_limit,
@@ -190,6 +195,7 @@ impl CandleBackend {
             state,
             pool,
             tokenizer: self.tokenizer.clone(),
+            chat_template: self.chat_template.clone(),
             eos: self.eos.clone(),
             context_limit: self.context_limit,
         })
@@ -203,6 +209,10 @@ impl Backend for CandleBackend {
 
     fn prompt_token_ids(&self) -> &[u32] {
         &self.prompt_ids
+    }
+
+    fn accepts_text(&self) -> bool {
+        self.tokenizer.is_some()
     }
 
     fn decode(&self, ids: &[u32]) -> Option<String> {
@@ -249,31 +259,34 @@ pub struct CandleStream {
     state: State,
     pool: Option<rayon::ThreadPool>,
     tokenizer: Option<Tokenizer>,
+    chat_template: Option<Arc<ChatTemplate>>,
     eos: HashSet<u32>,
     context_limit: usize,
 }
 
 impl CandleStream {
     fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, RequestError> {
-        match prompt {
-            Prompt::Tokens(t) => Ok(t.clone()),
-            Prompt::Text(s) => {
-                let tok = self.tokenizer.as_ref().ok_or_else(|| RequestError {
-                    kind: RequestErrorKind::InvalidRequest,
-                    message: "text prompt, but this model has no tokenizer".into(),
-                    prompt_tokens: 0,
-                    output_tokens: 0,
-                })?;
-                tok.encode(s.as_str(), false)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| RequestError {
-                        kind: RequestErrorKind::InvalidRequest,
-                        message: format!("cannot tokenize prompt: {e}"),
-                        prompt_tokens: 0,
-                        output_tokens: 0,
-                    })
-            }
-        }
+        let invalid = |message: String| RequestError {
+            kind: RequestErrorKind::InvalidRequest,
+            message,
+            prompt_tokens: 0,
+            output_tokens: 0,
+        };
+        let text = match prompt {
+            Prompt::Tokens(t) => return Ok(t.clone()),
+            Prompt::Text(s) => s.clone(),
+            Prompt::Chat(messages) => match &self.chat_template {
+                Some(t) => t.render(messages).map_err(invalid)?,
+                None => plain_join(messages),
+            },
+        };
+        let tok = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| invalid("text prompt, but this model has no tokenizer".into()))?;
+        tok.encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| invalid(format!("cannot tokenize prompt: {e}")))
     }
 
     fn run(

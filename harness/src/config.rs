@@ -1,0 +1,286 @@
+//! The resolved configuration of `charter profile`: command line over scenario over defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use charter_backends::candle::{presets, ModelSource};
+use charter_reports::slo::Slo;
+use charter_workloads::{Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec};
+
+use crate::cli::{BackendKind, ProfileArgs, SweepMode};
+use crate::{scenario, CliError};
+
+/// Which backend, configured.
+#[derive(Debug, Clone)]
+pub enum BackendChoice {
+    Candle {
+        source: ModelSource,
+        threads: Option<usize>,
+    },
+    Simulated {
+        ttft: Duration,
+        itl: Duration,
+    },
+}
+
+/// What load to offer.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// The given levels, in order (one level is a plain run; several are a sweep).
+    Levels(Vec<LoadLevel>),
+    /// Closed-loop saturation probe, then open-loop rates at fractions of saturation.
+    Auto,
+    /// Closed-loop saturation probe, then bisection for the highest rate meeting the SLO.
+    Search,
+}
+
+/// Fractions of saturation throughput an automatic sweep runs.
+pub const AUTO_SWEEP_FRACTIONS: &[f64] = &[0.2, 0.4, 0.6, 0.8, 0.9, 1.0];
+
+#[derive(Debug, Clone)]
+pub struct ProfileConfig {
+    pub backend: BackendChoice,
+    pub seed: u64,
+    pub plan: Plan,
+    pub arrivals: Arrivals,
+    pub burstiness: f64,
+    pub max_in_flight: u32,
+    /// Closed-loop concurrency of the saturation probe (auto sweep, search).
+    pub probe_concurrency: u32,
+    pub requests: Option<u64>,
+    pub duration: Option<Duration>,
+    pub warmup: Option<u64>,
+    pub cooldown: Duration,
+    pub prompts: Option<PromptSpec>,
+    pub prompt_tokens: LengthDist,
+    /// `--prompt-tokens` was given: without `--prompts`, that asks for synthetic prompts.
+    pub prompt_tokens_explicit: bool,
+    /// Explicit output cap (overrides a prompt file's own `max_tokens`).
+    pub max_tokens: Option<LengthDist>,
+    pub ignore_eos: bool,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub slo: Option<Slo>,
+    pub attainment: f64,
+    pub search_steps: u32,
+    pub lag_threshold: Duration,
+    pub out: Option<PathBuf>,
+    pub json: bool,
+    pub sample_interval: Duration,
+    pub no_progress: bool,
+    pub scenario: Option<PathBuf>,
+}
+
+impl ProfileConfig {
+    /// Merge the scenario (if any) under the command line and apply defaults.
+    pub fn resolve(cli: &ProfileArgs) -> Result<Self, CliError> {
+        let a = match &cli.scenario {
+            Some(p) => scenario::merge(cli, scenario::load(p)?),
+            None => cli.clone(),
+        };
+        let bad = |s: String| Err(CliError::BadInput(s));
+        let backend = match a.backend.unwrap_or(BackendKind::Candle) {
+            BackendKind::Candle => {
+                if a.sim_ttft.is_some() || a.sim_itl.is_some() {
+                    return bad("--sim-ttft/--sim-itl apply only to --backend simulated".into());
+                }
+                BackendChoice::Candle {
+                    source: match &a.model {
+                        Some(p) => ModelSource::Path(p.clone()),
+                        None => ModelSource::Preset {
+                            name: a
+                                .preset
+                                .clone()
+                                .unwrap_or_else(|| presets::DEFAULT_PRESET.into()),
+                            seed: a.seed.unwrap_or(0),
+                        },
+                    },
+                    threads: a.threads,
+                }
+            }
+            BackendKind::Simulated => {
+                if a.model.is_some() || a.preset.is_some() {
+                    return bad("--backend simulated takes no --model or --preset".into());
+                }
+                BackendChoice::Simulated {
+                    ttft: a.sim_ttft.unwrap_or(Duration::from_millis(20)),
+                    itl: a.sim_itl.unwrap_or(Duration::from_millis(5)),
+                }
+            }
+        };
+        if a.threads == Some(0) {
+            return bad("--threads 0: expected at least 1 thread per instance".into());
+        }
+        let search = a.search
+            || (a.slo.is_some()
+                && a.rate.is_none()
+                && a.concurrency.is_none()
+                && a.sweep.is_none());
+        if search && a.slo.is_none() {
+            return bad("--search needs --slo (e.g. --slo ttft_p99=500ms)".into());
+        }
+        if search && (a.rate.is_some() || a.sweep.is_some()) {
+            return bad("--search chooses its own rates: drop --rate/--sweep".into());
+        }
+        let probe_single = match &a.concurrency {
+            Some(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        };
+        if (search || a.sweep.is_some()) && a.concurrency.is_some() && probe_single.is_none() {
+            return bad(
+                "--sweep auto/--search take at most one --concurrency (the saturation probe's)"
+                    .into(),
+            );
+        }
+        let max_in_flight = a.max_in_flight.unwrap_or(64);
+        let open = |rate: f64| LoadLevel::Open {
+            rate,
+            arrivals: a.arrivals.unwrap_or(Arrivals::Poisson),
+            burstiness: a.burstiness.unwrap_or(1.0),
+            max_in_flight,
+        };
+        let plan = if search {
+            Plan::Search
+        } else if a.sweep == Some(SweepMode::Auto) {
+            Plan::Auto
+        } else if let Some(rates) = &a.rate {
+            Plan::Levels(rates.iter().map(|&r| open(r)).collect())
+        } else {
+            let cs = a.concurrency.clone().unwrap_or_else(|| vec![1]);
+            Plan::Levels(
+                cs.into_iter()
+                    .map(|c| LoadLevel::Closed { concurrency: c })
+                    .collect(),
+            )
+        };
+        let levels = match &plan {
+            Plan::Levels(l) => l.len(),
+            _ => 2,
+        };
+        Ok(Self {
+            backend,
+            seed: a.seed.unwrap_or(0),
+            plan,
+            arrivals: a.arrivals.unwrap_or(Arrivals::Poisson),
+            burstiness: a.burstiness.unwrap_or(1.0),
+            max_in_flight,
+            probe_concurrency: probe_single.unwrap_or(max_in_flight),
+            requests: a.requests,
+            duration: a.duration,
+            warmup: a.warmup,
+            cooldown: a.cooldown.unwrap_or(if levels > 1 {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            }),
+            prompts: a.prompts.clone(),
+            prompt_tokens: a.prompt_tokens.unwrap_or(LengthDist::fixed(128)),
+            prompt_tokens_explicit: a.prompt_tokens.is_some(),
+            max_tokens: a.max_tokens,
+            ignore_eos: a.ignore_eos,
+            temperature: a.temperature.unwrap_or(0.0),
+            top_p: a.top_p,
+            slo: a.slo.clone(),
+            attainment: a.attainment.unwrap_or(0.9),
+            search_steps: a.search_steps.unwrap_or(6),
+            lag_threshold: a.lag_threshold.unwrap_or(Duration::from_millis(5)),
+            out: a.out.clone(),
+            json: a.json,
+            sample_interval: a.sample_interval.unwrap_or(Duration::from_millis(100)),
+            no_progress: a.no_progress,
+            scenario: a.scenario.clone(),
+        })
+    }
+
+    /// Check inputs that exist outside the command line (model path, preset, prompt files)
+    /// without loading the model.
+    pub fn check_inputs(&self) -> Result<(), CliError> {
+        if let BackendChoice::Candle { source, .. } = &self.backend {
+            match source {
+                ModelSource::Preset { name, .. } if presets::find(name).is_none() => {
+                    return Err(charter_backends::LoadError::UnknownPreset {
+                        name: name.clone(),
+                        known: presets::names(),
+                    }
+                    .into())
+                }
+                ModelSource::Path(p) if !p.exists() => {
+                    return Err(charter_backends::LoadError::NotFound { path: p.clone() }.into())
+                }
+                _ => {}
+            }
+        }
+        if let Some(spec) = &self.prompts {
+            self.prompt_source(spec, true)?;
+        }
+        Ok(())
+    }
+
+    /// The prompt source: the one asked for, else the corpus when text is accepted, else
+    /// synthetic token ids.
+    pub fn prompt_source(
+        &self,
+        spec: &PromptSpec,
+        accepts_text: bool,
+    ) -> Result<PromptSource, CliError> {
+        let src = match spec {
+            PromptSpec::Synthetic => PromptSource::Synthetic {
+                tokens: self.prompt_tokens,
+            },
+            PromptSpec::Corpus => PromptSource::corpus(),
+            PromptSpec::Jsonl(p) => {
+                PromptSource::jsonl(p).map_err(|e| CliError::BadInput(format!("--prompts: {e}")))?
+            }
+            PromptSpec::ShareGpt(p) => PromptSource::sharegpt(p)
+                .map_err(|e| CliError::BadInput(format!("--prompts: {e}")))?,
+        };
+        if src.needs_tokenizer() && !accepts_text {
+            return Err(CliError::BadInput(format!(
+                "--prompts {}: this model has no tokenizer (random-weight presets take --prompts synthetic)",
+                src.describe()
+            )));
+        }
+        Ok(src)
+    }
+
+    /// One line for `charter validate`.
+    pub fn describe(&self) -> String {
+        let backend = match &self.backend {
+            BackendChoice::Candle {
+                source: ModelSource::Preset { name, .. },
+                ..
+            } => format!("candle preset {name}"),
+            BackendChoice::Candle {
+                source: ModelSource::Path(p),
+                ..
+            } => format!("candle {}", p.display()),
+            BackendChoice::Simulated { .. } => "simulated backend".into(),
+        };
+        let plan = match &self.plan {
+            Plan::Levels(l) if l.len() == 1 => "1 level".to_string(),
+            Plan::Levels(l) => format!("sweep of {} levels", l.len()),
+            Plan::Auto => "automatic sweep".into(),
+            Plan::Search => format!(
+                "SLO search ({}, attainment ≥ {})",
+                self.slo.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                self.attainment
+            ),
+        };
+        format!("{backend}, {plan}")
+    }
+
+    /// Most instances (streams) any level may use: sizes the default thread count.
+    pub fn max_instances(&self) -> u32 {
+        match &self.plan {
+            Plan::Levels(l) => l
+                .iter()
+                .map(|l| match l {
+                    LoadLevel::Closed { concurrency } => *concurrency,
+                    LoadLevel::Open { max_in_flight, .. } => *max_in_flight,
+                })
+                .max()
+                .unwrap_or(1),
+            _ => self.probe_concurrency.max(self.max_in_flight),
+        }
+    }
+}
