@@ -42,8 +42,82 @@ pub enum Command {
         /// The scenario TOML file.
         scenario: PathBuf,
     },
+    /// Compare baseline runs with candidate runs and fail only on significant regressions.
+    ///
+    /// One value per trial (run, or --trials repeat) per metric; a regression needs an effect
+    /// beyond the rule's threshold AND a significant two-sided Mann–Whitney U test.
+    #[command(after_help = GATE_EXIT_CODES)]
+    Gate(Box<GateArgs>),
     /// List the built-in architecture presets (random weights, no download).
     Presets,
+}
+
+const GATE_EXIT_CODES: &str = "\
+Exit codes:
+  0  pass (or improvement; or inconclusive without --fail-on-inconclusive)
+  1  regression: a metric changed beyond its threshold, significantly
+  2  error: bad rules file, missing or unreadable run, newer record schema
+  3  inconclusive (only with --fail-on-inconclusive): too few trials, or the interval straddles the threshold";
+
+/// Arguments of `charter gate`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GateArgs {
+    #[command(subcommand)]
+    pub command: Option<GateCommand>,
+    /// Baseline run directories.
+    #[arg(long, num_args = 1.., value_name = "RUN")]
+    pub baseline: Vec<PathBuf>,
+    /// Candidate run directories.
+    #[arg(long, num_args = 1.., value_name = "RUN")]
+    pub candidate: Vec<PathBuf>,
+    /// Rules file (see reports/examples/gate.toml).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Which distinct measured load of the runs to gate (0 = the first).
+    #[arg(long, default_value_t = 0)]
+    pub load_index: usize,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML (one testcase per gated metric).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown table (also appended to $GITHUB_STEP_SUMMARY when it is set).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write Bencher Metric Format JSON.
+    #[arg(long, value_name = "FILE")]
+    pub bmf: Option<PathBuf>,
+    /// Benchmark name used in the BMF output.
+    #[arg(long, default_value = "charter")]
+    pub benchmark: String,
+    /// Exit 3 when any metric is inconclusive.
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GateCommand {
+    /// Estimate each metric's run-to-run noise from A/A trials (e.g. `charter profile
+    /// --trials 10`) and suggest thresholds.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// A/A run directories (the same configuration, repeated).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Calibrate the metrics of this rules file (default: a standard set).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Trials per side the gate will have.
+    #[arg(long, default_value_t = 7)]
+    pub trials_per_side: usize,
+    /// Which distinct measured load to use (0 = the first).
+    #[arg(long, default_value_t = 0)]
+    pub load_index: usize,
 }
 
 /// Backends `charter profile` can drive.
@@ -196,6 +270,11 @@ pub struct ProfileArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub sim_itl: Option<Duration>,
 
+    /// Repeat each load level this many times, interleaved (trial 0 of every level, then
+    /// trial 1, ...): per-trial summaries are what `charter gate` compares [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trials: Option<u32>,
+
     /// Run directory [default: runs/<UTC timestamp>-<model>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -265,6 +344,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             println!("{}: valid — {}", scenario.display(), cfg.describe());
             Ok(crate::EXIT_OK)
         }
+        Command::Gate(args) => crate::gate::run(&args),
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {
                 println!("{:<14} {}", p.name, p.description);

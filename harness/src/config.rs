@@ -48,6 +48,8 @@ pub struct ProfileConfig {
     /// Closed-loop concurrency of the saturation probe (auto sweep, search).
     pub probe_concurrency: u32,
     pub requests: Option<u64>,
+    /// Repeats of each level (Levels plans only).
+    pub trials: u32,
     pub duration: Option<Duration>,
     pub warmup: Option<u64>,
     pub cooldown: Duration,
@@ -153,6 +155,12 @@ impl ProfileConfig {
                     .collect(),
             )
         };
+        if a.trials.unwrap_or(1) > 1 && !matches!(plan, Plan::Levels(_)) {
+            return bad(
+                "--trials repeats given levels; it does not combine with --sweep auto or --search"
+                    .into(),
+            );
+        }
         let levels = match &plan {
             Plan::Levels(l) => l.len(),
             _ => 2,
@@ -166,6 +174,7 @@ impl ProfileConfig {
             max_in_flight,
             probe_concurrency: probe_single.unwrap_or(max_in_flight),
             requests: a.requests,
+            trials: a.trials.unwrap_or(1),
             duration: a.duration,
             warmup: a.warmup,
             cooldown: a.cooldown.unwrap_or(if levels > 1 {
@@ -211,7 +220,16 @@ impl ProfileConfig {
             }
         }
         if let Some(spec) = &self.prompts {
-            self.prompt_source(spec, true)?;
+            // Presets have no tokenizer; GGUF files and safetensors directories do (checked on
+            // load), and the simulated backend takes any prompt.
+            let accepts_text = !matches!(
+                self.backend,
+                BackendChoice::Candle {
+                    source: ModelSource::Preset { .. },
+                    ..
+                }
+            );
+            self.prompt_source(spec, accepts_text)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod gate;
 pub mod host;
 pub mod profile;
 mod progress;

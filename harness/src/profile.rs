@@ -217,6 +217,7 @@ struct Session<'a> {
     baseline: Option<u64>,
     pool: StreamPool<'a>,
     next_id: u64,
+    trial: u32,
     progress: Progress,
 }
 
@@ -247,6 +248,7 @@ impl<'a> Session<'a> {
             workload: WorkloadRecord {
                 plan: plan.into(),
                 requests: cfg.requests,
+                trials: cfg.trials,
                 duration_s: cfg.duration.map(|d| d.as_secs_f64()),
                 warmup_requests: cfg.warmup,
                 cooldown_s: cfg.cooldown.as_secs_f64(),
@@ -311,6 +313,7 @@ impl<'a> Session<'a> {
             baseline,
             pool: StreamPool::new(backend),
             next_id: 0,
+            trial: 0,
             progress: Progress::new(None, cfg.no_progress, cfg.json),
         })
     }
@@ -323,11 +326,16 @@ impl<'a> Session<'a> {
     fn run(mut self) -> Result<i32, CliError> {
         match self.cfg.plan.clone() {
             Plan::Levels(levels) => {
-                for level in levels {
-                    if Self::interrupted() {
-                        break;
+                // Trials interleave: every level once, then every level again, so slow drift
+                // of the machine spreads over all levels instead of biasing the last ones.
+                'trials: for trial in 0..self.cfg.trials {
+                    for &level in &levels {
+                        if Self::interrupted() {
+                            break 'trials;
+                        }
+                        self.trial = trial;
+                        self.level(level, LevelRole::Measure)?;
                     }
-                    self.level(level, LevelRole::Measure)?;
                 }
             }
             Plan::Auto => {
@@ -562,6 +570,7 @@ impl<'a> Session<'a> {
         let client_bound = self.client_bound(&summary, &resources, open_stats.as_ref(), load);
         let level = LevelRecord {
             index,
+            trial: self.trial,
             role,
             load: profile_rec,
             window,

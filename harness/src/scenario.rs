@@ -6,7 +6,7 @@
 //! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl
 //! [workload]  # prompts, prompt_tokens, max_tokens, ignore_eos, temperature, top_p, warmup
 //! [load]      # concurrency, rate, arrivals, burstiness, max_in_flight, sweep, requests,
-//!             # duration, cooldown, lag_threshold
+//!             # duration, cooldown, lag_threshold, trials
 //! [slo]       # <metric>_p<NN> = "500ms" terms, attainment, search, search_steps
 //! [sampler]   # interval
 //! [output]    # dir, json
@@ -57,6 +57,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "duration",
             "cooldown",
             "lag_threshold",
+            "trials",
         ],
     ),
     ("slo", &["attainment", "search", "search_steps"]),
@@ -203,6 +204,8 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
     })?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut a = ProfileArgs::default();
+    // Where each key is, for errors about combinations of keys.
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
     let mut slo_terms = Vec::new();
     for (section, table) in &doc {
         let Some((_, known)) = SECTIONS.iter().find(|(n, _)| n == section) else {
@@ -215,6 +218,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
         };
         for (key, v) in table.get_ref() {
             let full = format!("{section}.{key}");
+            at.insert(full.clone(), v.span().start);
             let leaf = Leaf {
                 ctx: &ctx,
                 key: full.clone(),
@@ -276,6 +280,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                 "load.max_in_flight" => a.max_in_flight = Some(leaf.int(1)? as u32),
                 "load.sweep" => a.sweep = Some(leaf.value_enum::<SweepMode>()?),
                 "load.requests" => a.requests = Some(leaf.int(1)? as u64),
+                "load.trials" => a.trials = Some(leaf.int(1)? as u32),
                 "load.duration" => a.duration = Some(leaf.parse(cli::parse_positive_duration)?),
                 "load.cooldown" => {
                     a.cooldown = Some(
@@ -297,17 +302,94 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
             }
         }
     }
-    if a.concurrency.is_some() && a.rate.is_some() {
-        return Err(CliError::BadInput(format!(
-            "scenario {}: [load] has both `concurrency` and `rate`; expected one of them",
-            path.display()
-        )));
+    let conflict = |key: &str, what: String| ctx.err(at.get(key).copied().unwrap_or(0), key, what);
+    if a.rate.is_some() && a.concurrency.is_some() {
+        return Err(conflict(
+            "load.rate",
+            "[load] has both `concurrency` and `rate`; expected one of them".into(),
+        ));
+    }
+    if a.sweep.is_some() && a.rate.is_some() {
+        return Err(conflict(
+            "load.sweep",
+            "`sweep = \"auto\"` chooses its own rates; drop `rate`".into(),
+        ));
     }
     if a.model.is_some() && a.preset.is_some() {
-        return Err(CliError::BadInput(format!(
-            "scenario {}: [backend] has both `model` and `preset`; expected one of them",
-            path.display()
-        )));
+        return Err(conflict(
+            "backend.preset",
+            "[backend] has both `model` and `preset`; expected one of them".into(),
+        ));
+    }
+    let simulated = a.backend == Some(BackendKind::Simulated);
+    if simulated {
+        for key in ["backend.model", "backend.preset"] {
+            if at.contains_key(key) {
+                return Err(conflict(key, "the simulated backend takes no model".into()));
+            }
+        }
+    } else {
+        for key in ["backend.sim_ttft", "backend.sim_itl"] {
+            if at.contains_key(key) {
+                return Err(conflict(key, "applies only to kind = \"simulated\"".into()));
+            }
+        }
+        if let Some(name) = &a.preset {
+            if charter_backends::candle::presets::find(name).is_none() {
+                return Err(conflict(
+                    "backend.preset",
+                    format!(
+                        "unknown preset `{name}`; expected one of: {}",
+                        charter_backends::candle::presets::names()
+                    ),
+                ));
+            }
+        }
+        if let Some(m) = &a.model {
+            if !m.exists() {
+                return Err(conflict(
+                    "backend.model",
+                    format!("{}: not found", m.display()),
+                ));
+            }
+        }
+    }
+    if a.search && slo_terms.is_empty() {
+        return Err(conflict(
+            "slo.search",
+            "a search needs SLO terms in [slo], e.g. ttft_p99 = \"500ms\"".into(),
+        ));
+    }
+    if a.trials.is_some_and(|t| t > 1)
+        && (a.search
+            || a.sweep.is_some()
+            || (!slo_terms.is_empty() && a.rate.is_none() && a.concurrency.is_none()))
+    {
+        return Err(conflict(
+            "load.trials",
+            "trials repeat given levels; they do not combine with a sweep or a search".into(),
+        ));
+    }
+    if let Some(spec) = &a.prompts {
+        let loaded = match spec {
+            charter_workloads::PromptSpec::Jsonl(p) => {
+                Some(charter_workloads::PromptSource::jsonl(p))
+            }
+            charter_workloads::PromptSpec::ShareGpt(p) => {
+                Some(charter_workloads::PromptSource::sharegpt(p))
+            }
+            _ => None,
+        };
+        if let Some(Err(e)) = loaded {
+            return Err(conflict("workload.prompts", e.to_string()));
+        }
+        let text = !matches!(spec, charter_workloads::PromptSpec::Synthetic);
+        if text && !simulated && a.model.is_none() && a.preset.is_some() {
+            return Err(conflict(
+                "workload.prompts",
+                "random-weight presets have no tokenizer; expected \"synthetic\" (or a model with a tokenizer)".into(),
+            ));
+        }
     }
     if !slo_terms.is_empty() {
         a.slo = Some(charter_reports::slo::Slo { terms: slo_terms });
@@ -346,9 +428,11 @@ pub fn merge(cli: &ProfileArgs, file: ProfileArgs) -> ProfileArgs {
         max_in_flight: c.max_in_flight.or(file.max_in_flight),
         slo: c.slo.or(file.slo),
         attainment: c.attainment.or(file.attainment),
-        search: c.search || file.search,
+        // Levels from the command line replace the file's plan, its search included.
+        search: c.search || (!levels_from_cli && file.search),
         search_steps: c.search_steps.or(file.search_steps),
         requests: c.requests.or(file.requests),
+        trials: c.trials.or(file.trials),
         duration: c.duration.or(file.duration),
         warmup: c.warmup.or(file.warmup),
         cooldown: c.cooldown.or(file.cooldown),

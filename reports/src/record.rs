@@ -49,6 +49,8 @@ pub enum LevelRole {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LevelRecord {
     pub index: u32,
+    /// Repeat number of this load (`--trials K` runs each level K times, interleaved).
+    pub trial: u32,
     pub role: LevelRole,
     pub load: LoadProfile,
     pub window: Option<MeasuredWindow>,
@@ -189,6 +191,8 @@ pub struct WorkloadRecord {
     pub plan: String,
     /// Measured requests per level (`--requests`), if bounded by count.
     pub requests: Option<u64>,
+    /// Repeats of each level (`--trials`), interleaved across levels.
+    pub trials: u32,
     /// Measured window per level (`--duration`), if bounded by time.
     pub duration_s: Option<f64>,
     /// Warm-up requests before each level's window (`None`: the default, one per stream in

@@ -186,7 +186,18 @@ pub fn wilson_interval(good: u64, n: u64) -> Option<(f64, f64)> {
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    // At p = 0 or 1 the bound is exactly 0 or 1; say so rather than 0.9999999999999999.
+    let lo = if good == 0 {
+        0.0
+    } else {
+        (centre - half).max(0.0)
+    };
+    let hi = if good as f64 == n {
+        1.0
+    } else {
+        (centre + half).min(1.0)
+    };
+    Some((lo, hi))
 }
 
 #[cfg(test)]

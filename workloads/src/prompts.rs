@@ -162,7 +162,9 @@ fn parse_jsonl(text: &str, origin: &str) -> Result<Vec<PromptEntry>, PromptFileE
             continue;
         }
         let l: JsonlLine = serde_json::from_str(raw).map_err(|e| {
-            err(line, format!("malformed JSONL line: {e} (expected {{\"prompt\": \"...\", \"max_tokens\": N}} or {{\"messages\": [{{\"role\": ..., \"content\": ...}}]}})"))
+            // serde counts within this one line: report the column only.
+            let what = e.to_string().replace(" at line 1 column ", " at column ");
+            err(line, format!("malformed JSONL line: {what} (expected {{\"prompt\": \"...\", \"max_tokens\": N}} or {{\"messages\": [{{\"role\": ..., \"content\": ...}}]}})"))
         })?;
         let prompt = match (l.prompt, l.messages) {
             (Some(p), None) if !p.is_empty() => Prompt::Text(p),
