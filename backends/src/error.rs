@@ -32,6 +32,30 @@ pub enum LoadError {
     UnknownPreset { name: String, known: String },
     #[error("{what}")]
     Setting { what: String },
+    #[error("ONNX Runtime library not found ({searched}); {hint}", hint = crate::onnx::runtime::FETCH_HINT)]
+    OrtLibraryNotFound { searched: String },
+    #[error("ONNX Runtime library {path}: {what}")]
+    OrtLibrary { path: PathBuf, what: String },
+    #[error("ONNX Runtime library {path} is version {found}; charter needs ONNX Runtime {expected} (scripts/fetch-onnxruntime.sh fetches 1.31.1)")]
+    OrtVersion {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("ONNX model {path}: {what}")]
+    OnnxModel { path: PathBuf, what: String },
+    #[error("ONNX model {path}: input `{input}` cannot be synthesised: {what}")]
+    OnnxInput {
+        path: PathBuf,
+        input: String,
+        what: String,
+    },
+    #[error("execution provider `{requested}` requested, but the ONNX Runtime at {library} offers only {available} (a GPU build of ONNX Runtime 1.31 is needed: pass it with --ort-lib; or use --execution-provider cpu)")]
+    ExecutionProviderUnavailable {
+        requested: String,
+        library: PathBuf,
+        available: String,
+    },
     #[error("{context}: {source}")]
     Candle {
         context: String,

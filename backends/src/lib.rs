@@ -5,11 +5,15 @@
 //! a [`GenRequest`] and reports each one as a [`TokenEvent`] stamped on the monotonic clock the
 //! moment it exists. Backends never compute latency metrics: the runner derives TTFT, ITL and
 //! the rest from these events, the same way for every backend.
+//!
+//! Backends: [`candle`] (GGUF, safetensors, random presets), [`onnx`] (ONNX Runtime through
+//! `ort`, loaded at run time) and [`simulated`] (a labelled test tool).
 
 pub mod candle;
 pub mod chat;
 mod error;
 mod hashing;
+pub mod onnx;
 pub mod simulated;
 
 use std::ops::ControlFlow;

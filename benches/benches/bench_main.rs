@@ -2,5 +2,6 @@
 
 mod decode_loop;
 mod histogram;
+mod ort_loop;
 
-criterion::criterion_main!(decode_loop::benches, histogram::benches);
+criterion::criterion_main!(decode_loop::benches, histogram::benches, ort_loop::benches);

@@ -48,6 +48,47 @@ pub enum Command {
     /// beyond the rule's threshold AND a significant two-sided Mann–Whitney U test.
     #[command(after_help = GATE_EXIT_CODES)]
     Gate(Box<GateArgs>),
+    /// Render a resource charter (HTML, Markdown, JSON, CSV, PNG/SVG charts) from run records.
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// Run directories.
+        #[arg(required = true, value_name = "RUN")]
+        runs: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Cost model (see cost.example.toml): adds cost per 1M tokens, break-even and carbon.
+        #[arg(long, value_name = "FILE")]
+        cost: Option<PathBuf>,
+    },
+    /// Side-by-side table of runs (e.g. on-prem vs cloud, before vs after), with ratios.
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        #[arg(required = true, num_args = 2.., value_name = "RUN")]
+        runs: Vec<PathBuf>,
+    },
+    /// Nodes needed for a target load (with headroom and redundancy), and their monthly cost.
+    #[command(after_help = EXIT_CODES)]
+    Plan {
+        /// A run (ideally a sweep or SLO search) giving one node's sustainable capacity.
+        #[arg(value_name = "RUN")]
+        run: PathBuf,
+        /// Target requests per second.
+        #[arg(long, value_parser = parse_positive)]
+        target_rps: Option<f64>,
+        /// Target output tokens per second.
+        #[arg(long, value_parser = parse_positive)]
+        target_tps: Option<f64>,
+        /// Spare capacity on top of the target (0.25 = 25 %).
+        #[arg(long, default_value_t = 0.25, value_parser = parse_non_negative)]
+        headroom: f64,
+        /// Extra nodes for redundancy (N+k).
+        #[arg(long, default_value_t = 1)]
+        redundancy: u32,
+        /// Cost model for the monthly cost of the fleet.
+        #[arg(long, value_name = "FILE")]
+        cost: Option<PathBuf>,
+    },
     /// List the built-in architecture presets (random weights, no download).
     Presets,
 }
@@ -128,6 +169,124 @@ pub enum BackendKind {
     Candle,
     /// SIMULATED test tool: fixed sleeps (--sim-ttft, --sim-itl); not a model.
     Simulated,
+    /// ONNX Runtime (through ort; library from --ort-lib, ORT_DYLIB_PATH or
+    /// scripts/fetch-onnxruntime.sh): any model (synthesised inputs) or an Optimum decoder.
+    Onnx,
+}
+
+/// `--onnx-spinning` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Flags of the ONNX Runtime backend (`--backend onnx`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "ONNX Runtime backend (--backend onnx)")]
+pub struct OnnxArgs {
+    /// ONNX Runtime 1.31.x shared library [default: ORT_DYLIB_PATH, then
+    /// .cache/onnxruntime/ (scripts/fetch-onnxruntime.sh)].
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+
+    /// any: synthesised inputs, one request = one inference call; decoder: token generation
+    /// with the KV cache (Optimum layout) [default: decoder when the signature has that layout].
+    #[arg(long, value_enum)]
+    pub onnx_mode: Option<charter_backends::onnx::OnnxMode>,
+
+    /// Any-model mode: value of dynamic batch dimensions [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
+
+    /// Any-model mode: value of dynamic sequence dimensions [default: 128].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub seq_len: Option<u32>,
+
+    /// Any-model mode: value of a named dynamic dimension, e.g. height=224 (comma-separated).
+    #[arg(long, value_name = "NAME=N", value_delimiter = ',', value_parser = parse_dim)]
+    pub onnx_dim: Vec<(String, usize)>,
+
+    /// Threads inside one operator, per session [default: --threads, else logical cores ÷
+    /// instances (per-instance sessions) or all logical cores (shared session)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub intra_op_threads: Option<u32>,
+
+    /// Threads running independent graph nodes; above 1 selects parallel execution [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub inter_op_threads: Option<u32>,
+
+    /// Let idle ONNX Runtime pool threads spin before sleeping [default: on].
+    #[arg(long, value_enum)]
+    pub onnx_spinning: Option<OnOff>,
+
+    /// Graph optimisation level [default: all].
+    #[arg(long, value_enum)]
+    pub graph_opt: Option<charter_backends::onnx::GraphOpt>,
+
+    /// Execution provider; cuda and tensorrt need a GPU build of ONNX Runtime [default: cpu].
+    #[arg(long, value_enum)]
+    pub execution_provider: Option<charter_backends::onnx::ExecutionProviderKind>,
+
+    /// One session per stream, or one shared by all streams (calls serialised)
+    /// [default: per-instance].
+    #[arg(long, value_enum)]
+    pub onnx_sessions: Option<charter_backends::onnx::SessionSharing>,
+
+    /// Decoder mode: tokenizer.json for text prompts [default: tokenizer.json next to the model].
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl OnnxArgs {
+    /// Whether any ONNX flag was given.
+    pub fn any_set(&self) -> bool {
+        self.ort_lib.is_some()
+            || self.onnx_mode.is_some()
+            || self.batch.is_some()
+            || self.seq_len.is_some()
+            || !self.onnx_dim.is_empty()
+            || self.intra_op_threads.is_some()
+            || self.inter_op_threads.is_some()
+            || self.onnx_spinning.is_some()
+            || self.graph_opt.is_some()
+            || self.execution_provider.is_some()
+            || self.onnx_sessions.is_some()
+            || self.tokenizer.is_some()
+    }
+
+    /// Values given here win; `other` (a scenario file) fills the rest.
+    pub fn or(self, other: OnnxArgs) -> OnnxArgs {
+        OnnxArgs {
+            ort_lib: self.ort_lib.or(other.ort_lib),
+            onnx_mode: self.onnx_mode.or(other.onnx_mode),
+            batch: self.batch.or(other.batch),
+            seq_len: self.seq_len.or(other.seq_len),
+            onnx_dim: if self.onnx_dim.is_empty() {
+                other.onnx_dim
+            } else {
+                self.onnx_dim
+            },
+            intra_op_threads: self.intra_op_threads.or(other.intra_op_threads),
+            inter_op_threads: self.inter_op_threads.or(other.inter_op_threads),
+            onnx_spinning: self.onnx_spinning.or(other.onnx_spinning),
+            graph_opt: self.graph_opt.or(other.graph_opt),
+            execution_provider: self.execution_provider.or(other.execution_provider),
+            onnx_sessions: self.onnx_sessions.or(other.onnx_sessions),
+            tokenizer: self.tokenizer.or(other.tokenizer),
+        }
+    }
+}
+
+/// `NAME=N` for `--onnx-dim`.
+pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    match s.split_once('=') {
+        Some((name, n)) if !name.trim().is_empty() => match n.trim().parse::<usize>() {
+            Ok(v) if v > 0 => Ok((name.trim().to_string(), v)),
+            _ => Err(format!("`{s}`: expected NAME=N with N ≥ 1")),
+        },
+        _ => Err(format!("`{s}`: expected NAME=N, e.g. height=224")),
+    }
 }
 
 /// `--sweep` modes.
@@ -151,7 +310,8 @@ pub struct ProfileArgs {
     pub backend: Option<BackendKind>,
 
     /// Model to load: a .gguf file (quantized Llama family) or a safetensors directory
-    /// (config.json + *.safetensors + tokenizer.json). Without it, --preset is used.
+    /// (config.json + *.safetensors + tokenizer.json); with --backend onnx, an .onnx file.
+    /// Without it, --preset is used.
     #[arg(long, value_name = "PATH", conflicts_with = "preset")]
     pub model: Option<PathBuf>,
 
@@ -290,6 +450,10 @@ pub struct ProfileArgs {
     /// Never draw a progress bar (plain progress lines are printed when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+
+    // Last: its help heading applies to the flags after it.
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
 }
 
 pub fn parse_rate(s: &str) -> Result<f64, String> {
@@ -345,6 +509,23 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(crate::EXIT_OK)
         }
         Command::Gate(args) => crate::gate::run(&args),
+        Command::Report { runs, out, cost } => crate::report::report(&runs, &out, cost.as_deref()),
+        Command::Compare { runs } => crate::report::compare(&runs),
+        Command::Plan {
+            run,
+            target_rps,
+            target_tps,
+            headroom,
+            redundancy,
+            cost,
+        } => crate::report::plan(
+            &run,
+            target_rps,
+            target_tps,
+            headroom,
+            redundancy,
+            cost.as_deref(),
+        ),
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {
                 println!("{:<14} {}", p.name, p.description);

@@ -21,6 +21,12 @@ pub enum BackendChoice {
         ttft: Duration,
         itl: Duration,
     },
+    /// ONNX Runtime: the model file, `--threads`, and the ONNX flags as given.
+    Onnx {
+        model: PathBuf,
+        threads: Option<usize>,
+        args: crate::cli::OnnxArgs,
+    },
 }
 
 /// What load to offer.
@@ -81,6 +87,9 @@ impl ProfileConfig {
             None => cli.clone(),
         };
         let bad = |s: String| Err(CliError::BadInput(s));
+        if a.backend != Some(BackendKind::Onnx) && a.onnx.any_set() {
+            return bad("--ort-lib, --onnx-*, --batch, --seq-len, --intra-op-threads, --inter-op-threads, --graph-opt, --execution-provider and --tokenizer apply only to --backend onnx".into());
+        }
         let backend = match a.backend.unwrap_or(BackendKind::Candle) {
             BackendKind::Candle => {
                 if a.sim_ttft.is_some() || a.sim_itl.is_some() {
@@ -107,6 +116,22 @@ impl ProfileConfig {
                 BackendChoice::Simulated {
                     ttft: a.sim_ttft.unwrap_or(Duration::from_millis(20)),
                     itl: a.sim_itl.unwrap_or(Duration::from_millis(5)),
+                }
+            }
+            BackendKind::Onnx => {
+                if a.sim_ttft.is_some() || a.sim_itl.is_some() {
+                    return bad("--sim-ttft/--sim-itl apply only to --backend simulated".into());
+                }
+                if a.preset.is_some() {
+                    return bad("--backend onnx takes --model PATH.onnx, not --preset".into());
+                }
+                let Some(model) = a.model.clone() else {
+                    return bad("--backend onnx needs --model PATH.onnx".into());
+                };
+                BackendChoice::Onnx {
+                    model,
+                    threads: a.threads,
+                    args: a.onnx.clone(),
                 }
             }
         };
@@ -273,6 +298,7 @@ impl ProfileConfig {
                 ..
             } => format!("candle {}", p.display()),
             BackendChoice::Simulated { .. } => "simulated backend".into(),
+            BackendChoice::Onnx { model, .. } => format!("onnx {}", model.display()),
         };
         let plan = match &self.plan {
             Plan::Levels(l) if l.len() == 1 => "1 level".to_string(),

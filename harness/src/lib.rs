@@ -15,6 +15,7 @@ pub mod gate;
 pub mod host;
 pub mod profile;
 mod progress;
+pub mod report;
 pub mod rundir;
 pub mod runner;
 pub mod sampler;

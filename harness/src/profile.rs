@@ -57,6 +57,42 @@ fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>,
                 itl: *itl,
             }))
         }
+        BackendChoice::Onnx {
+            model,
+            threads: explicit,
+            args,
+        } => {
+            use charter_backends::onnx::{self, OnnxBackend, OnnxOptions, SessionSharing};
+            let sharing = args.onnx_sessions.unwrap_or_default();
+            // A shared session serves one call at a time, so by default it gets every core.
+            let default_threads = match sharing {
+                SessionSharing::Shared => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                SessionSharing::PerInstance => threads,
+            };
+            let mut opts = OnnxOptions::new(model.clone());
+            opts.ort_lib = args.ort_lib.clone();
+            opts.mode = args.onnx_mode;
+            opts.batch = args.batch.map(|b| b as usize);
+            opts.seq_len = args.seq_len.map(|s| s as usize);
+            opts.dims = args.onnx_dim.clone();
+            opts.session = onnx::SessionSettings {
+                intra_op_threads: args
+                    .intra_op_threads
+                    .map(|t| t as usize)
+                    .or(*explicit)
+                    .unwrap_or(default_threads),
+                inter_op_threads: args.inter_op_threads.unwrap_or(1) as usize,
+                spinning: args.onnx_spinning != Some(crate::cli::OnOff::Off),
+                graph_opt: args.graph_opt.unwrap_or_default(),
+                execution_provider: args.execution_provider.unwrap_or_default(),
+            };
+            opts.sharing = sharing;
+            opts.tokenizer = args.tokenizer.clone();
+            opts.seed = cfg.seed;
+            Box::new(OnnxBackend::load(&opts)?)
+        }
     })
 }
 
@@ -74,6 +110,21 @@ fn label(cfg: &ProfileConfig) -> String {
             ..
         } => name.clone(),
         BackendChoice::Simulated { .. } => "simulated".into(),
+        // `model.onnx` says little: Optimum exports name the directory after the model.
+        BackendChoice::Onnx { model, .. } => match model.file_stem().map(|s| s.to_string_lossy()) {
+            Some(stem) if !stem.starts_with("model") && !stem.starts_with("decoder_model") => {
+                stem.into_owned()
+            }
+            _ => model
+                .canonicalize()
+                .ok()
+                .and_then(|p| {
+                    p.parent()?
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "onnx".into()),
+        },
     }
 }
 

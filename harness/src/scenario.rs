@@ -3,7 +3,10 @@
 //! names the file, the line and the key, and says what was expected.
 //!
 //! ```toml
-//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl
+//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl; for kind = "onnx":
+//!             # ort_lib, onnx_mode, batch, seq_len, onnx_dim, intra_op_threads,
+//!             # inter_op_threads, onnx_spinning, graph_opt, execution_provider,
+//!             # onnx_sessions, tokenizer
 //! [workload]  # prompts, prompt_tokens, max_tokens, ignore_eos, temperature, top_p, warmup
 //! [load]      # concurrency, rate, arrivals, burstiness, max_in_flight, sweep, requests,
 //!             # duration, cooldown, lag_threshold, trials
@@ -11,8 +14,8 @@
 //! [sampler]   # interval
 //! [output]    # dir, json
 //! ```
-//! Relative `model` and prompt-file paths are resolved from the scenario's directory; `dir`
-//! from the current directory.
+//! Relative `model`, `ort_lib`, `tokenizer` and prompt-file paths are resolved from the
+//! scenario's directory; `dir` from the current directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +32,25 @@ const SECTIONS: &[(&str, &[&str])] = &[
     (
         "backend",
         &[
-            "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl",
+            "kind",
+            "model",
+            "preset",
+            "seed",
+            "threads",
+            "sim_ttft",
+            "sim_itl",
+            "ort_lib",
+            "onnx_mode",
+            "batch",
+            "seq_len",
+            "onnx_dim",
+            "intra_op_threads",
+            "inter_op_threads",
+            "onnx_spinning",
+            "graph_opt",
+            "execution_provider",
+            "onnx_sessions",
+            "tokenizer",
         ],
     ),
     (
@@ -253,6 +274,20 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                         leaf.parse(|s| humantime::parse_duration(s).map_err(|e| e.to_string()))?,
                     )
                 }
+                "backend.ort_lib" => a.onnx.ort_lib = Some(relative_to(&base, leaf.string()?)),
+                "backend.onnx_mode" => a.onnx.onnx_mode = Some(leaf.value_enum()?),
+                "backend.batch" => a.onnx.batch = Some(leaf.int(1)? as u32),
+                "backend.seq_len" => a.onnx.seq_len = Some(leaf.int(1)? as u32),
+                "backend.onnx_dim" => a.onnx.onnx_dim = leaf.list(|l| l.parse(cli::parse_dim))?,
+                "backend.intra_op_threads" => a.onnx.intra_op_threads = Some(leaf.int(1)? as u32),
+                "backend.inter_op_threads" => a.onnx.inter_op_threads = Some(leaf.int(1)? as u32),
+                "backend.onnx_spinning" => a.onnx.onnx_spinning = Some(leaf.value_enum()?),
+                "backend.graph_opt" => a.onnx.graph_opt = Some(leaf.value_enum()?),
+                "backend.execution_provider" => {
+                    a.onnx.execution_provider = Some(leaf.value_enum()?)
+                }
+                "backend.onnx_sessions" => a.onnx.onnx_sessions = Some(leaf.value_enum()?),
+                "backend.tokenizer" => a.onnx.tokenizer = Some(relative_to(&base, leaf.string()?)),
                 "workload.prompts" => {
                     let spec: charter_workloads::PromptSpec = leaf.parse(|s| s.parse())?;
                     a.prompts = Some(match spec {
@@ -322,6 +357,17 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
         ));
     }
     let simulated = a.backend == Some(BackendKind::Simulated);
+    if a.backend != Some(BackendKind::Onnx) {
+        if let Some(key) = at.keys().find(|k| {
+            k.starts_with("backend.")
+                && ![
+                    "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl",
+                ]
+                .contains(&&k["backend.".len()..])
+        }) {
+            return Err(conflict(key, "applies only to kind = \"onnx\"".into()));
+        }
+    }
     if simulated {
         for key in ["backend.model", "backend.preset"] {
             if at.contains_key(key) {
@@ -445,6 +491,7 @@ pub fn merge(cli: &ProfileArgs, file: ProfileArgs) -> ProfileArgs {
         lag_threshold: c.lag_threshold.or(file.lag_threshold),
         sim_ttft: c.sim_ttft.or(file.sim_ttft),
         sim_itl: c.sim_itl.or(file.sim_itl),
+        onnx: c.onnx.or(file.onnx),
         out: c.out.or(file.out),
         json: c.json || file.json,
         sample_interval: c.sample_interval.or(file.sample_interval),

@@ -6,9 +6,13 @@
 //! All stored quantities are raw SI numbers (seconds, bytes) with the unit in the field name.
 
 pub mod aggregate;
+pub mod charter;
+pub mod charts;
+pub mod cost;
 pub mod gate;
 pub mod metrics;
 pub mod record;
+pub mod render;
 pub mod slo;
 pub mod stats;
 pub mod summary;

@@ -1,13 +1,13 @@
-//! The committed JSON Schema of run.json must match the record types.
+//! The committed JSON Schemas of run.json and charter.json must match their types.
 //! Regenerate with `CHARTER_BLESS=1 cargo test -p charter-reports --test schema`.
 
 use std::path::Path;
 
-#[test]
-fn committed_schema_is_up_to_date() {
-    let generated = schemars::schema_for!(charter_reports::RunRecord);
+fn check(generated: schemars::Schema, file: &str) {
     let text = serde_json::to_string_pretty(&generated).unwrap() + "\n";
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/run.schema.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(file);
     if std::env::var_os("CHARTER_BLESS").is_some() {
         std::fs::write(&path, &text).unwrap();
     }
@@ -16,5 +16,17 @@ fn committed_schema_is_up_to_date() {
         committed == text,
         "{} is stale: run CHARTER_BLESS=1 cargo test -p charter-reports --test schema",
         path.display()
+    );
+}
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    check(
+        schemars::schema_for!(charter_reports::RunRecord),
+        "run.schema.json",
+    );
+    check(
+        schemars::schema_for!(charter_reports::charter::Charter),
+        "charter.schema.json",
     );
 }

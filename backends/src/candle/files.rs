@@ -218,7 +218,9 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let llama_cfg: LlamaConfig = serde_json::from_value(value)
         .map_err(|e| malformed(format!("{e} (expected a Llama config)")))?;
     if llama_cfg.num_attention_heads == 0
-        || llama_cfg.hidden_size % llama_cfg.num_attention_heads != 0
+        || !llama_cfg
+            .hidden_size
+            .is_multiple_of(llama_cfg.num_attention_heads)
     {
         return Err(malformed(
             "hidden_size must be a positive multiple of num_attention_heads".into(),

@@ -1,0 +1,652 @@
+//! The resource charter: what a planner reads. Built from run records alone (no re-run), it
+//! answers in plain words first ("6 concurrent instances use 0.33 cores each…"), then per
+//! backend and load level: CPU, RAM, GPU, energy, latency, throughput, errors, cost, and the
+//! provenance of every number. Quantities the runs did not measure say so.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::cost::{self, CostConfig, HOURS_PER_MONTH};
+use crate::record::{
+    LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow, SCHEMA_VERSION,
+};
+use crate::summary::human_bytes;
+
+/// Version of the `charter.json` layout.
+pub const CHARTER_SCHEMA_VERSION: u32 = 1;
+
+/// A run directory read for reporting.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub dir: String,
+    pub record: RunRecord,
+    pub requests: Vec<RequestRow>,
+    pub samples: Vec<SampleRow>,
+}
+
+/// A run directory that cannot be reported on, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RunReadError {
+    #[error("{dir}: no run.json (expected a charter run directory)")]
+    NoRecord { dir: String },
+    #[error("{path}: {what}")]
+    Invalid { path: String, what: String },
+}
+
+/// Read and check `DIR/run.json` (schema version included).
+pub fn read_record(dir: &Path) -> Result<RunRecord, RunReadError> {
+    let path = dir.join("run.json");
+    let p = path.display().to_string();
+    let bad = |what: String| RunReadError::Invalid {
+        path: p.clone(),
+        what,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RunReadError::NoRecord {
+            dir: dir.display().to_string(),
+        },
+        _ => bad(format!("cannot read: {e}")),
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    match v.get("schema_version").and_then(|x| x.as_u64()) {
+        Some(n) if n > u64::from(SCHEMA_VERSION) => {
+            return Err(bad(format!(
+                "schema version {n} is newer than this charter reads ({SCHEMA_VERSION}); upgrade charter"
+            )))
+        }
+        None => return Err(bad("no schema_version: not a charter run record".into())),
+        _ => {}
+    }
+    serde_json::from_value(v).map_err(|e| bad(format!("not a charter run record: {e}")))
+}
+
+/// Read a run directory: the record, and the request and sample rows when present.
+pub fn load_run(dir: &Path) -> Result<LoadedRun, RunReadError> {
+    let record = read_record(dir)?;
+    let rows = |name: &str| -> Result<Vec<_>, RunReadError> {
+        let p = dir.join(name);
+        if !p.exists() {
+            return Ok(Vec::new());
+        }
+        let bad = |e: csv::Error| RunReadError::Invalid {
+            path: p.display().to_string(),
+            what: e.to_string(),
+        };
+        let mut r = csv::Reader::from_path(&p).map_err(bad)?;
+        r.deserialize::<RequestRow>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)
+    };
+    let requests = rows(&record.files.requests_csv)?;
+    let samples = {
+        let p = dir.join(&record.files.samples_csv);
+        let mut out = Vec::new();
+        if p.exists() {
+            let bad = |e: csv::Error| RunReadError::Invalid {
+                path: p.display().to_string(),
+                what: e.to_string(),
+            };
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_path(&p)
+                .map_err(bad)?;
+            for rec in r.records() {
+                let rec = rec.map_err(bad)?;
+                let f = |i: usize| {
+                    rec.get(i)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(f64::NAN)
+                };
+                out.push(SampleRow {
+                    t_s: f(0),
+                    process_cpu_s: f(1),
+                    process_cpu_cores: f(2),
+                    rss_bytes: f(3) as u64,
+                    system_busy_cores: f(4),
+                });
+            }
+        }
+        out
+    };
+    Ok(LoadedRun {
+        dir: dir.display().to_string(),
+        record,
+        requests,
+        samples,
+    })
+}
+
+/// The whole charter (`charter.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Charter {
+    pub schema_version: u32,
+    pub generated_by: String,
+    /// The answers, in plain words.
+    pub headline: Vec<String>,
+    pub runs: Vec<RunCharter>,
+    pub cost: Vec<CostReport>,
+    /// Assumptions behind derived numbers (prices, power method), with sources and dates.
+    pub assumptions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunCharter {
+    pub run_dir: String,
+    pub backend: String,
+    pub backend_kind: String,
+    pub complete: bool,
+    pub levels: Vec<LevelCharter>,
+    pub capacity: Option<Capacity>,
+    pub provenance: Provenance,
+}
+
+/// One load level, every number in SI units; `None` = not measured.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LevelCharter {
+    pub index: u32,
+    pub trial: u32,
+    pub role: String,
+    pub load: String,
+    /// Concurrent instances (streams) the level allowed.
+    pub instances: u32,
+    pub requests_completed: u64,
+    pub requests_failed: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub output_tokens_per_s: Option<f64>,
+    pub requests_per_s: Option<f64>,
+    pub goodput_per_s: Option<f64>,
+    pub slo_attainment: Option<f64>,
+    pub ttft_p50_s: Option<f64>,
+    pub ttft_p90_s: Option<f64>,
+    pub ttft_p99_s: Option<f64>,
+    pub itl_p50_s: Option<f64>,
+    pub itl_p99_s: Option<f64>,
+    pub e2e_p50_s: Option<f64>,
+    pub e2e_p99_s: Option<f64>,
+    pub cpu_cores_mean: Option<f64>,
+    pub cpu_cores_p95: Option<f64>,
+    pub cpu_cores_per_instance: Option<f64>,
+    pub system_busy_cores_mean: Option<f64>,
+    pub rss_peak_bytes: Option<u64>,
+    pub ram_baseline_bytes: Option<u64>,
+    /// Not in run records yet (RAM-per-token telemetry).
+    pub ram_per_1k_tokens_bytes: Option<f64>,
+    /// Not in run records yet (NVML).
+    pub gpu_utilisation: Option<f64>,
+    pub gpu_idle_fraction: Option<f64>,
+    /// Not in run records yet (NVML / RAPL).
+    pub energy_per_output_token_j: Option<f64>,
+    pub sustainable: Option<bool>,
+    pub client_bound: bool,
+}
+
+/// Highest load the runs sustained.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Capacity {
+    pub load: String,
+    pub requests_per_s: f64,
+    pub output_tokens_per_s: Option<f64>,
+    pub cpu_cores_mean: Option<f64>,
+    /// How it was chosen, in words.
+    pub basis: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Provenance {
+    pub tool: String,
+    pub git_sha: Option<String>,
+    pub host: String,
+    pub started_at: String,
+    pub sampler_method: Option<String>,
+    pub sampler_interval_s: Option<f64>,
+    pub sampler_overhead_fraction_of_core: Option<f64>,
+    pub histogram_sigfigs: u8,
+    pub weights: String,
+    pub threads_per_instance: u32,
+}
+
+/// Cost of one run's throughput under each pricing option.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CostReport {
+    pub run_dir: String,
+    pub backend: String,
+    pub currency: String,
+    pub example_figures: bool,
+    /// The level whose throughput is priced, and which throughput (goodput when an SLO was set).
+    pub basis: String,
+    pub tokens_per_s: f64,
+    /// Power used for energy cost and carbon, and how it was obtained.
+    pub power_w: f64,
+    pub power_method: String,
+    pub options: Vec<CostOption>,
+    pub onprem_fixed_per_month: f64,
+    pub onprem_variable_per_1m: Option<f64>,
+    /// Output tokens one node produces in a month at this throughput and utilisation.
+    pub node_tokens_per_month: f64,
+    pub break_even: Vec<BreakEven>,
+    pub carbon_g_per_1m: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CostOption {
+    pub name: String,
+    /// `onprem`, `cloud_instance` or `cloud_api`.
+    pub kind: String,
+    pub per_1m_output: Option<f64>,
+    /// Why there is no number (e.g. no throughput).
+    pub issue: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct BreakEven {
+    pub against: String,
+    /// Monthly output tokens at which on-prem costs the same (`None`: never).
+    pub tokens_per_month: Option<f64>,
+    /// Months to recover one node's capex against a flat monthly price (`None`: never).
+    pub months: Option<f64>,
+    pub cloud_per_1m: Option<f64>,
+    pub cloud_per_month: Option<f64>,
+}
+
+fn instances(load: &LoadProfile) -> u32 {
+    match load {
+        LoadProfile::ClosedLoop { concurrency } => *concurrency,
+        LoadProfile::OpenLoop { max_in_flight, .. } => *max_in_flight,
+    }
+}
+
+fn level_charter(l: &LevelRecord) -> LevelCharter {
+    let s = &l.summary;
+    let r = &l.resources;
+    let n = instances(&l.load);
+    let cores = r.process_cpu_cores.as_ref();
+    LevelCharter {
+        index: l.index,
+        trial: l.trial,
+        role: match l.role {
+            LevelRole::Measure => "measure",
+            LevelRole::SaturationProbe => "saturation probe",
+            LevelRole::Search => "search",
+        }
+        .into(),
+        load: l.load.label(),
+        instances: n,
+        requests_completed: s.requests_completed,
+        requests_failed: s.requests_failed,
+        errors: s.errors.clone(),
+        output_tokens_per_s: s.output_token_throughput_per_s,
+        requests_per_s: s.request_throughput_per_s,
+        goodput_per_s: s.goodput_per_s,
+        slo_attainment: s.slo_attainment,
+        ttft_p50_s: s.ttft_from_intended.as_ref().map(|x| x.p50_s),
+        ttft_p90_s: s.ttft_from_intended.as_ref().map(|x| x.p90_s),
+        ttft_p99_s: s.ttft_from_intended.as_ref().map(|x| x.p99_s),
+        itl_p50_s: s.itl.as_ref().map(|x| x.p50_s),
+        itl_p99_s: s.itl.as_ref().map(|x| x.p99_s),
+        e2e_p50_s: s.e2e_from_intended.as_ref().map(|x| x.p50_s),
+        e2e_p99_s: s.e2e_from_intended.as_ref().map(|x| x.p99_s),
+        cpu_cores_mean: cores.map(|c| c.mean),
+        cpu_cores_p95: cores.map(|c| c.p95),
+        cpu_cores_per_instance: cores.map(|c| c.mean / f64::from(n.max(1))),
+        system_busy_cores_mean: r.system_busy_cores.as_ref().map(|c| c.mean),
+        rss_peak_bytes: r
+            .rss_bytes
+            .as_ref()
+            .map(|v| v.max as u64)
+            .or(r.peak_rss_bytes),
+        ram_baseline_bytes: r.ram_baseline_bytes,
+        ram_per_1k_tokens_bytes: None,
+        gpu_utilisation: None,
+        gpu_idle_fraction: None,
+        energy_per_output_token_j: None,
+        sustainable: l.sustainable,
+        client_bound: l.client_bound.flagged,
+    }
+}
+
+/// The level a run is priced and summarised by: the highest-throughput measured level that was
+/// not marked unsustainable.
+fn main_level(r: &RunRecord) -> Option<&LevelRecord> {
+    r.levels
+        .iter()
+        .filter(|l| l.role != LevelRole::SaturationProbe && l.sustainable != Some(false))
+        .filter(|l| l.summary.requests_completed > 0)
+        .max_by(|a, b| {
+            let t = |l: &LevelRecord| l.summary.output_token_throughput_per_s.unwrap_or(0.0);
+            t(a).total_cmp(&t(b))
+        })
+}
+
+fn capacity(r: &RunRecord) -> Option<Capacity> {
+    let l = main_level(r)?;
+    let basis = if r.levels.len() == 1 {
+        "the only level measured (no sweep: not a proven maximum)".to_string()
+    } else if r.levels.iter().any(|l| l.sustainable.is_some()) {
+        "highest-throughput open-loop level that kept up with its offered rate (completed ≥ 0.98 × offered) and held its SLO percentiles".to_string()
+    } else {
+        "highest-throughput level of the sweep".to_string()
+    };
+    Some(Capacity {
+        load: l.load.label(),
+        requests_per_s: l.summary.request_throughput_per_s?,
+        output_tokens_per_s: l.summary.output_token_throughput_per_s,
+        cpu_cores_mean: l.resources.process_cpu_cores.as_ref().map(|c| c.mean),
+        basis,
+    })
+}
+
+fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
+    let r = &run.record;
+    let l = main_level(r)?;
+    let s = &l.summary;
+    let (tokens_per_s, which) = match (s.goodput_per_s, s.requests_completed) {
+        (Some(g), n) if n > 0 && s.output_token_throughput_per_s.is_some() => {
+            // Goodput in tokens: good requests' share of the output token rate.
+            let share = g / s.request_throughput_per_s.unwrap_or(g).max(1e-12);
+            (
+                s.output_token_throughput_per_s.unwrap_or(0.0) * share.min(1.0),
+                "goodput (output tokens of requests meeting the SLO)",
+            )
+        }
+        _ => (
+            s.output_token_throughput_per_s.unwrap_or(0.0),
+            "output token throughput (no SLO set)",
+        ),
+    };
+    let busy = l
+        .resources
+        .system_busy_cores
+        .as_ref()
+        .map(|c| c.mean)
+        .unwrap_or(0.0);
+    let power_w = cfg
+        .energy
+        .estimated_watts(busy, f64::from(r.host.logical_cores));
+    let power_method = format!(
+        "estimated: declared CPU TDP {} W × measured busy share ({busy:.2} of {} cores) + declared rest of node {} W (no RAPL or NVML measurement in the run)",
+        cfg.energy.cpu_tdp_w, r.host.logical_cores, cfg.energy.rest_of_node_w
+    );
+    let fixed_h = cfg.onprem.fixed_per_hour();
+    let energy_h = cfg.energy.cost_per_hour(power_w);
+    let u = cfg.utilisation;
+    let mut options = Vec::new();
+    let mut push = |name: String, kind: &str, v: Result<f64, cost::CostIssue>| {
+        let (per_1m_output, issue) = match v {
+            Ok(x) => (Some(x), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        options.push(CostOption {
+            name,
+            kind: kind.into(),
+            per_1m_output,
+            issue,
+        });
+    };
+    push(
+        "on-prem node".into(),
+        "onprem",
+        cost::per_million(fixed_h + energy_h, tokens_per_s, u),
+    );
+    for c in &cfg.cloud_instance {
+        push(
+            c.name.clone(),
+            "cloud_instance",
+            cost::per_million(c.price_per_hour, tokens_per_s, u),
+        );
+    }
+    let (pin, pout): (u64, u64) = (s.prompt_tokens, s.output_tokens);
+    let ratio = if pout > 0 {
+        pin as f64 / pout as f64
+    } else {
+        0.0
+    };
+    for a in &cfg.cloud_api {
+        push(
+            a.name.clone(),
+            "cloud_api",
+            Ok(cost::api_per_million_output(a, ratio)),
+        );
+    }
+    // Energy is paid only while loaded; the node's fixed cost every hour.
+    let variable = cost::per_million(energy_h, tokens_per_s, 1.0).ok();
+    let fixed_month = fixed_h * HOURS_PER_MONTH;
+    let running_month = cfg.onprem.opex_per_year / 12.0 + energy_h * HOURS_PER_MONTH * u;
+    let mut break_even = Vec::new();
+    for a in &cfg.cloud_api {
+        let price = cost::api_per_million_output(a, ratio);
+        break_even.push(BreakEven {
+            against: a.name.clone(),
+            tokens_per_month: variable
+                .and_then(|v| cost::break_even_tokens_per_month(fixed_month, v, price)),
+            months: None,
+            cloud_per_1m: Some(price),
+            cloud_per_month: None,
+        });
+    }
+    for c in &cfg.cloud_instance {
+        let per_month = c.price_per_hour * HOURS_PER_MONTH;
+        break_even.push(BreakEven {
+            against: c.name.clone(),
+            tokens_per_month: None,
+            months: cost::break_even_months(cfg.onprem.capex, per_month, running_month),
+            cloud_per_1m: None,
+            cloud_per_month: Some(per_month),
+        });
+    }
+    let kwh_per_1m = (tokens_per_s > 0.0)
+        .then(|| power_w / 1000.0 * cfg.energy.pue / (tokens_per_s * 3600.0) * 1e6);
+    Some(CostReport {
+        run_dir: run.dir.clone(),
+        backend: r.backend.model.clone(),
+        currency: cfg.currency.clone(),
+        example_figures: cfg.example,
+        basis: format!("level {} ({}), {which}", l.index, l.load.label()),
+        tokens_per_s,
+        power_w,
+        power_method,
+        options,
+        onprem_fixed_per_month: fixed_month,
+        onprem_variable_per_1m: variable,
+        node_tokens_per_month: tokens_per_s * 3600.0 * HOURS_PER_MONTH * u,
+        break_even,
+        carbon_g_per_1m: kwh_per_1m.map(|k| k * cfg.energy.carbon_g_per_kwh),
+    })
+}
+
+fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
+    let mut out = Vec::new();
+    let r = &run.record;
+    let Some(l) = main_level(r) else {
+        out.push(format!(
+            "{}: no level completed a request; nothing to chart.",
+            rc.backend
+        ));
+        return out;
+    };
+    let lc = level_charter(l);
+    let n = lc.instances;
+    let what = match &l.load {
+        LoadProfile::ClosedLoop { .. } => format!("{n} concurrent instance(s)"),
+        LoadProfile::OpenLoop { rate_per_s, .. } => {
+            format!("{rate_per_s:.2} requests/s (up to {n} in flight)")
+        }
+    };
+    match (lc.cpu_cores_mean, lc.cpu_cores_per_instance, lc.cpu_cores_p95) {
+        (Some(total), Some(each), Some(p95)) => out.push(format!(
+            "{}: {what} used {total:.2} CPU cores in total ({each:.2} per instance; p95 {p95:.2}) on {} ({} logical cores).",
+            rc.backend,
+            r.host.cpu_model.as_deref().unwrap_or("this host"),
+            r.host.logical_cores
+        )),
+        _ => out.push(format!("{}: CPU use not measured (level shorter than one sample interval).", rc.backend)),
+    }
+    if let (Some(peak), Some(base)) = (lc.rss_peak_bytes, lc.ram_baseline_bytes) {
+        out.push(format!(
+            "RAM: {} resident at peak, {} right after loading the model (RAM per 1k tokens of context: not measured in these runs).",
+            human_bytes(peak),
+            human_bytes(base)
+        ));
+    }
+    if let (Some(t), Some(p99)) = (lc.output_tokens_per_s, lc.ttft_p99_s) {
+        out.push(format!(
+            "Throughput {t:.1} output tokens/s; time to first token p99 {:.0} ms; inter-token latency p50 {}.",
+            p99 * 1e3,
+            lc.itl_p50_s.map(|v| format!("{:.1} ms", v * 1e3)).unwrap_or_else(|| "n/a".into())
+        ));
+    }
+    out.push(
+        "GPU utilisation and energy: not measured (no NVML or RAPL data in these runs).".into(),
+    );
+    if let Some(c) = &rc.capacity {
+        if r.levels.len() > 1 {
+            out.push(format!(
+                "Highest sustained load: {} ({:.2} requests/s{}).",
+                c.load,
+                c.requests_per_s,
+                c.output_tokens_per_s
+                    .map(|t| format!(", {t:.1} output tokens/s"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// Build the charter from loaded runs and an optional cost model.
+pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> Charter {
+    let mut headline_lines = Vec::new();
+    let mut rcs = Vec::new();
+    let mut costs = Vec::new();
+    for run in runs {
+        let r = &run.record;
+        let sampler = r.levels.iter().find_map(|l| l.resources.sampler.clone());
+        let rc = RunCharter {
+            run_dir: run.dir.clone(),
+            backend: r.backend.model.clone(),
+            backend_kind: r.backend.kind.clone(),
+            complete: r.complete,
+            levels: r.levels.iter().map(level_charter).collect(),
+            capacity: capacity(r),
+            provenance: Provenance {
+                tool: format!("{} {}", r.tool.name, r.tool.version),
+                git_sha: r.tool.git_sha.clone(),
+                host: format!(
+                    "{} · {} · {} logical cores · {}",
+                    r.host.hostname.as_deref().unwrap_or("?"),
+                    r.host.cpu_model.as_deref().unwrap_or("unknown CPU"),
+                    r.host.logical_cores,
+                    human_bytes(r.host.total_memory_bytes)
+                ),
+                started_at: r.started_at.clone(),
+                sampler_method: sampler.as_ref().map(|s| s.method.clone()),
+                sampler_interval_s: sampler.as_ref().map(|s| s.interval_s),
+                sampler_overhead_fraction_of_core: sampler
+                    .as_ref()
+                    .map(|s| s.overhead_fraction_of_core),
+                histogram_sigfigs: r
+                    .levels
+                    .first()
+                    .map(|l| l.summary.histogram_sigfigs)
+                    .unwrap_or(3),
+                weights: match &r.backend.weights {
+                    crate::WeightsProvenance::RandomPreset { preset, seed } => {
+                        format!("random preset {preset}, seed {seed}")
+                    }
+                    crate::WeightsProvenance::Files { format, files } => format!(
+                        "{format}: {}",
+                        files
+                            .iter()
+                            .map(|f| format!(
+                                "{} (sha256 {})",
+                                f.path,
+                                &f.sha256[..12.min(f.sha256.len())]
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+                threads_per_instance: r.backend.threads_per_instance,
+            },
+        };
+        headline_lines.extend(headline(run, &rc));
+        if let Some(cfg) = cost_cfg {
+            if let Some(c) = cost_report(run, cfg) {
+                if let Some(on) = c
+                    .options
+                    .iter()
+                    .find(|o| o.kind == "onprem")
+                    .and_then(|o| o.per_1m_output)
+                {
+                    let cheapest_cloud = c
+                        .options
+                        .iter()
+                        .filter(|o| o.kind != "onprem")
+                        .filter_map(|o| o.per_1m_output.map(|v| (v, o.name.clone())))
+                        .min_by(|a, b| a.0.total_cmp(&b.0));
+                    headline_lines.push(format!(
+                        "Cost: {on:.2} {} per 1M output tokens on-prem{}{}.",
+                        c.currency,
+                        cheapest_cloud
+                            .map(|(v, n)| format!(" vs {v:.2} on {n}"))
+                            .unwrap_or_default(),
+                        if c.example_figures {
+                            " (example prices)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                costs.push(c);
+            }
+        }
+        rcs.push(rc);
+    }
+    let mut assumptions = Vec::new();
+    if let Some(c) = cost_cfg {
+        assumptions.push(format!(
+            "On-prem node: capex {} {}, {} years, interest {}, opex {}/year (source: {}, {}).",
+            c.onprem.capex,
+            c.currency,
+            c.onprem.amortisation_years,
+            c.onprem.interest_rate,
+            c.onprem.opex_per_year,
+            c.onprem.source,
+            c.onprem.date
+        ));
+        assumptions.push(format!(
+            "Energy: {} {}/kWh, PUE {}, {} gCO2e/kWh; power estimated from declared TDP {} W (source: {}, {}).",
+            c.energy.price_per_kwh, c.currency, c.energy.pue, c.energy.carbon_g_per_kwh, c.energy.cpu_tdp_w, c.energy.source, c.energy.date
+        ));
+        assumptions.push(format!(
+            "Utilisation (loaded share of paid hours): {:.0} %.",
+            c.utilisation * 100.0
+        ));
+        for i in &c.cloud_instance {
+            assumptions.push(format!(
+                "{}: {} {}/hour (source: {}, {}).",
+                i.name, i.price_per_hour, c.currency, i.source, i.date
+            ));
+        }
+        for a in &c.cloud_api {
+            assumptions.push(format!(
+                "{}: input {} / output {} {} per 1M tokens (source: {}, {}).",
+                a.name, a.input_per_1m, a.output_per_1m, c.currency, a.source, a.date
+            ));
+        }
+        if c.example {
+            assumptions.push("These prices are EXAMPLE figures, not quotes.".into());
+        }
+    }
+    Charter {
+        schema_version: CHARTER_SCHEMA_VERSION,
+        generated_by: tool.to_string(),
+        headline: headline_lines,
+        runs: rcs,
+        cost: costs,
+        assumptions,
+    }
+}

@@ -1,0 +1,424 @@
+//! Charter exporters: pure functions from a [`Charter`] (and charts) to bytes: Markdown, a
+//! self-contained HTML page (inline CSS and SVG, no external assets), JSON, and CSV of the
+//! per-level numbers for spreadsheets.
+
+use std::fmt::Write;
+
+use crate::charter::{Charter, LevelCharter};
+use crate::charts::Chart;
+use crate::summary::human_bytes;
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|x| {
+        let m = x * 1e3;
+        if m >= 100.0 {
+            format!("{m:.0}")
+        } else {
+            format!("{m:.1}")
+        }
+    })
+    .unwrap_or_else(|| "n/a".into())
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn bytes(v: Option<u64>) -> String {
+    v.map(human_bytes).unwrap_or_else(|| "not measured".into())
+}
+
+const LEVEL_HEADERS: [&str; 15] = [
+    "load",
+    "trial",
+    "done",
+    "failed",
+    "tok/s",
+    "req/s",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "ITL p50 ms",
+    "E2E p99 ms",
+    "cores mean",
+    "cores/instance",
+    "cores p95",
+    "peak RSS",
+    "notes",
+];
+
+fn level_cells(l: &LevelCharter) -> Vec<String> {
+    let mut notes = Vec::new();
+    if l.role != "measure" {
+        notes.push(l.role.clone());
+    }
+    if l.client_bound {
+        notes.push("client-bound".into());
+    }
+    if l.sustainable == Some(false) {
+        notes.push("not sustainable".into());
+    }
+    if let Some(a) = l.slo_attainment {
+        notes.push(format!("SLO {:.0}%", a * 100.0));
+    }
+    vec![
+        l.load.clone(),
+        l.trial.to_string(),
+        l.requests_completed.to_string(),
+        l.requests_failed.to_string(),
+        num(l.output_tokens_per_s, 1),
+        num(l.requests_per_s, 2),
+        ms(l.ttft_p50_s),
+        ms(l.ttft_p99_s),
+        ms(l.itl_p50_s),
+        ms(l.e2e_p99_s),
+        num(l.cpu_cores_mean, 2),
+        num(l.cpu_cores_per_instance, 2),
+        num(l.cpu_cores_p95, 2),
+        bytes(l.rss_peak_bytes),
+        notes.join(", "),
+    ]
+}
+
+const NOT_MEASURED: &str = "RAM per 1k tokens, GPU utilisation / idle fraction, power and energy per token: not measured in these runs (no RAM-per-token fit, NVML or RAPL data in the records).";
+
+/// `charter.md`.
+pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Resource charter\n");
+    for h in &ch.headline {
+        let _ = writeln!(o, "- {h}");
+    }
+    for r in &ch.runs {
+        let _ = writeln!(o, "\n## {} ({})\n", r.backend, r.backend_kind);
+        let _ = writeln!(o, "| {} |", LEVEL_HEADERS.join(" | "));
+        let _ = writeln!(o, "|{}|", vec!["---"; LEVEL_HEADERS.len()].join("|"));
+        for l in &r.levels {
+            let _ = writeln!(o, "| {} |", level_cells(l).join(" | "));
+        }
+        if let Some(c) = &r.capacity {
+            let _ = writeln!(
+                o,
+                "\nCapacity: {} — {:.2} requests/s ({}).",
+                c.load, c.requests_per_s, c.basis
+            );
+        }
+        let p = &r.provenance;
+        let _ = writeln!(
+            o,
+            "\nProvenance: {}{}; host {}; started {}; weights {}; {} thread(s) per instance; sampler {} every {} s (own cost {} of a core); latency histograms {} significant digits. Run directory `{}`.",
+            p.tool,
+            p.git_sha.as_ref().map(|s| format!(" ({})", &s[..12.min(s.len())])).unwrap_or_default(),
+            p.host,
+            p.started_at,
+            p.weights,
+            p.threads_per_instance,
+            p.sampler_method.as_deref().unwrap_or("n/a"),
+            num(p.sampler_interval_s, 3),
+            p.sampler_overhead_fraction_of_core.map(|f| format!("{:.3}%", f * 100.0)).unwrap_or_else(|| "n/a".into()),
+            p.histogram_sigfigs,
+            r.run_dir
+        );
+    }
+    let _ = writeln!(o, "\n{NOT_MEASURED}");
+    for c in &ch.cost {
+        let _ = writeln!(o, "\n## Cost — {}\n", c.backend);
+        let _ = writeln!(
+            o,
+            "Priced on {}: {:.1} output tokens/s; power {:.1} W ({}).\n",
+            c.basis, c.tokens_per_s, c.power_w, c.power_method
+        );
+        let _ = writeln!(
+            o,
+            "| option | {} per 1M output tokens |\n|---|---|",
+            c.currency
+        );
+        for op in &c.options {
+            let v = op
+                .per_1m_output
+                .map(|v| format!("{v:.3}"))
+                .or(op.issue.clone())
+                .unwrap_or_default();
+            let _ = writeln!(o, "| {} | {v} |", op.name);
+        }
+        for b in &c.break_even {
+            match (b.tokens_per_month, b.months) {
+                (Some(t), _) => {
+                    let _ = writeln!(
+                        o,
+                        "\nBreak-even against {}: {:.1} M output tokens per month.",
+                        b.against,
+                        t / 1e6
+                    );
+                }
+                (_, Some(m)) => {
+                    let _ = writeln!(
+                        o,
+                        "\nBreak-even against {}: one node's capex is recovered in {m:.1} months.",
+                        b.against
+                    );
+                }
+                _ => {
+                    let _ = writeln!(o, "\nBreak-even against {}: never (it is cheaper per unit than on-prem's running cost).", b.against);
+                }
+            }
+        }
+        if let Some(g) = c.carbon_g_per_1m {
+            let _ = writeln!(
+                o,
+                "\nCarbon: {g:.1} gCO2e per 1M output tokens (from the estimated power)."
+            );
+        }
+    }
+    if !ch.assumptions.is_empty() {
+        let _ = writeln!(o, "\n## Assumptions\n");
+        for a in &ch.assumptions {
+            let _ = writeln!(o, "- {a}");
+        }
+    }
+    if !charts.is_empty() {
+        let _ = writeln!(o, "\n## Charts\n");
+        for c in charts {
+            let _ = writeln!(o, "![{}](charts/{}.png)", c.title, c.name);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\n_Generated by {} from run records only._",
+        ch.generated_by
+    );
+    o
+}
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const CSS: &str = "body{font-family:-apple-system,Segoe UI,DejaVu Sans,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;line-height:1.45;padding:0 1rem}
+h1{font-size:1.7rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
+.headline{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.6rem 1rem;margin:1rem 0}.headline li{margin:.25rem 0}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem;width:100%}th,td{border:1px solid #d0d7de;padding:.3rem .45rem;text-align:right}
+th{background:#f6f8fa;font-weight:600}td:first-child,th:first-child,td:last-child{text-align:left}
+.muted{color:#57606a;font-size:.85rem}.warn{color:#9a6700}figure{margin:1.2rem 0}figcaption{font-size:.85rem;color:#57606a}svg{max-width:100%;height:auto}";
+
+/// `charter.html`: one self-contained page (no external references).
+pub fn html(ch: &Charter, charts: &[Chart]) -> String {
+    let mut o = String::new();
+    let _ = write!(o, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>Resource charter</title><style>{CSS}</style></head><body>\n");
+    let _ = writeln!(
+        o,
+        "<h1>Resource charter</h1><p class=\"muted\">{} · from run records only</p>",
+        esc(&ch.generated_by)
+    );
+    let _ = writeln!(o, "<div class=\"headline\"><ul>");
+    for h in &ch.headline {
+        let _ = writeln!(o, "<li>{}</li>", esc(h));
+    }
+    let _ = writeln!(o, "</ul></div>");
+    for r in &ch.runs {
+        let _ = writeln!(
+            o,
+            "<h2>{} <span class=\"muted\">({})</span></h2>",
+            esc(&r.backend),
+            esc(&r.backend_kind)
+        );
+        if !r.complete {
+            let _ = writeln!(o, "<p class=\"warn\">This run did not complete (interrupted): its numbers are partial.</p>");
+        }
+        let _ = write!(o, "<table><tr>");
+        for h in LEVEL_HEADERS {
+            let _ = write!(o, "<th>{}</th>", esc(h));
+        }
+        let _ = writeln!(o, "</tr>");
+        for l in &r.levels {
+            let _ = write!(o, "<tr>");
+            for c in level_cells(l) {
+                let _ = write!(o, "<td>{}</td>", esc(&c));
+            }
+            let _ = writeln!(o, "</tr>");
+        }
+        let _ = writeln!(o, "</table>");
+        if let Some(c) = &r.capacity {
+            let _ = writeln!(
+                o,
+                "<p>Capacity: <b>{}</b> — {:.2} requests/s <span class=\"muted\">({})</span></p>",
+                esc(&c.load),
+                c.requests_per_s,
+                esc(&c.basis)
+            );
+        }
+        let p = &r.provenance;
+        let _ = writeln!(
+            o,
+            "<p class=\"muted\">Provenance: {} {} · host {} · started {} · weights {} · {} thread(s)/instance · sampler: {} every {} s, own cost {} of a core · histograms {} significant digits · <code>{}</code></p>",
+            esc(&p.tool),
+            esc(p.git_sha.as_deref().map(|s| &s[..12.min(s.len())]).unwrap_or("")),
+            esc(&p.host),
+            esc(&p.started_at),
+            esc(&p.weights),
+            p.threads_per_instance,
+            esc(p.sampler_method.as_deref().unwrap_or("n/a")),
+            num(p.sampler_interval_s, 3),
+            p.sampler_overhead_fraction_of_core.map(|f| format!("{:.3}%", f * 100.0)).unwrap_or_else(|| "n/a".into()),
+            p.histogram_sigfigs,
+            esc(&r.run_dir)
+        );
+    }
+    let _ = writeln!(o, "<p class=\"muted\">{}</p>", esc(NOT_MEASURED));
+    for c in &ch.cost {
+        let _ = writeln!(o, "<h2>Cost — {}</h2>", esc(&c.backend));
+        let _ = writeln!(
+            o,
+            "<p>Priced on {}: {:.1} output tokens/s; power {:.1} W <span class=\"muted\">({})</span>{}</p>",
+            esc(&c.basis),
+            c.tokens_per_s,
+            c.power_w,
+            esc(&c.power_method),
+            if c.example_figures { " <b class=\"warn\">Example prices.</b>" } else { "" }
+        );
+        let _ = writeln!(
+            o,
+            "<table><tr><th>option</th><th>{} per 1M output tokens</th></tr>",
+            esc(&c.currency)
+        );
+        for op in &c.options {
+            let v = op
+                .per_1m_output
+                .map(|v| format!("{v:.3}"))
+                .or(op.issue.clone())
+                .unwrap_or_default();
+            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td></tr>", esc(&op.name), esc(&v));
+        }
+        let _ = writeln!(o, "</table><ul>");
+        for b in &c.break_even {
+            let text = match (b.tokens_per_month, b.months) {
+                (Some(t), _) => format!(
+                    "Break-even against {}: {:.1} M output tokens per month.",
+                    b.against,
+                    t / 1e6
+                ),
+                (_, Some(m)) => format!(
+                    "Break-even against {}: one node's capex is recovered in {m:.1} months.",
+                    b.against
+                ),
+                _ => format!("Break-even against {}: never.", b.against),
+            };
+            let _ = writeln!(o, "<li>{}</li>", esc(&text));
+        }
+        if let Some(g) = c.carbon_g_per_1m {
+            let _ = writeln!(
+                o,
+                "<li>Carbon: {g:.1} gCO2e per 1M output tokens (estimated power).</li>"
+            );
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    if !ch.assumptions.is_empty() {
+        let _ = writeln!(o, "<h2>Assumptions</h2><ul>");
+        for a in &ch.assumptions {
+            let _ = writeln!(o, "<li>{}</li>", esc(a));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    if !charts.is_empty() {
+        let _ = writeln!(o, "<h2>Charts</h2>");
+        for c in charts {
+            // plotters writes a complete SVG document; drop its XML prolog to inline it.
+            let svg = c.svg.trim_start_matches(|ch: char| ch != '<');
+            let svg = match svg.strip_prefix("<?xml") {
+                Some(rest) => rest.split_once("?>").map(|x| x.1).unwrap_or(rest),
+                None => svg,
+            };
+            // Inline SVG needs no namespace declaration in HTML; dropping it leaves the page
+            // without a single URL.
+            let svg = svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "");
+            let _ = writeln!(
+                o,
+                "<figure>{svg}<figcaption>{}</figcaption></figure>",
+                esc(&c.title)
+            );
+        }
+    }
+    let _ = writeln!(o, "</body></html>");
+    o
+}
+
+/// `charter.json`.
+pub fn json(ch: &Charter) -> String {
+    serde_json::to_string_pretty(ch).expect("charter serialises") + "\n"
+}
+
+/// `levels.csv`: one row per run and level, for spreadsheets.
+pub fn levels_csv(ch: &Charter) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "run_dir",
+        "backend",
+        "level",
+        "trial",
+        "role",
+        "load",
+        "instances",
+        "requests_completed",
+        "requests_failed",
+        "output_tokens_per_s",
+        "requests_per_s",
+        "goodput_per_s",
+        "slo_attainment",
+        "ttft_p50_s",
+        "ttft_p90_s",
+        "ttft_p99_s",
+        "itl_p50_s",
+        "itl_p99_s",
+        "e2e_p50_s",
+        "e2e_p99_s",
+        "cpu_cores_mean",
+        "cpu_cores_p95",
+        "cpu_cores_per_instance",
+        "rss_peak_bytes",
+        "ram_baseline_bytes",
+        "sustainable",
+        "client_bound",
+    ]);
+    let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for r in &ch.runs {
+        for l in &r.levels {
+            let _ = w.write_record([
+                r.run_dir.clone(),
+                r.backend.clone(),
+                l.index.to_string(),
+                l.trial.to_string(),
+                l.role.clone(),
+                l.load.clone(),
+                l.instances.to_string(),
+                l.requests_completed.to_string(),
+                l.requests_failed.to_string(),
+                f(l.output_tokens_per_s),
+                f(l.requests_per_s),
+                f(l.goodput_per_s),
+                f(l.slo_attainment),
+                f(l.ttft_p50_s),
+                f(l.ttft_p90_s),
+                f(l.ttft_p99_s),
+                f(l.itl_p50_s),
+                f(l.itl_p99_s),
+                f(l.e2e_p50_s),
+                f(l.e2e_p99_s),
+                f(l.cpu_cores_mean),
+                f(l.cpu_cores_p95),
+                f(l.cpu_cores_per_instance),
+                l.rss_peak_bytes.map(|v| v.to_string()).unwrap_or_default(),
+                l.ram_baseline_bytes
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                l.sustainable.map(|v| v.to_string()).unwrap_or_default(),
+                l.client_bound.to_string(),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
