@@ -3,5 +3,13 @@
 mod decode_loop;
 mod histogram;
 mod ort_loop;
+mod runner_overhead;
+mod sampler_tick;
 
-criterion::criterion_main!(decode_loop::benches, histogram::benches, ort_loop::benches);
+criterion::criterion_main!(
+    decode_loop::benches,
+    histogram::benches,
+    ort_loop::benches,
+    runner_overhead::benches,
+    sampler_tick::benches
+);

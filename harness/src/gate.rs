@@ -9,39 +9,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use charter_reports::gate::{self, GateRules, MetricName, TrialValues};
-use charter_reports::{LevelRole, RunRecord, SCHEMA_VERSION};
+use charter_reports::{LevelRole, RunRecord};
 
 use crate::cli::{GateArgs, GateCommand};
 use crate::CliError;
 
-/// Read and check `DIR/run.json`.
+/// Read and check `DIR/run.json`: a finished run of a schema this charter reads.
 pub fn read_run(dir: &Path) -> Result<RunRecord, CliError> {
-    let path = dir.join("run.json");
-    let bad = |what: String| CliError::BadInput(format!("{}: {what}", path.display()));
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => CliError::BadInput(format!(
-            "{}: no run.json (expected a charter run directory)",
-            dir.display()
-        )),
-        _ => bad(format!("cannot read: {e}")),
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let version = v.get("schema_version").and_then(|x| x.as_u64());
-    match version {
-        Some(n) if n > u64::from(SCHEMA_VERSION) => {
-            return Err(bad(format!(
-                "schema version {n} is newer than this charter reads ({SCHEMA_VERSION}); upgrade charter"
-            )))
-        }
-        None => return Err(bad("no schema_version: not a charter run record".into())),
-        _ => {}
-    }
-    let rec: RunRecord =
-        serde_json::from_value(v).map_err(|e| bad(format!("not a charter run record: {e}")))?;
+    let rec = charter_reports::charter::read_record(dir)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
     if !rec.complete {
-        return Err(bad(format!(
-            "the run is not complete (status {:?}); gate only finished runs",
+        return Err(CliError::BadInput(format!(
+            "{}: the run is not complete (status {:?}); gate only finished runs",
+            dir.join("run.json").display(),
             rec.status
         )));
     }

@@ -64,6 +64,33 @@ fn read_now(me: Option<&procfs::process::Process>, page: u64) -> Reading {
     }
 }
 
+/// One sampler reading (process CPU time, RSS, per-core ticks), as the sampler thread takes it
+/// each tick: exposed so benches can measure the tick's cost.
+pub struct Probe {
+    me: Option<procfs::process::Process>,
+    page: u64,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Probe {
+    pub fn new() -> Self {
+        Self {
+            me: procfs::process::Process::myself().ok(),
+            page: procfs::page_size(),
+        }
+    }
+
+    /// Take one reading; returns the RSS in bytes (so the work cannot be optimised away).
+    pub fn read(&self) -> u64 {
+        read_now(self.me.as_ref(), self.page).rss_bytes
+    }
+}
+
 /// Current resident set size of this process, in bytes (`None` when /proc is unreadable).
 pub fn current_rss_bytes() -> Option<u64> {
     let me = procfs::process::Process::myself().ok()?;
