@@ -14,6 +14,7 @@ pub mod chat;
 mod error;
 mod hashing;
 pub mod onnx;
+mod prompting;
 pub mod simulated;
 
 use std::ops::ControlFlow;

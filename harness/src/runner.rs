@@ -65,29 +65,19 @@ pub fn run_phase(
                     if !phase.stop.may_issue(n, phase_start.elapsed()) {
                         break;
                     }
-                    let id = phase.first_id + n;
-                    let request = template.request(id, vocab);
-                    let mut events = Vec::with_capacity(request.max_tokens as usize);
-                    let start = Instant::now();
-                    let result = stream.generate(&request, &mut |ev| {
-                        events.push((ev.at, ev.tokens));
-                        if interrupted.load(Ordering::Relaxed) {
-                            ControlFlow::Break(())
-                        } else {
-                            ControlFlow::Continue(())
-                        }
-                    });
-                    let end = Instant::now();
-                    let done = Finished {
-                        id,
-                        instance: instance as u32,
+                    let job = Job {
+                        id: phase.first_id + n,
                         warmup: phase.warmup,
-                        intended_start: start,
-                        start,
-                        end,
-                        events,
-                        result,
+                        intended: None,
                     };
+                    let done = serve(
+                        &mut **stream,
+                        template,
+                        vocab,
+                        job,
+                        instance as u32,
+                        interrupted,
+                    );
                     if tx.send(done).is_err() {
                         break;
                     }
@@ -158,7 +148,8 @@ pub struct OpenStats {
 struct Job {
     id: u64,
     warmup: bool,
-    intended: Instant,
+    /// When the load profile scheduled it; `None` in closed loop, where it is the start.
+    intended: Option<Instant>,
 }
 
 /// Run an open-loop level: a dispatcher thread issues requests at their scheduled times to a
@@ -253,7 +244,7 @@ pub fn run_open_level(
                     let job = Job {
                         id: level.first_id + n,
                         warmup,
-                        intended,
+                        intended: Some(intended),
                     };
                     if job_tx.send(job).is_err() {
                         break;
@@ -353,7 +344,7 @@ fn serve(
         id: job.id,
         instance,
         warmup: job.warmup,
-        intended_start: job.intended,
+        intended_start: job.intended.unwrap_or(start),
         start,
         end: Instant::now(),
         events,

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use candle_transformers::models::llama::{Cache, Config, Llama};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 
-use crate::chat::{plain_join, ChatTemplate};
+use crate::chat::ChatTemplate;
+use crate::prompting;
 use crate::{
     Backend, BackendRecord, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
     RequestErrorKind, StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
@@ -197,6 +197,7 @@ impl CandleBackend {
             tokenizer: self.tokenizer.clone(),
             chat_template: self.chat_template.clone(),
             eos: self.eos.clone(),
+            vocab_size: self.record.vocab_size as usize,
             context_limit: self.context_limit,
         })
     }
@@ -261,40 +262,27 @@ pub struct CandleStream {
     tokenizer: Option<Tokenizer>,
     chat_template: Option<Arc<ChatTemplate>>,
     eos: HashSet<u32>,
+    vocab_size: usize,
     context_limit: usize,
 }
 
 impl CandleStream {
-    fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, RequestError> {
-        let invalid = |message: String| RequestError {
-            kind: RequestErrorKind::InvalidRequest,
-            message,
-            prompt_tokens: 0,
-            output_tokens: 0,
-        };
-        let text = match prompt {
-            Prompt::Tokens(t) => return Ok(t.clone()),
-            Prompt::Text(s) => s.clone(),
-            Prompt::Chat(messages) => match &self.chat_template {
-                Some(t) => t.render(messages).map_err(invalid)?,
-                None => plain_join(messages),
-            },
-        };
-        let tok = self
-            .tokenizer
-            .as_ref()
-            .ok_or_else(|| invalid("text prompt, but this model has no tokenizer".into()))?;
-        tok.encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| invalid(format!("cannot tokenize prompt: {e}")))
-    }
-
     fn run(
         &mut self,
         req: &GenRequest,
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError> {
-        let prompt = self.prompt_ids(&req.prompt)?;
+        let prompt = prompting::encode(
+            &req.prompt,
+            self.tokenizer.as_ref(),
+            self.chat_template.as_deref(),
+        )?;
+        prompting::check(
+            &prompt,
+            req.max_tokens,
+            self.vocab_size,
+            Some(self.context_limit),
+        )?;
         let prompt_tokens = prompt.len() as u64;
         let fail = |kind, message: String, out: usize| RequestError {
             kind,
@@ -302,40 +290,7 @@ impl CandleStream {
             prompt_tokens,
             output_tokens: out as u64,
         };
-        if prompt.is_empty() {
-            return Err(fail(
-                RequestErrorKind::InvalidRequest,
-                "empty prompt".into(),
-                0,
-            ));
-        }
-        let needed = prompt.len() + req.max_tokens as usize;
-        if needed > self.context_limit {
-            return Err(fail(
-                RequestErrorKind::InvalidRequest,
-                format!(
-                    "prompt ({}) + max tokens ({}) exceed the context limit ({})",
-                    prompt.len(),
-                    req.max_tokens,
-                    self.context_limit
-                ),
-                0,
-            ));
-        }
-        let sampling = if req.sampling.temperature <= 0.0 {
-            CandleSampling::ArgMax
-        } else {
-            match req.sampling.top_p {
-                Some(p) => CandleSampling::TopP {
-                    p,
-                    temperature: req.sampling.temperature,
-                },
-                None => CandleSampling::All {
-                    temperature: req.sampling.temperature,
-                },
-            }
-        };
-        let mut sampler = LogitsProcessor::from_sampling(req.sampling.seed, sampling);
+        let mut sampler = prompting::sampler(&req.sampling);
         self.state.reset();
         let mut out = Vec::with_capacity(req.max_tokens as usize);
         let mut pos = 0usize;

@@ -33,17 +33,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use ort::ep::ExecutionProvider;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use tokenizers::Tokenizer;
 
-use crate::chat::plain_join;
+use crate::prompting;
 use crate::{
-    Backend, BackendRecord, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
-    RequestErrorKind, StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
-    WeightsProvenance,
+    Backend, BackendRecord, GenOutcome, GenRequest, LoadError, RequestError, RequestErrorKind,
+    StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance, WeightsProvenance,
 };
 use decoder::DecoderLayout;
 use inputs::{DimBindings, SynthInput};
@@ -738,33 +736,13 @@ pub fn run_once(session: &mut Session, inputs: &[SynthInput]) -> ort::Result<()>
 }
 
 impl DecoderStream {
-    fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, RequestError> {
-        let invalid = |message: String| RequestError {
-            kind: RequestErrorKind::InvalidRequest,
-            message,
-            prompt_tokens: 0,
-            output_tokens: 0,
-        };
-        let text = match prompt {
-            Prompt::Tokens(t) => return Ok(t.clone()),
-            Prompt::Text(s) => s.clone(),
-            Prompt::Chat(messages) => plain_join(messages),
-        };
-        let tok = self
-            .tokenizer
-            .as_ref()
-            .ok_or_else(|| invalid("text prompt, but this model has no tokenizer.json".into()))?;
-        tok.encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .map_err(|e| invalid(format!("cannot tokenize prompt: {e}")))
-    }
-
     fn generate(
         &mut self,
         req: &GenRequest,
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError> {
-        let prompt = self.prompt_ids(&req.prompt)?;
+        let prompt = prompting::encode(&req.prompt, self.tokenizer.as_deref(), None)?;
+        prompting::check(&prompt, req.max_tokens, self.vocab, self.context)?;
         let prompt_tokens = prompt.len() as u64;
         let fail = |kind, message: String, out: usize| RequestError {
             kind,
@@ -772,50 +750,7 @@ impl DecoderStream {
             prompt_tokens,
             output_tokens: out as u64,
         };
-        if prompt.is_empty() {
-            return Err(fail(
-                RequestErrorKind::InvalidRequest,
-                "empty prompt".into(),
-                0,
-            ));
-        }
-        if let Some(bad) = prompt.iter().find(|&&t| t as usize >= self.vocab) {
-            return Err(fail(
-                RequestErrorKind::InvalidRequest,
-                format!(
-                    "prompt token {bad} is outside the vocabulary ({})",
-                    self.vocab
-                ),
-                0,
-            ));
-        }
-        if let Some(limit) = self.context {
-            if prompt.len() + req.max_tokens as usize > limit {
-                return Err(fail(
-                    RequestErrorKind::InvalidRequest,
-                    format!(
-                        "prompt ({}) + max tokens ({}) exceed the context limit ({limit})",
-                        prompt.len(),
-                        req.max_tokens
-                    ),
-                    0,
-                ));
-            }
-        }
-        let sampling = if req.sampling.temperature <= 0.0 {
-            CandleSampling::ArgMax
-        } else {
-            match req.sampling.top_p {
-                Some(p) => CandleSampling::TopP {
-                    p,
-                    temperature: req.sampling.temperature,
-                },
-                None => CandleSampling::All {
-                    temperature: req.sampling.temperature,
-                },
-            }
-        };
-        let mut sampler = LogitsProcessor::from_sampling(req.sampling.seed, sampling);
+        let mut sampler = prompting::sampler(&req.sampling);
         let layout = Arc::clone(&self.layout);
         let eos = &self.eos;
         let mut out = Vec::with_capacity(req.max_tokens as usize);
