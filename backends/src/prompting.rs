@@ -1,6 +1,8 @@
 //! What every in-process generator does the same way before its first forward pass: turn a
 //! [`Prompt`] into token ids, check the request fits the model, and set up sampling.
 
+use std::collections::HashSet;
+
 use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSampling};
 use tokenizers::Tokenizer;
 
@@ -86,4 +88,25 @@ pub(crate) fn sampler(s: &Sampling) -> LogitsProcessor {
         }
     };
     LogitsProcessor::from_sampling(s.seed, sampling)
+}
+
+/// Ids a synthetic prompt may use: the vocabulary without the tokenizer's special tokens and
+/// without end-of-sequence ids.
+pub(crate) fn ordinary_token_ids(
+    tokenizer: Option<&Tokenizer>,
+    vocab: usize,
+    eos: &HashSet<u32>,
+) -> Vec<u32> {
+    let special: HashSet<u32> = tokenizer
+        .map(|t| {
+            t.get_added_tokens_decoder()
+                .iter()
+                .filter(|(_, tok)| tok.special)
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .unwrap_or_default();
+    (0..vocab as u32)
+        .filter(|id| !special.contains(id) && !eos.contains(id))
+        .collect()
 }

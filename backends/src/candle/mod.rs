@@ -109,19 +109,7 @@ impl CandleBackend {
             }
             _ => None,
         };
-        let special: HashSet<u32> = tokenizer
-            .as_ref()
-            .map(|t| {
-                t.get_added_tokens_decoder()
-                    .iter()
-                    .filter(|(_, tok)| tok.special)
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let prompt_ids: Vec<u32> = (0..vocab_size as u32)
-            .filter(|id| !special.contains(id) && !eos.contains(id))
-            .collect();
+        let prompt_ids = prompting::ordinary_token_ids(tokenizer.as_ref(), vocab_size, &eos);
         let mut eos_sorted: Vec<u32> = eos.iter().copied().collect();
         eos_sorted.sort_unstable();
         let record = BackendRecord {

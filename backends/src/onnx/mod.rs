@@ -472,20 +472,8 @@ impl OnnxBackend {
                     }
                     None => (None, None),
                 };
-                let special: HashSet<u32> = tokenizer
-                    .as_ref()
-                    .map(|t| {
-                        t.get_added_tokens_decoder()
-                            .iter()
-                            .filter(|(_, tok)| tok.special)
-                            .map(|(id, _)| *id)
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 let eos: HashSet<u32> = side.eos.iter().copied().collect();
-                let prompt_ids: Vec<u32> = (0..vocab as u32)
-                    .filter(|id| !special.contains(id) && !eos.contains(id))
-                    .collect();
+                let prompt_ids = prompting::ordinary_token_ids(tokenizer.as_ref(), vocab, &eos);
                 let parts = RecordParts {
                     model: format!("{file_name} (decoder mode)"),
                     architecture: layout.describe(),
