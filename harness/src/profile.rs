@@ -704,7 +704,6 @@ impl<'a> Session<'a> {
         self.requests_out.finish().map_err(CliError::Failure)?;
         for l in &mut self.record.levels {
             l.resources.sampler = Some(out.info.clone());
-            l.resources.peak_rss_bytes = sampler::peak_rss_bytes();
         }
         self.record.status = if interrupted {
             RunStatus::Interrupted

@@ -115,7 +115,6 @@ pub struct Sampler {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     handle: Option<JoinHandle<std::io::Result<SamplerOutput>>>,
-    pub interval: Duration,
 }
 
 /// Everything the sampler measured.
@@ -146,7 +145,6 @@ impl Sampler {
             stop,
             samples,
             handle: Some(handle),
-            interval,
         })
     }
 

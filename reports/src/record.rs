@@ -317,7 +317,7 @@ pub struct ResourceSummary {
     /// Busy cores of the whole system (sum of per-core busy shares).
     pub system_busy_cores: Option<ValueSummary>,
     pub rss_bytes: Option<ValueSummary>,
-    /// Peak resident set size of the process over its life (getrusage `ru_maxrss`).
+    /// Peak resident set size of the process from its start to the end of this level (VmHWM).
     pub peak_rss_bytes: Option<u64>,
     /// RSS after the model was loaded, before any traffic.
     pub ram_baseline_bytes: Option<u64>,

@@ -35,16 +35,6 @@ impl LengthDist {
         };
         v.round().clamp(1.0, u32::MAX as f64) as u32
     }
-
-    /// The largest value this distribution is expected to produce (for sizing checks).
-    pub fn typical_max(&self) -> u32 {
-        match *self {
-            LengthDist::Fixed { tokens } => tokens,
-            LengthDist::Uniform { max, .. } => max,
-            LengthDist::Normal { mean, sd } => (mean + 4.0 * sd).max(1.0) as u32,
-            LengthDist::LogNormal { median, sigma } => (median * (4.0 * sigma).exp()) as u32,
-        }
-    }
 }
 
 impl fmt::Display for LengthDist {

@@ -28,10 +28,6 @@ impl StopCondition {
     pub fn may_issue(&self, issued: u64, elapsed: Duration) -> bool {
         self.requests.is_none_or(|n| issued < n) && self.duration.is_none_or(|d| elapsed < d)
     }
-
-    pub fn is_bounded(&self) -> bool {
-        self.requests.is_some() || self.duration.is_some()
-    }
 }
 
 /// One load level.
