@@ -64,7 +64,8 @@ pub enum LoadError {
 }
 
 /// Kinds of per-request failure (a failed request is data, never an abort).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RequestErrorKind {
     /// The request cannot be served as asked (e.g. prompt longer than the context).
     InvalidRequest,
@@ -82,7 +83,7 @@ impl RequestErrorKind {
 }
 
 /// A request that failed, with the tokens it produced before failing.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{}: {message}", kind.as_str())]
 pub struct RequestError {
     pub kind: RequestErrorKind,

@@ -18,7 +18,10 @@ mod prompting;
 pub mod simulated;
 
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 pub use charter_reports::{BackendRecord, TokenizerProvenance, WeightsProvenance};
 pub use chat::{ChatMessage, ChatTemplate};
@@ -26,7 +29,7 @@ pub use error::{LoadError, RequestError, RequestErrorKind};
 pub use hashing::file_digest;
 
 /// What to generate from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Prompt {
     /// Token ids, used as they are.
     Tokens(Vec<u32>),
@@ -38,7 +41,7 @@ pub enum Prompt {
 }
 
 /// Sampling settings for one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     /// 0 selects greedy decoding (argmax).
     pub temperature: f64,
@@ -57,7 +60,7 @@ impl Sampling {
 }
 
 /// One generation request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenRequest {
     pub prompt: Prompt,
     pub max_tokens: u32,
@@ -74,7 +77,8 @@ pub struct TokenEvent {
 }
 
 /// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StopReason {
     MaxTokens,
     Eos,
@@ -93,7 +97,7 @@ impl StopReason {
 }
 
 /// What a finished generation reports about itself. Counts are exact for in-process backends.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenOutcome {
     pub prompt_tokens: u64,
     pub output_tokens: u64,
@@ -118,6 +122,22 @@ pub trait Backend: Send + Sync {
     fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError>;
 }
 
+/// Where a stream computes, so the sampler can attribute CPU time to its instance.
+#[derive(Debug, Clone)]
+pub enum ComputeSite {
+    /// On the thread that calls [`Stream::generate`], plus these OS threads (Linux thread ids,
+    /// filled in as the stream's own pool threads start).
+    Threads(Arc<Mutex<Vec<i32>>>),
+    /// In another process (a `charter worker`).
+    Process(u32),
+}
+
+/// The calling thread's Linux thread id (what `/proc/self/task/<tid>` names).
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
 /// One request stream. Generation runs on the calling OS thread.
 pub trait Stream: Send {
     fn generate(
@@ -125,4 +145,9 @@ pub trait Stream: Send {
         request: &GenRequest,
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError>;
+
+    /// Where this stream computes [default: only on the calling thread].
+    fn compute_site(&self) -> ComputeSite {
+        ComputeSite::Threads(Arc::default())
+    }
 }

@@ -4,6 +4,10 @@
 //! one token per inter-token interval) by sleeping, so whole-pipeline tests (sweeps, SLO search,
 //! coordinated omission) and the runner's own overhead can be measured against known truth.
 //! Runs record it as backend kind `simulated` with the timings in the model name.
+//!
+//! With a `cpu_fraction` above 0, each wait (time to first token, each inter-token interval)
+//! starts with a busy loop that burns that share of the interval in *thread CPU time*, then
+//! sleeps the rest: a known CPU load per instance, for testing CPU attribution.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -18,6 +22,8 @@ use crate::{
 pub struct SimulatedTimings {
     pub ttft: Duration,
     pub itl: Duration,
+    /// Share of every wait spent busy-looping on the CPU, in [0, 1].
+    pub cpu_fraction: f64,
 }
 
 /// The simulated backend.
@@ -31,10 +37,19 @@ impl SimulatedBackend {
     pub fn new(timings: SimulatedTimings) -> Self {
         let record = BackendRecord {
             kind: "simulated".into(),
-            model: format!(
-                "SIMULATED (test tool): ttft {:?}, itl {:?}",
-                timings.ttft, timings.itl
-            ),
+            model: if timings.cpu_fraction > 0.0 {
+                format!(
+                    "SIMULATED (test tool): ttft {:?}, itl {:?}, busy {:.0} % of each wait",
+                    timings.ttft,
+                    timings.itl,
+                    timings.cpu_fraction * 100.0
+                )
+            } else {
+                format!(
+                    "SIMULATED (test tool): ttft {:?}, itl {:?}",
+                    timings.ttft, timings.itl
+                )
+            },
             architecture: "none".into(),
             weights: WeightsProvenance::RandomPreset {
                 preset: "simulated".into(),
@@ -43,7 +58,11 @@ impl SimulatedBackend {
             dtype: "none".into(),
             device: "none".into(),
             threads_per_instance: 1,
-            threads_note: "sleeps; uses no compute".into(),
+            threads_note: if timings.cpu_fraction > 0.0 {
+                "busy-loops the configured share of each wait on the calling thread, sleeps the rest".into()
+            } else {
+                "sleeps; uses no compute".into()
+            },
             parameters: None,
             vocab_size: 1000,
             context_limit_tokens: u32::MAX,
@@ -88,6 +107,21 @@ struct SimulatedStream {
     timings: SimulatedTimings,
 }
 
+/// Burn `cpu` of this thread's CPU time in a busy loop.
+fn burn(cpu: Duration) {
+    if cpu.is_zero() {
+        return;
+    }
+    let Ok(t0) = cpu_time::ThreadTime::try_now() else {
+        return;
+    };
+    while t0.try_elapsed().map(|e| e < cpu).unwrap_or(false) {
+        for _ in 0..1000 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Sleep until `deadline` (no-op when it has passed).
 fn sleep_until(deadline: Instant) {
     let now = Instant::now();
@@ -111,6 +145,12 @@ impl Stream for SimulatedStream {
         let mut out = Vec::with_capacity(request.max_tokens as usize);
         let mut stop_reason = StopReason::MaxTokens;
         for i in 0..request.max_tokens {
+            let wait = if i == 0 {
+                self.timings.ttft
+            } else {
+                self.timings.itl
+            };
+            burn(wait.mul_f64(self.timings.cpu_fraction.clamp(0.0, 1.0)));
             // Deadlines from the start, so sleep overshoot does not accumulate.
             sleep_until(start + self.timings.ttft + self.timings.itl * i);
             out.push(i % 1000);

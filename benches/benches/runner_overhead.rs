@@ -18,6 +18,7 @@ fn overhead(c: &mut Criterion) {
     let backend = SimulatedBackend::new(SimulatedTimings {
         ttft: Duration::ZERO,
         itl: Duration::ZERO,
+        cpu_fraction: 0.0,
     });
     let template = RequestTemplate {
         prompts: PromptSource::Synthetic {
@@ -44,7 +45,7 @@ fn overhead(c: &mut Criterion) {
             };
             let epoch = std::time::Instant::now();
             let mut agg = Aggregator::new();
-            run_phase(&mut streams, &template, &vocab, phase, &stop, |f| {
+            run_phase(&mut streams, &template, &vocab, phase, &stop, &Default::default(), |f| {
                 // What the profile command does with each finished request.
                 let (row, gaps) = charter::profile::request_row(&f, epoch);
                 agg.add(&row, &gaps);

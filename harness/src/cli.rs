@@ -91,6 +91,17 @@ pub enum Command {
     },
     /// List the built-in architecture presets (random weights, no download).
     Presets,
+    /// Internal: one instance of `profile --isolation process` (started by charter itself;
+    /// speaks JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    Worker {
+        /// Compute threads of this instance.
+        #[arg(long)]
+        threads: usize,
+        /// The `charter profile` arguments that describe the backend.
+        #[arg(last = true, allow_hyphen_values = true)]
+        profile_args: Vec<std::ffi::OsString>,
+    },
 }
 
 const GATE_EXIT_CODES: &str = "\
@@ -451,9 +462,62 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Model instances, each serving one request at a time: sets the closed-loop concurrency
+    /// (and caps open-loop requests in flight) [default: the concurrency].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Instances and telemetry")]
+    pub instances: Option<u32>,
+
+    /// thread: instances are streams inside charter sharing the weights, CPU per instance from
+    /// per-thread CPU time; process: each instance is a `charter worker` process with its own
+    /// copy of the model, sampled separately (CPU and RSS) [default: thread].
+    #[arg(long, value_enum, help_heading = "Instances and telemetry")]
+    pub isolation: Option<crate::sampler::Isolation>,
+
+    /// NVML library to load instead of libnvidia-ml.so.1 from the dynamic loader's path.
+    #[arg(long, value_name = "PATH", help_heading = "Instances and telemetry")]
+    pub nvml_lib: Option<PathBuf>,
+
+    /// Do not sample GPUs (NVML).
+    #[arg(long, help_heading = "Instances and telemetry")]
+    pub no_gpu: bool,
+
+    /// Root of the Linux powercap tree for RAPL CPU energy [default: /sys/class/powercap].
+    #[arg(long, value_name = "DIR", help_heading = "Instances and telemetry")]
+    pub powercap_root: Option<PathBuf>,
+
+    /// Declared CPU TDP in watts: when RAPL is unreadable, CPU energy is estimated as TDP ×
+    /// measured busy share (labelled `estimated`).
+    #[arg(long, value_name = "WATTS", value_parser = parse_positive, help_heading = "Instances and telemetry")]
+    pub cpu_tdp: Option<f64>,
+
+    /// Measure the idle machine (power, CPU, RSS) for this long after loading, before any
+    /// traffic; energy is then also reported net of idle power (e.g. 10s).
+    #[arg(long, value_parser = parse_positive_duration, help_heading = "Instances and telemetry")]
+    pub baseline: Option<Duration>,
+
+    /// Also sample this process (CPU, RSS, GPU memory), e.g. a local inference server that
+    /// charter drives over HTTP; repeatable.
+    #[arg(long, value_name = "PID", help_heading = "Instances and telemetry")]
+    pub watch_pid: Option<Vec<u32>>,
+
+    /// Also sample every process with this command name (e.g. llama-server); repeatable.
+    #[arg(long, value_name = "NAME", help_heading = "Instances and telemetry")]
+    pub watch_process: Option<Vec<String>>,
+
+    /// Simulated backend: share of every wait spent busy on a CPU, in [0, 1] [default: 0].
+    #[arg(long, value_parser = parse_unit_interval)]
+    pub sim_cpu: Option<f64>,
+
     // Last: its help heading applies to the flags after it.
     #[command(flatten)]
     pub onnx: OnnxArgs,
+}
+
+pub fn parse_unit_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: expected a number from 0 to 1")),
+    }
 }
 
 pub fn parse_rate(s: &str) -> Result<f64, String> {
@@ -532,5 +596,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             }
             Ok(crate::EXIT_OK)
         }
+        Command::Worker {
+            threads,
+            profile_args,
+        } => crate::worker::run_worker(threads, &profile_args),
     }
 }

@@ -20,6 +20,7 @@ pub enum BackendChoice {
     Simulated {
         ttft: Duration,
         itl: Duration,
+        cpu_fraction: f64,
     },
     /// ONNX Runtime: the model file, `--threads`, and the ONNX flags as given.
     Onnx {
@@ -77,6 +78,14 @@ pub struct ProfileConfig {
     pub sample_interval: Duration,
     pub no_progress: bool,
     pub scenario: Option<PathBuf>,
+    pub isolation: crate::sampler::Isolation,
+    pub nvml_lib: Option<PathBuf>,
+    pub no_gpu: bool,
+    pub powercap_root: PathBuf,
+    pub cpu_tdp_w: Option<f64>,
+    pub baseline: Option<Duration>,
+    pub watch_pids: Vec<u32>,
+    pub watch_processes: Vec<String>,
 }
 
 impl ProfileConfig {
@@ -92,8 +101,10 @@ impl ProfileConfig {
         }
         let backend = match a.backend.unwrap_or(BackendKind::Candle) {
             BackendKind::Candle => {
-                if a.sim_ttft.is_some() || a.sim_itl.is_some() {
-                    return bad("--sim-ttft/--sim-itl apply only to --backend simulated".into());
+                if a.sim_ttft.is_some() || a.sim_itl.is_some() || a.sim_cpu.is_some() {
+                    return bad(
+                        "--sim-ttft/--sim-itl/--sim-cpu apply only to --backend simulated".into(),
+                    );
                 }
                 BackendChoice::Candle {
                     source: match &a.model {
@@ -116,11 +127,14 @@ impl ProfileConfig {
                 BackendChoice::Simulated {
                     ttft: a.sim_ttft.unwrap_or(Duration::from_millis(20)),
                     itl: a.sim_itl.unwrap_or(Duration::from_millis(5)),
+                    cpu_fraction: a.sim_cpu.unwrap_or(0.0),
                 }
             }
             BackendKind::Onnx => {
-                if a.sim_ttft.is_some() || a.sim_itl.is_some() {
-                    return bad("--sim-ttft/--sim-itl apply only to --backend simulated".into());
+                if a.sim_ttft.is_some() || a.sim_itl.is_some() || a.sim_cpu.is_some() {
+                    return bad(
+                        "--sim-ttft/--sim-itl/--sim-cpu apply only to --backend simulated".into(),
+                    );
                 }
                 if a.preset.is_some() {
                     return bad("--backend onnx takes --model PATH.onnx, not --preset".into());
@@ -159,7 +173,24 @@ impl ProfileConfig {
                     .into(),
             );
         }
-        let max_in_flight = a.max_in_flight.unwrap_or(64);
+        let mut concurrency = a.concurrency.clone();
+        let mut max_in_flight = a.max_in_flight;
+        if let Some(n) = a.instances {
+            if a.rate.is_some() || search || a.sweep.is_some() {
+                if max_in_flight.is_some_and(|m| m != n) {
+                    return bad(format!("--instances {n} caps requests in flight at {n}: drop --max-in-flight or make it {n}"));
+                }
+                max_in_flight = Some(n);
+            } else {
+                match &concurrency {
+                    Some(c) if c != &vec![n] => {
+                        return bad(format!("--instances {n}: each instance serves one request at a time, so the concurrency is {n}; drop --concurrency or make it {n}"));
+                    }
+                    _ => concurrency = Some(vec![n]),
+                }
+            }
+        }
+        let max_in_flight = max_in_flight.unwrap_or(64);
         let open = |rate: f64| LoadLevel::Open {
             rate,
             arrivals: a.arrivals.unwrap_or(Arrivals::Poisson),
@@ -173,7 +204,7 @@ impl ProfileConfig {
         } else if let Some(rates) = &a.rate {
             Plan::Levels(rates.iter().map(|&r| open(r)).collect())
         } else {
-            let cs = a.concurrency.clone().unwrap_or_else(|| vec![1]);
+            let cs = concurrency.clone().unwrap_or_else(|| vec![1]);
             Plan::Levels(
                 cs.into_iter()
                     .map(|c| LoadLevel::Closed { concurrency: c })
@@ -223,12 +254,45 @@ impl ProfileConfig {
             sample_interval: a.sample_interval.unwrap_or(Duration::from_millis(100)),
             no_progress: a.no_progress,
             scenario: a.scenario.clone(),
+            isolation: a.isolation.unwrap_or_default(),
+            nvml_lib: a.nvml_lib.clone(),
+            no_gpu: a.no_gpu,
+            powercap_root: a
+                .powercap_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/sys/class/powercap")),
+            cpu_tdp_w: a.cpu_tdp,
+            baseline: a.baseline,
+            watch_pids: a.watch_pid.clone().unwrap_or_default(),
+            watch_processes: a.watch_process.clone().unwrap_or_default(),
         })
     }
 
     /// Check inputs that exist outside the command line (model path, preset, prompt files)
     /// without loading the model.
     pub fn check_inputs(&self) -> Result<(), CliError> {
+        for &pid in &self.watch_pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(CliError::BadInput(format!(
+                    "--watch-pid {pid}: no such process"
+                )));
+            }
+        }
+        for name in &self.watch_processes {
+            if crate::sampler::find_processes(name).is_empty() {
+                return Err(CliError::BadInput(format!(
+                    "--watch-process {name}: no running process has that command name"
+                )));
+            }
+        }
+        if let Some(p) = &self.nvml_lib {
+            if !p.exists() {
+                return Err(CliError::BadInput(format!(
+                    "--nvml-lib {}: file not found (expected an NVML shared library such as libnvidia-ml.so.1)",
+                    p.display()
+                )));
+            }
+        }
         if let BackendChoice::Candle { source, .. } = &self.backend {
             match source {
                 ModelSource::Preset { name, .. } if presets::find(name).is_none() => {

@@ -16,12 +16,15 @@ pub mod host;
 pub mod profile;
 mod progress;
 pub mod report;
+pub mod resources;
 pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
+pub mod worker;
 
 use std::ffi::OsString;
+use std::sync::OnceLock;
 
 use clap::Parser;
 
@@ -68,12 +71,26 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+/// The command line charter was started with (worker processes get the same profile arguments).
+static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// The arguments after the `profile` subcommand of this process's command line.
+pub fn profile_args() -> Vec<OsString> {
+    let args = ARGS.get().cloned().unwrap_or_default();
+    match args.iter().position(|a| a == "profile") {
+        Some(i) => args[i + 1..].to_vec(),
+        None => Vec::new(),
+    }
+}
+
 /// Parse `args` (program name first), run the command, print errors, return the exit code.
 pub fn main_with_args<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let _ = ARGS.set(args.clone());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -12,7 +12,7 @@ use charter_backends::{Backend, Sampling};
 use charter_reports::{
     request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, PromptSpec,
     RequestRow, ResourceSummary, RunFiles, RunRecord, RunStatus, SamplingRecord, SearchRecord,
-    ValueSummary, WorkloadRecord, SCHEMA_VERSION,
+    WorkloadRecord, SCHEMA_VERSION,
 };
 use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
@@ -22,7 +22,9 @@ use crate::config::{BackendChoice, Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, Finished, OpenLevel, Phase, StreamPool};
-use crate::sampler::{self, Sample, Sampler};
+use crate::resources::{self, ContextSpan, WindowInputs};
+use crate::sampler::{self, Instances, Isolation, Sampler, Sources};
+use crate::worker::{ProcessBackend, WorkerCommand};
 use crate::{host, CliError, EXIT_INTERRUPTED, EXIT_OK};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -41,6 +43,24 @@ fn install_ctrlc() {
     });
 }
 
+/// Load the backend for a `charter worker` from the profile arguments it was given.
+pub(crate) fn load_worker_backend(
+    threads: usize,
+    profile_args: &[std::ffi::OsString],
+) -> Result<Box<dyn Backend>, CliError> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ProfileArgs,
+    }
+    let mut argv = vec![std::ffi::OsString::from("charter-worker")];
+    argv.extend(profile_args.iter().cloned());
+    let w = <Wrapper as clap::Parser>::try_parse_from(argv)
+        .map_err(|e| CliError::BadInput(format!("worker arguments: {e}")))?;
+    let cfg = ProfileConfig::resolve(&w.args)?;
+    load_backend(&cfg, threads)
+}
+
 /// Load the backend the configuration names.
 fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>, CliError> {
     Ok(match &cfg.backend {
@@ -51,12 +71,15 @@ fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>,
                 threads,
             })?)
         }
-        BackendChoice::Simulated { ttft, itl } => {
-            Box::new(SimulatedBackend::new(SimulatedTimings {
-                ttft: *ttft,
-                itl: *itl,
-            }))
-        }
+        BackendChoice::Simulated {
+            ttft,
+            itl,
+            cpu_fraction,
+        } => Box::new(SimulatedBackend::new(SimulatedTimings {
+            ttft: *ttft,
+            itl: *itl,
+            cpu_fraction: *cpu_fraction,
+        })),
         BackendChoice::Onnx {
             model,
             threads: explicit,
@@ -175,41 +198,6 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
     (row, t.chunk_gaps_s)
 }
 
-/// Resource use over the window `[start_s, end_s]` from the samples taken so far.
-pub fn resources_in_window(
-    samples: &[Sample],
-    window: Option<(f64, f64)>,
-    baseline: Option<u64>,
-) -> ResourceSummary {
-    let mut r = ResourceSummary {
-        peak_rss_bytes: sampler::peak_rss_bytes(),
-        ram_baseline_bytes: baseline,
-        ..Default::default()
-    };
-    let Some((a, b)) = window else { return r };
-    // A sample covers the interval that ends at its timestamp: keep those overlapping the window.
-    let inside: Vec<usize> = (1..samples.len())
-        .filter(|&i| samples[i].row.t_s > a && samples[i - 1].row.t_s < b)
-        .filter(|&i| samples[i].row.process_cpu_cores.is_finite())
-        .collect();
-    if inside.is_empty() {
-        return r;
-    }
-    let vals = |f: &dyn Fn(usize) -> f64| inside.iter().map(|&i| f(i)).collect::<Vec<f64>>();
-    r.process_cpu_cores = ValueSummary::from_values(&vals(&|i| samples[i].row.process_cpu_cores));
-    r.system_busy_cores = ValueSummary::from_values(&vals(&|i| samples[i].row.system_busy_cores));
-    r.rss_bytes = ValueSummary::from_values(&vals(&|i| samples[i].row.rss_bytes as f64));
-    r.process_cpu_seconds = Some(
-        inside
-            .iter()
-            .map(|&i| {
-                samples[i].row.process_cpu_cores * (samples[i].row.t_s - samples[i - 1].row.t_s)
-            })
-            .sum(),
-    );
-    r
-}
-
 /// Run `charter profile`; returns the exit code.
 pub fn profile(args: &ProfileArgs) -> Result<i32, CliError> {
     let cfg = ProfileConfig::resolve(args)?;
@@ -228,7 +216,22 @@ pub fn profile(args: &ProfileArgs) -> Result<i32, CliError> {
             .clone()
             .unwrap_or_else(|| rundir::default_path(&label(&cfg))),
     )?;
-    let prepared = load_backend(&cfg, threads).and_then(|backend| {
+    let loaded = match cfg.isolation {
+        Isolation::Thread => load_backend(&cfg, threads),
+        Isolation::Process => {
+            let args = crate::profile_args();
+            if args.is_empty() {
+                Err(CliError::BadInput(
+                    "--isolation process starts `charter worker` processes with charter's own command line; it is available from the charter binary only".into(),
+                ))
+            } else {
+                WorkerCommand::for_profile(&args, threads)
+                    .and_then(ProcessBackend::start)
+                    .map(|b| Box::new(b) as Box<dyn Backend>)
+            }
+        }
+    };
+    let prepared = loaded.and_then(|backend| {
         let default = if backend.accepts_text() && !cfg.prompt_tokens_explicit {
             charter_workloads::PromptSpec::Corpus
         } else {
@@ -254,6 +257,32 @@ pub fn profile(args: &ProfileArgs) -> Result<i32, CliError> {
     result
 }
 
+/// Open the sampler's sources the configuration asks for; what cannot be opened is recorded
+/// as unavailable with its reason.
+fn open_sources(cfg: &ProfileConfig) -> Sources {
+    let mut src = Sources::default();
+    for &pid in &cfg.watch_pids {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        src.watched.push(sampler::Watched {
+            pid,
+            name: format!("{name} ({pid})"),
+        });
+    }
+    for name in &cfg.watch_processes {
+        for w in sampler::find_processes(name) {
+            if !src.watched.iter().any(|x| x.pid == w.pid) {
+                src.watched.push(sampler::Watched {
+                    pid: w.pid,
+                    name: format!("{} ({})", w.name, w.pid),
+                });
+            }
+        }
+    }
+    src
+}
+
 /// One `charter profile` run in progress.
 struct Session<'a> {
     cfg: &'a ProfileConfig,
@@ -266,6 +295,10 @@ struct Session<'a> {
     sampler: Sampler,
     epoch: Instant,
     baseline: Option<u64>,
+    instances: std::sync::Arc<Instances>,
+    unavailable: std::collections::BTreeMap<String, String>,
+    idle: Option<charter_reports::IdleBaseline>,
+    context_out: csv::Writer<std::io::BufWriter<std::fs::File>>,
     pool: StreamPool<'a>,
     next_id: u64,
     trial: u32,
@@ -333,14 +366,29 @@ impl<'a> Session<'a> {
             files: RunFiles {
                 requests_csv: rundir::REQUESTS_CSV.into(),
                 samples_csv: rundir::SAMPLES_CSV.into(),
+                instances_csv: Some(rundir::INSTANCES_CSV.into()),
+                gpu_csv: Some(rundir::GPU_CSV.into()),
+                context_csv: Some(rundir::CONTEXT_CSV.into()),
             },
         };
         dir.write_record(&record)?;
         let requests_out = dir.requests_writer()?;
         let epoch = Instant::now();
         let baseline = sampler::current_rss_bytes();
-        let sampler = Sampler::start(epoch, cfg.sample_interval, dir.samples_file()?)
+        let sources = open_sources(cfg);
+        let instances = std::sync::Arc::clone(&sources.instances);
+        let unavailable = sources.unavailable.iter().cloned().collect();
+        let outputs = sampler::Outputs {
+            samples: dir.data_file(rundir::SAMPLES_CSV)?,
+            instances: dir.data_file(rundir::INSTANCES_CSV)?,
+            gpu: dir.data_file(rundir::GPU_CSV)?,
+        };
+        let sampler = Sampler::start(epoch, cfg.sample_interval, outputs, sources)
             .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
+        let mut context_out = csv::Writer::from_writer(dir.data_file(rundir::CONTEXT_CSV)?);
+        context_out
+            .write_record(["t_s", "level", "live_context_tokens", "rss_bytes"])
+            .map_err(anyhow::Error::from)?;
         let template = RequestTemplate {
             prompts,
             max_tokens: cfg.max_tokens,
@@ -362,6 +410,10 @@ impl<'a> Session<'a> {
             sampler,
             epoch,
             baseline,
+            instances,
+            unavailable,
+            idle: None,
+            context_out,
             pool: StreamPool::new(backend),
             next_id: 0,
             trial: 0,
@@ -373,8 +425,31 @@ impl<'a> Session<'a> {
         INTERRUPTED.load(Ordering::SeqCst)
     }
 
+    /// Measure the idle machine before any traffic.
+    fn idle_baseline(&mut self, d: std::time::Duration) {
+        self.progress
+            .phase(&format!("idle baseline: {}", humantime::format_duration(d)));
+        let a = self.epoch.elapsed().as_secs_f64();
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline && !Self::interrupted() {
+            std::thread::sleep((deadline - Instant::now()).min(std::time::Duration::from_millis(100)));
+        }
+        // One more tick so the last sample covers the end.
+        std::thread::sleep(self.cfg.sample_interval);
+        let b = self.epoch.elapsed().as_secs_f64();
+        self.idle = Some(resources::idle_baseline(
+            &self.sampler.snapshot(),
+            a,
+            b,
+            self.sampler.gpu_names(),
+        ));
+    }
+
     /// Run every level of the plan, then finish the record.
     fn run(mut self) -> Result<i32, CliError> {
+        if let Some(d) = self.cfg.baseline {
+            self.idle_baseline(d);
+        }
         match self.cfg.plan.clone() {
             Plan::Levels(levels) => {
                 // Trials interleave: every level once, then every level again, so slow drift
@@ -523,7 +598,9 @@ impl<'a> Session<'a> {
             &mut self.write_err,
             &mut self.progress,
         );
+        let mut spans: Vec<ContextSpan> = Vec::new();
         let mut on_finished = |f: Finished| {
+            spans.push(ContextSpan::from_finished(&f, epoch));
             let (row, gaps) = request_row(&f, epoch);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             agg.add(&row, &gaps);
@@ -554,6 +631,7 @@ impl<'a> Session<'a> {
                         vocab,
                         phase,
                         &INTERRUPTED,
+                        &self.instances,
                         &mut on_finished,
                     );
                 }
@@ -569,6 +647,7 @@ impl<'a> Session<'a> {
                         vocab,
                         phase,
                         &INTERRUPTED,
+                        &self.instances,
                         &mut on_finished,
                     );
                 }
@@ -595,6 +674,7 @@ impl<'a> Session<'a> {
                     vocab,
                     level,
                     &INTERRUPTED,
+                    &self.instances,
                     &mut on_finished,
                 )?;
                 self.next_id += stats.issued;
@@ -607,11 +687,26 @@ impl<'a> Session<'a> {
         let excluded = format!("{warmup} warm-up request(s) before the window");
         let window = agg.window(&excluded);
         let summary = agg.summary();
-        let resources = resources_in_window(
-            &self.sampler.snapshot(),
-            window.as_ref().map(|w| (w.start_s, w.end_s)),
-            self.baseline,
+        // The requests' context must be complete before the last samples are read.
+        std::thread::sleep(self.cfg.sample_interval.min(std::time::Duration::from_millis(200)));
+        let samples = self.sampler.snapshot();
+        let resources = resources::resources_in_window(
+            &samples,
+            &WindowInputs {
+                window: window.as_ref().map(|w| (w.start_s, w.end_s)),
+                baseline_rss: self.baseline,
+                isolation: self.cfg.isolation,
+                watched: self.sampler.watched(),
+                gpu_names: self.sampler.gpu_names(),
+                spans: &spans,
+                summary: &summary,
+                cpu_tdp_w: self.cfg.cpu_tdp_w,
+                logical_cores: self.record.host.logical_cores,
+                idle: self.idle.as_ref(),
+                unavailable: &self.unavailable,
+            },
         );
+        self.write_context(index, &samples, &spans)?;
         let completed_to_offered = match load {
             LoadLevel::Open { .. } => agg.keep_up_ratio(),
             LoadLevel::Closed { .. } => None,
@@ -634,6 +729,34 @@ impl<'a> Session<'a> {
         self.record.levels.push(level.clone());
         self.dir.write_record(&self.record)?;
         Ok(level)
+    }
+
+    /// Append this level's (time, live context tokens, RSS) points to `context.csv`.
+    fn write_context(
+        &mut self,
+        index: u32,
+        samples: &[sampler::Sample],
+        spans: &[ContextSpan],
+    ) -> Result<(), CliError> {
+        let (a, b) = (
+            spans.iter().map(|s| s.start_s).fold(f64::INFINITY, f64::min),
+            spans.iter().map(|s| s.end_s).fold(f64::NEG_INFINITY, f64::max),
+        );
+        for s in samples.iter().filter(|s| s.row.t_s >= a && s.row.t_s <= b) {
+            let Some(rss) = resources::fitted_rss(s, self.cfg.isolation) else {
+                continue;
+            };
+            self.context_out
+                .write_record([
+                    format!("{:.6}", s.row.t_s),
+                    index.to_string(),
+                    resources::live_tokens_at(spans, s.row.t_s).to_string(),
+                    rss.to_string(),
+                ])
+                .map_err(anyhow::Error::from)?;
+        }
+        self.context_out.flush().map_err(anyhow::Error::from)?;
+        Ok(())
     }
 
     /// Flag a level whose schedule lag shows the load generator, not the system, set the pace.

@@ -18,6 +18,12 @@ use crate::CliError;
 pub const RUN_JSON: &str = "run.json";
 pub const REQUESTS_CSV: &str = "requests.csv";
 pub const SAMPLES_CSV: &str = "samples.csv";
+/// Per-instance and watched-process CPU time and RSS, one row per target per sample.
+pub const INSTANCES_CSV: &str = "instances.csv";
+/// NVML GPU readings, one row per device per sample.
+pub const GPU_CSV: &str = "gpu.csv";
+/// Live context tokens and RSS at each sample (the RAM-per-token fit's input).
+pub const CONTEXT_CSV: &str = "context.csv";
 
 /// A run directory being written.
 pub struct RunDir {
@@ -104,9 +110,9 @@ impl RunDir {
         })
     }
 
-    /// Open `samples.csv` for the sampler.
-    pub fn samples_file(&self) -> anyhow::Result<BufWriter<File>> {
-        let p = self.path.join(SAMPLES_CSV);
+    /// Create `name` in the run directory (for the sampler's files).
+    pub fn data_file(&self, name: &str) -> anyhow::Result<BufWriter<File>> {
+        let p = self.path.join(name);
         let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
         Ok(BufWriter::new(f))
     }

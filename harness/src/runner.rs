@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use charter_backends::{Backend, GenOutcome, LoadError, RequestError, Stream};
 use charter_workloads::{Arrivals, RequestTemplate, Schedule, StopCondition};
 
+use crate::sampler::Instances;
+
 /// A request that finished (or failed), with the raw times of its token events.
 #[derive(Debug)]
 pub struct Finished {
@@ -46,6 +48,7 @@ pub fn run_phase(
     vocab: &[u32],
     phase: Phase,
     interrupted: &AtomicBool,
+    instances: &Instances,
     mut on_finished: impl FnMut(Finished),
 ) -> u64 {
     let issued = AtomicU64::new(0);
@@ -57,7 +60,9 @@ pub fn run_phase(
             let issued = &issued;
             std::thread::Builder::new()
                 .name(format!("charter-stream-{instance}"))
-                .spawn_scoped(scope, move || loop {
+                .spawn_scoped(scope, move || {
+                    instances.attach(instance as u32, &stream.compute_site());
+                    loop {
                     if interrupted.load(Ordering::Relaxed) {
                         break;
                     }
@@ -80,6 +85,7 @@ pub fn run_phase(
                     );
                     if tx.send(done).is_err() {
                         break;
+                    }
                     }
                 })
                 .expect("spawning a stream thread");
@@ -161,6 +167,7 @@ pub fn run_open_level(
     vocab: &[u32],
     level: OpenLevel,
     interrupted: &AtomicBool,
+    instances: &Instances,
     mut on_finished: impl FnMut(Finished),
 ) -> Result<OpenStats, LoadError> {
     let schedule = Schedule::new(level.rate, level.arrivals, level.burstiness, level.seed)
@@ -182,6 +189,7 @@ pub fn run_open_level(
         template,
         vocab,
         interrupted,
+        instances,
     };
     let initial_streams: Vec<Box<dyn Stream>> = pool.streams.drain(..initial).collect();
     let returned = std::thread::scope(|scope| {
@@ -288,6 +296,7 @@ struct Shared<'s> {
     template: &'s RequestTemplate,
     vocab: &'s [u32],
     interrupted: &'s AtomicBool,
+    instances: &'s Instances,
 }
 
 /// An open-loop worker: take jobs until the queue closes; give the stream back at the end.
@@ -297,6 +306,7 @@ fn worker(
     mut stream: Box<dyn Stream>,
     done_tx: mpsc::Sender<Finished>,
 ) -> Box<dyn Stream> {
+    sh.instances.attach(instance, &stream.compute_site());
     loop {
         sh.idle.fetch_add(1, Ordering::SeqCst);
         let job = sh.job_rx.lock().map(|rx| rx.recv());

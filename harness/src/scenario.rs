@@ -3,15 +3,16 @@
 //! names the file, the line and the key, and says what was expected.
 //!
 //! ```toml
-//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl; for kind = "onnx":
+//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl, sim_cpu; for kind = "onnx":
 //!             # ort_lib, onnx_mode, batch, seq_len, onnx_dim, intra_op_threads,
 //!             # inter_op_threads, onnx_spinning, graph_opt, execution_provider,
 //!             # onnx_sessions, tokenizer
 //! [workload]  # prompts, prompt_tokens, max_tokens, ignore_eos, temperature, top_p, warmup
 //! [load]      # concurrency, rate, arrivals, burstiness, max_in_flight, sweep, requests,
-//!             # duration, cooldown, lag_threshold, trials
+//!             # duration, cooldown, lag_threshold, trials, instances, isolation
 //! [slo]       # <metric>_p<NN> = "500ms" terms, attainment, search, search_steps
-//! [sampler]   # interval
+//! [sampler]   # interval, nvml_lib, no_gpu, powercap_root, cpu_tdp, baseline, watch_pid,
+//!             # watch_process
 //! [output]    # dir, json
 //! ```
 //! Relative `model`, `ort_lib`, `tokenizer` and prompt-file paths are resolved from the
@@ -39,6 +40,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "threads",
             "sim_ttft",
             "sim_itl",
+            "sim_cpu",
             "ort_lib",
             "onnx_mode",
             "batch",
@@ -79,10 +81,24 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "cooldown",
             "lag_threshold",
             "trials",
+            "instances",
+            "isolation",
         ],
     ),
     ("slo", &["attainment", "search", "search_steps"]),
-    ("sampler", &["interval"]),
+    (
+        "sampler",
+        &[
+            "interval",
+            "nvml_lib",
+            "no_gpu",
+            "powercap_root",
+            "cpu_tdp",
+            "baseline",
+            "watch_pid",
+            "watch_process",
+        ],
+    ),
     ("output", &["dir", "json"]),
 ];
 
@@ -274,6 +290,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                         leaf.parse(|s| humantime::parse_duration(s).map_err(|e| e.to_string()))?,
                     )
                 }
+                "backend.sim_cpu" => a.sim_cpu = Some(leaf.parse(cli::parse_unit_interval)?),
                 "backend.ort_lib" => a.onnx.ort_lib = Some(relative_to(&base, leaf.string()?)),
                 "backend.onnx_mode" => a.onnx.onnx_mode = Some(leaf.value_enum()?),
                 "backend.batch" => a.onnx.batch = Some(leaf.int(1)? as u32),
@@ -331,6 +348,19 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                 "sampler.interval" => {
                     a.sample_interval = Some(leaf.parse(cli::parse_positive_duration)?)
                 }
+                "sampler.nvml_lib" => a.nvml_lib = Some(relative_to(&base, leaf.string()?)),
+                "sampler.no_gpu" => a.no_gpu = leaf.bool()?,
+                "sampler.powercap_root" => {
+                    a.powercap_root = Some(relative_to(&base, leaf.string()?))
+                }
+                "sampler.cpu_tdp" => a.cpu_tdp = Some(leaf.parse(cli::parse_positive)?),
+                "sampler.baseline" => a.baseline = Some(leaf.parse(cli::parse_positive_duration)?),
+                "sampler.watch_pid" => {
+                    a.watch_pid = Some(leaf.list(|l| Ok(l.int(1)? as u32))?)
+                }
+                "sampler.watch_process" => a.watch_process = Some(leaf.list(|l| l.string())?),
+                "load.instances" => a.instances = Some(leaf.int(1)? as u32),
+                "load.isolation" => a.isolation = Some(leaf.value_enum()?),
                 "output.dir" => a.out = Some(PathBuf::from(leaf.string()?)),
                 "output.json" => a.json = leaf.bool()?,
                 _ => unreachable!("every known key is handled"),
@@ -362,6 +392,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
             k.starts_with("backend.")
                 && ![
                     "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl",
+                    "sim_cpu",
                 ]
                 .contains(&&k["backend.".len()..])
         }) {
@@ -375,7 +406,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
             }
         }
     } else {
-        for key in ["backend.sim_ttft", "backend.sim_itl"] {
+        for key in ["backend.sim_ttft", "backend.sim_itl", "backend.sim_cpu"] {
             if at.contains_key(key) {
                 return Err(conflict(key, "applies only to kind = \"simulated\"".into()));
             }
@@ -496,5 +527,15 @@ pub fn merge(cli: &ProfileArgs, file: ProfileArgs) -> ProfileArgs {
         json: c.json || file.json,
         sample_interval: c.sample_interval.or(file.sample_interval),
         no_progress: c.no_progress || file.no_progress,
+        instances: c.instances.or(file.instances),
+        isolation: c.isolation.or(file.isolation),
+        nvml_lib: c.nvml_lib.or(file.nvml_lib),
+        no_gpu: c.no_gpu || file.no_gpu,
+        powercap_root: c.powercap_root.or(file.powercap_root),
+        cpu_tdp: c.cpu_tdp.or(file.cpu_tdp),
+        baseline: c.baseline.or(file.baseline),
+        watch_pid: c.watch_pid.or(file.watch_pid),
+        watch_process: c.watch_process.or(file.watch_process),
+        sim_cpu: c.sim_cpu.or(file.sim_cpu),
     }
 }

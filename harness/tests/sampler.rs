@@ -3,12 +3,20 @@
 
 use std::time::{Duration, Instant};
 
-use charter::sampler::Sampler;
+use charter::sampler::{Outputs, Sampler, Sources};
+
+fn sinks() -> Outputs<std::io::Sink> {
+    Outputs {
+        samples: std::io::sink(),
+        instances: std::io::sink(),
+        gpu: std::io::sink(),
+    }
+}
 
 #[test]
 fn busy_thread_is_measured_within_15_percent() {
     let epoch = Instant::now();
-    let s = Sampler::start(epoch, Duration::from_millis(50), std::io::sink()).unwrap();
+    let s = Sampler::start(epoch, Duration::from_millis(50), sinks(), Sources::default()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let busy_for = Duration::from_millis(800);
     let worker = std::thread::spawn(move || {

@@ -323,6 +323,126 @@ pub struct ResourceSummary {
     pub ram_baseline_bytes: Option<u64>,
     /// Process CPU seconds spent inside the measured window.
     pub process_cpu_seconds: Option<f64>,
+    /// CPU (and RSS, for worker processes) per instance: what "cores per instance" means.
+    #[serde(default)]
+    pub instances: Option<InstancesSummary>,
+    /// Least-squares fit of RSS against live context tokens (prompt + generated tokens held
+    /// by in-flight requests) over the level's samples.
+    #[serde(default)]
+    pub ram_per_1k_tokens: Option<RamFit>,
+    /// NVML GPU telemetry per device.
+    #[serde(default)]
+    pub gpus: Vec<GpuSummary>,
+    /// Energy over the measured window (CPU package, GPU) and per output token / request.
+    #[serde(default)]
+    pub energy: Option<EnergySummary>,
+    /// Processes outside charter sampled on request (`--watch-pid`, `--watch-process`).
+    #[serde(default)]
+    pub watched: Vec<ProcessResources>,
+    /// Idle measurement before any traffic (`--baseline`), for gross − idle figures.
+    #[serde(default)]
+    pub idle_baseline: Option<IdleBaseline>,
+    /// Quantities not measured in this level, with the reason (e.g. `gpu`: "unavailable:
+    /// libnvidia-ml.so.1 not found"). Never a silent zero.
+    #[serde(default)]
+    pub unmeasured: BTreeMap<String, String>,
+}
+
+/// Per-instance resource use over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct InstancesSummary {
+    /// `thread` (instances are streams inside charter, sharing the weights) or `process`
+    /// (each instance is a `charter worker` process with its own copy).
+    pub isolation: String,
+    /// How CPU and RAM were attributed to instances, in words.
+    pub method: String,
+    pub per_instance: Vec<ProcessResources>,
+    /// Mean over instances of their CPU cores in the window.
+    pub cpu_cores_per_instance_mean: Option<f64>,
+    /// Mean over instances of their mean RSS (process isolation only).
+    pub rss_bytes_per_instance_mean: Option<f64>,
+    /// Σ instance CPU seconds ÷ process (or process tree) CPU seconds: the share of CPU time that
+    /// could be attributed to an instance (the rest is the runner, sampler and shared pools).
+    pub attributed_cpu_fraction: Option<f64>,
+}
+
+/// CPU and RAM of one instance or watched process over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessResources {
+    /// Instance index, or the watched process's name.
+    pub label: String,
+    pub pid: Option<u32>,
+    /// CPU seconds in the window (cumulative counter difference).
+    pub cpu_seconds: Option<f64>,
+    /// cpu_seconds ÷ window seconds.
+    pub cpu_cores: Option<f64>,
+    /// Per-sample CPU cores (mean, p95, max over the window's samples).
+    pub cpu_cores_samples: Option<ValueSummary>,
+    pub rss_bytes: Option<ValueSummary>,
+}
+
+/// RSS = baseline + slope × live context tokens, fitted by least squares.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RamFit {
+    pub bytes_per_1k_tokens: f64,
+    /// Intercept: fitted RSS with no live context.
+    pub baseline_bytes: f64,
+    pub r_squared: f64,
+    pub samples: u64,
+    pub live_tokens_min: u64,
+    pub live_tokens_max: u64,
+    /// What RSS was fitted (process, or the sum of worker processes) and how live tokens were
+    /// known, in words.
+    pub method: String,
+}
+
+/// One GPU over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct GpuSummary {
+    pub index: u32,
+    pub name: String,
+    pub utilization_pct: Option<ValueSummary>,
+    pub memory_used_bytes: Option<ValueSummary>,
+    pub memory_total_bytes: Option<u64>,
+    pub power_w: Option<ValueSummary>,
+    pub temperature_c: Option<ValueSummary>,
+    pub sm_clock_mhz: Option<ValueSummary>,
+    pub energy_j: Option<f64>,
+    /// `counter` (total-energy counter delta) or `integrated` (sampled power).
+    pub energy_method: Option<String>,
+    /// Share of samples with utilisation below `idle_threshold_pct`.
+    pub idle_fraction: Option<f64>,
+    pub idle_threshold_pct: f64,
+    /// Peak GPU memory of charter's instances (and watched processes) on this device.
+    pub process_memory_bytes_max: Option<u64>,
+}
+
+/// Energy over the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EnergySummary {
+    pub cpu_j: Option<f64>,
+    /// `rapl` (package counters), `estimated` (declared TDP × measured load), or absent.
+    pub cpu_method: Option<String>,
+    pub gpu_j: Option<f64>,
+    pub gpu_method: Option<String>,
+    /// cpu_j + gpu_j over what was measured.
+    pub total_j: Option<f64>,
+    /// total_j minus idle power × window seconds (when `--baseline` measured idle power).
+    pub net_j: Option<f64>,
+    pub per_output_token_j: Option<f64>,
+    pub per_request_j: Option<f64>,
+    pub net_per_output_token_j: Option<f64>,
+}
+
+/// Idle state before traffic.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct IdleBaseline {
+    pub duration_s: f64,
+    pub process_cpu_cores: Option<f64>,
+    pub system_busy_cores: Option<f64>,
+    pub rss_bytes: Option<f64>,
+    pub cpu_power_w: Option<f64>,
+    pub gpu_power_w: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -336,12 +456,24 @@ pub struct SamplerInfo {
     pub wall_s: f64,
     /// Sampler CPU time ÷ wall time: the share of one core the sampler cost.
     pub overhead_fraction_of_core: f64,
+    /// Sources that were asked for but could not be read, with the reason.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RunFiles {
     pub requests_csv: String,
     pub samples_csv: String,
+    /// Per-instance / watched-process readings (long format).
+    #[serde(default)]
+    pub instances_csv: Option<String>,
+    /// NVML readings per device (long format).
+    #[serde(default)]
+    pub gpu_csv: Option<String>,
+    /// Live context tokens and RSS per sample.
+    #[serde(default)]
+    pub context_csv: Option<String>,
 }
 
 /// One row of `requests.csv`, written as soon as the request finishes.

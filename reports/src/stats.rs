@@ -136,3 +136,81 @@ mod tests {
         assert!(ValueSummary::from_values(&[]).is_none());
     }
 }
+
+/// An ordinary least-squares line y = intercept + slope · x.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineFit {
+    pub slope: f64,
+    pub intercept: f64,
+    /// Coefficient of determination (1 − SS_res / SS_tot); 0 when y does not vary.
+    pub r_squared: f64,
+    pub n: usize,
+}
+
+/// Least-squares fit of `points` (x, y); `None` with fewer than 3 points or when x does not
+/// vary (the slope is then undefined).
+pub fn least_squares(points: &[(f64, f64)]) -> Option<LineFit> {
+    let n = points.len();
+    if n < 3 {
+        return None;
+    }
+    let nf = n as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / nf;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / nf;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    if sxx <= 0.0 || !sxx.is_finite() {
+        return None;
+    }
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let ss_res: f64 = points
+        .iter()
+        .map(|p| (p.1 - intercept - slope * p.0).powi(2))
+        .sum();
+    let r_squared = if syy > 0.0 { 1.0 - ss_res / syy } else { 0.0 };
+    Some(LineFit {
+        slope,
+        intercept,
+        r_squared,
+        n,
+    })
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn recovers_a_known_line_exactly_and_with_noise() {
+        let exact: Vec<(f64, f64)> = (0..50)
+            .map(|i| (i as f64 * 100.0, 5e8 + 3e6 / 1e3 * i as f64 * 100.0))
+            .collect();
+        let f = least_squares(&exact).unwrap();
+        assert!((f.slope * 1e3 - 3e6).abs() < 1e-3, "{f:?}");
+        assert!((f.intercept - 5e8).abs() < 1e-3);
+        assert!((f.r_squared - 1.0).abs() < 1e-12);
+        // Deterministic ±1 MB noise around 3 MB per 1k tokens.
+        let noisy: Vec<(f64, f64)> = (0..200)
+            .map(|i| {
+                let x = (i * 37 % 4000) as f64;
+                let noise = if i % 2 == 0 { 1e6 } else { -1e6 };
+                (x, 2e8 + 3e3 * x + noise)
+            })
+            .collect();
+        let f = least_squares(&noisy).unwrap();
+        assert!((f.slope * 1e3 / 3e6 - 1.0).abs() < 0.01, "{f:?}");
+        assert!(f.r_squared > 0.99 && f.r_squared < 1.0);
+        assert_eq!(f.n, 200);
+    }
+
+    #[test]
+    fn degenerate_inputs_have_no_fit() {
+        assert!(least_squares(&[(1.0, 2.0), (2.0, 3.0)]).is_none());
+        assert!(least_squares(&[(1.0, 2.0), (1.0, 3.0), (1.0, 4.0)]).is_none());
+        let flat = least_squares(&[(1.0, 2.0), (2.0, 2.0), (3.0, 2.0)]).unwrap();
+        assert_eq!(flat.slope, 0.0);
+        assert_eq!(flat.r_squared, 0.0);
+    }
+}

@@ -16,7 +16,7 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "n/a".into())
 }
 
@@ -143,6 +143,7 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             .map(human_bytes)
             .unwrap_or_else(|| "not measured".into())
     );
+    telemetry_lines(out, res);
     if let Some(sm) = &res.sampler {
         let _ = writeln!(
             out,
@@ -151,6 +152,109 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             ms(sm.interval_s),
             sm.overhead_fraction_of_core * 100.0
         );
+    }
+}
+
+/// Instances, RAM per 1k tokens, GPUs, energy, watched processes, idle baseline, and what was
+/// not measured.
+fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
+    if let Some(i) = &res.instances {
+        let per: Vec<String> = i
+            .per_instance
+            .iter()
+            .map(|p| opt(p.cpu_cores, |c| format!("{c:.2}")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  CPU per instance ({} isolation): mean {} cores [{}]; {} of CPU time attributed to instances",
+            i.isolation,
+            opt(i.cpu_cores_per_instance_mean, |c| format!("{c:.2}")),
+            per.join(", "),
+            opt(i.attributed_cpu_fraction, |f| format!("{:.0} %", f * 100.0))
+        );
+        if let Some(m) = i.rss_bytes_per_instance_mean {
+            let _ = writeln!(out, "  RSS per instance: mean {}", human_bytes(m as u64));
+        }
+    }
+    match &res.ram_per_1k_tokens {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "  RAM per 1k tokens of context: {} (R² {:.2}, {} samples, {}–{} live tokens; fitted baseline {})",
+                signed_bytes(f.bytes_per_1k_tokens),
+                f.r_squared,
+                f.samples,
+                f.live_tokens_min,
+                f.live_tokens_max,
+                human_bytes(f.baseline_bytes.max(0.0) as u64)
+            );
+        }
+        None => {
+            if let Some(why) = res.unmeasured.get("ram_per_1k_tokens") {
+                let _ = writeln!(out, "  RAM per 1k tokens of context: not measured ({why})");
+            }
+        }
+    }
+    for g in &res.gpus {
+        let _ = writeln!(
+            out,
+            "  GPU {} {}: utilisation mean {}, idle {} of samples (< {} %), memory {} of {}, power mean {}, energy {}",
+            g.index,
+            g.name,
+            opt(g.utilization_pct.as_ref().map(|v| v.mean), |v| format!("{v:.0} %")),
+            opt(g.idle_fraction, |v| format!("{:.0} %", v * 100.0)),
+            g.idle_threshold_pct,
+            opt(g.memory_used_bytes.as_ref().map(|v| v.max), |v| human_bytes(v as u64)),
+            opt(g.memory_total_bytes, human_bytes),
+            opt(g.power_w.as_ref().map(|v| v.mean), |v| format!("{v:.1} W")),
+            opt(g.energy_j.zip(g.energy_method.as_ref()), |(j, m)| format!("{j:.1} J ({m})")),
+        );
+    }
+    if let Some(e) = &res.energy {
+        let _ = writeln!(
+            out,
+            "  energy: CPU {}, GPU {}; {} per output token, {} per request{}",
+            opt(e.cpu_j.zip(e.cpu_method.as_ref()), |(j, m)| format!("{j:.1} J ({m})")),
+            opt(e.gpu_j.zip(e.gpu_method.as_ref()), |(j, m)| format!("{j:.1} J ({m})")),
+            opt(e.per_output_token_j, |j| format!("{j:.4} J")),
+            opt(e.per_request_j, |j| format!("{j:.2} J")),
+            opt(e.net_per_output_token_j, |j| format!(
+                "; net of idle power {j:.4} J per output token"
+            ))
+        );
+    }
+    for w in &res.watched {
+        let _ = writeln!(
+            out,
+            "  watched {}: CPU {} cores, RSS mean {}",
+            w.label,
+            opt(w.cpu_cores, |c| format!("{c:.2}")),
+            opt(w.rss_bytes.as_ref().map(|v| v.mean), |v| human_bytes(v as u64))
+        );
+    }
+    if let Some(b) = &res.idle_baseline {
+        let _ = writeln!(
+            out,
+            "  idle baseline ({:.1} s before traffic): process CPU {} cores, system busy {}, CPU power {}, GPU power {}",
+            b.duration_s,
+            opt(b.process_cpu_cores, |v| format!("{v:.3}")),
+            opt(b.system_busy_cores, |v| format!("{v:.2}")),
+            opt(b.cpu_power_w, |v| format!("{v:.1} W")),
+            opt(b.gpu_power_w, |v| format!("{v:.1} W"))
+        );
+    }
+    for (k, why) in &res.unmeasured {
+        if k != "ram_per_1k_tokens" {
+            let _ = writeln!(out, "  {k}: not measured ({why})");
+        }
+    }
+}
+
+fn signed_bytes(v: f64) -> String {
+    if v < 0.0 {
+        format!("−{}", human_bytes((-v) as u64))
+    } else {
+        human_bytes(v as u64)
     }
 }
 

@@ -13,7 +13,7 @@ pub mod tokenizer;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -166,11 +166,18 @@ impl CandleBackend {
             }
             Weights::Quantized(w) => State::Quantized(w.clone()),
         };
+        let pool_tids: Arc<Mutex<Vec<i32>>> = Arc::default();
         let pool = if self.threads > 1 {
+            let tids = Arc::clone(&pool_tids);
             Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(self.threads)
                     .thread_name(|i| format!("candle-compute-{i}"))
+                    .start_handler(move |_| {
+                        if let Ok(mut t) = tids.lock() {
+                            t.push(crate::current_tid());
+                        }
+                    })
                     .build()
                     .map_err(|e| LoadError::Setting {
                         what: format!("cannot start {} compute threads: {e}", self.threads),
@@ -182,6 +189,7 @@ impl CandleBackend {
         Ok(CandleStream {
             state,
             pool,
+            pool_tids,
             tokenizer: self.tokenizer.clone(),
             chat_template: self.chat_template.clone(),
             eos: self.eos.clone(),
@@ -247,6 +255,8 @@ impl State {
 pub struct CandleStream {
     state: State,
     pool: Option<rayon::ThreadPool>,
+    /// Thread ids of `pool`'s threads (for per-instance CPU attribution).
+    pool_tids: Arc<Mutex<Vec<i32>>>,
     tokenizer: Option<Tokenizer>,
     chat_template: Option<Arc<ChatTemplate>>,
     eos: HashSet<u32>,
@@ -328,6 +338,10 @@ impl Stream for CandleStream {
             }
             None => self.run(request, on_token),
         }
+    }
+
+    fn compute_site(&self) -> crate::ComputeSite {
+        crate::ComputeSite::Threads(Arc::clone(&self.pool_tids))
     }
 }
 

@@ -1,10 +1,17 @@
-//! The resource sampler: a background thread that reads process CPU time, RSS and per-core
-//! system load at a fixed interval, stamped on the run's clock, and streams them to
-//! `samples.csv`.
+//! The resource sampler: one background thread that reads every source at a fixed interval,
+//! stamped on the run's clock, and streams what it read to the run directory as it goes.
+//!
+//! Sources: this process (CPU time, RSS) and the system (per-core load) → `samples.csv`;
+//! instances (runner threads or `charter worker` processes) and watched processes →
+//! `instances.csv` ([`procs`]); CPU package energy (RAPL) → the `cpu_energy_j` column; NVML
+//! GPUs → `gpu.csv`. A source that cannot be read is reported as unavailable with its reason
+//! and never fails the run.
 //!
 //! Methods: process CPU time from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (ns resolution);
 //! RSS from `/proc/self/statm`; per-core busy shares from `/proc/stat` (busy = all − idle −
 //! iowait, in clock ticks). The sampler's own CPU time comes from its thread CPU clock.
+
+pub mod procs;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use charter_reports::{SampleRow, SamplerInfo};
 use procfs::prelude::*;
+
+pub use procs::{find_processes, Instances, Isolation, ProcReader, Target, TargetReading, Watched};
 
 /// How each sampled quantity is read (recorded in the run record).
 pub const METHOD: &str =
@@ -103,11 +112,66 @@ pub fn peak_rss_bytes() -> Option<u64> {
     me.status().ok()?.vmhwm.map(|kb| kb * 1024)
 }
 
-/// A sample as kept in memory (the same values go to `samples.csv`).
+/// One GPU's reading at one sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuSample {
+    pub device: u32,
+    pub utilization_pct: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub power_mw: Option<f64>,
+    /// The device's cumulative energy counter, mJ.
+    pub energy_mj: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub sm_clock_mhz: Option<f64>,
+    /// GPU memory used by the sampled processes (charter, its workers, watched ones).
+    pub process_memory_bytes: Option<u64>,
+}
+
+/// A GPU source as the sampler drives it.
+pub trait GpuReader: Send {
+    /// One reading per device; `pids` are the processes whose GPU memory to sum.
+    fn read(&mut self, pids: &[u32]) -> Vec<GpuSample>;
+    /// Names per device index.
+    fn device_names(&self) -> Vec<String>;
+    /// How each quantity is read, in words.
+    fn method(&self) -> String;
+}
+
+/// A cumulative CPU energy counter (e.g. RAPL packages), joules since it was opened, with
+/// counter wraps already handled.
+pub trait CpuEnergyReader: Send {
+    fn read_j(&mut self) -> Option<f64>;
+    fn method(&self) -> String;
+}
+
+/// A sample as kept in memory (the same values go to the CSV files).
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub row: SampleRow,
     pub core_busy: Vec<f64>,
+    /// Cumulative CPU package energy since the sampler started, J.
+    pub cpu_energy_j: Option<f64>,
+    pub targets: Vec<(Target, Option<u32>, TargetReading)>,
+    pub gpus: Vec<GpuSample>,
+}
+
+/// What to sample besides this process and the system.
+#[derive(Default)]
+pub struct Sources {
+    pub instances: Arc<Instances>,
+    pub watched: Vec<Watched>,
+    pub gpu: Option<Box<dyn GpuReader>>,
+    pub cpu_energy: Option<Box<dyn CpuEnergyReader>>,
+    /// Sources that could not be opened, with the reason (kept for the record).
+    pub unavailable: Vec<(String, String)>,
+}
+
+/// Where the sampler writes.
+pub struct Outputs<W> {
+    pub samples: W,
+    pub instances: W,
+    pub gpu: W,
 }
 
 /// A running sampler; [`Sampler::stop`] ends it and returns what it saw.
@@ -115,6 +179,8 @@ pub struct Sampler {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
     handle: Option<JoinHandle<std::io::Result<SamplerOutput>>>,
+    watched: Vec<Watched>,
+    gpu_names: Vec<String>,
 }
 
 /// Everything the sampler measured.
@@ -129,28 +195,47 @@ impl Sampler {
     pub fn start<W: Write + Send + 'static>(
         epoch: Instant,
         interval: Duration,
-        out: W,
+        out: Outputs<W>,
+        sources: Sources,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let samples = Arc::new(Mutex::new(Vec::new()));
         let samples2 = Arc::clone(&samples);
+        let watched = sources.watched.clone();
+        let gpu_names = sources
+            .gpu
+            .as_ref()
+            .map(|g| g.device_names())
+            .unwrap_or_default();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("charter-sampler".into())
-            .spawn(move || run(epoch, interval, out, &stop2, &samples2, ready_tx))?;
+            .spawn(move || run(epoch, interval, out, sources, &stop2, &samples2, ready_tx))?;
         // Wait for the first reading so the window starts with a baseline.
         let _ = ready_rx.recv_timeout(Duration::from_secs(5));
         Ok(Self {
             stop,
             samples,
             handle: Some(handle),
+            watched,
+            gpu_names,
         })
     }
 
     /// The samples taken so far.
     pub fn snapshot(&self) -> Vec<Sample> {
         self.samples.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Processes watched on request.
+    pub fn watched(&self) -> &[Watched] {
+        &self.watched
+    }
+
+    /// GPU names by device index (empty without a GPU source).
+    pub fn gpu_names(&self) -> &[String] {
+        &self.gpu_names
     }
 
     /// Stop the thread (after one last sample) and collect its results.
@@ -163,10 +248,22 @@ impl Sampler {
     }
 }
 
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn target_label(t: &Target, watched: &[Watched]) -> String {
+    match t {
+        Target::Instance(i) => format!("instance {i}"),
+        Target::Watched(i) => format!("watched {}", watched[*i].name),
+    }
+}
+
 fn run<W: Write>(
     epoch: Instant,
     interval: Duration,
-    out: W,
+    out: Outputs<W>,
+    mut sources: Sources,
     stop: &AtomicBool,
     shared: &Mutex<Vec<Sample>>,
     ready: std::sync::mpsc::Sender<()>,
@@ -175,7 +272,10 @@ fn run<W: Write>(
     let wall_start = Instant::now();
     let me = procfs::process::Process::myself().ok();
     let page = procfs::page_size();
-    let mut w = csv::Writer::from_writer(out);
+    let mut procs = ProcReader::new(Arc::clone(&sources.instances), sources.watched.clone());
+    let mut w = csv::Writer::from_writer(out.samples);
+    let mut wi = csv::Writer::from_writer(out.instances);
+    let mut wg = csv::Writer::from_writer(out.gpu);
     let mut prev = read_now(me.as_ref(), page);
     let ncores = prev.cores.len();
     let mut header: Vec<String> = [
@@ -184,6 +284,7 @@ fn run<W: Write>(
         "process_cpu_cores",
         "rss_bytes",
         "system_busy_cores",
+        "cpu_energy_j",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -191,7 +292,23 @@ fn run<W: Write>(
     header.extend((0..ncores).map(|i| format!("core{i}_busy")));
     w.write_record(&header)?;
     w.flush()?;
+    wi.write_record(["t_s", "target", "pid", "cpu_s", "rss_bytes", "alive"])?;
+    wi.flush()?;
+    wg.write_record([
+        "t_s",
+        "device",
+        "utilization_pct",
+        "memory_used_bytes",
+        "memory_total_bytes",
+        "power_mw",
+        "energy_mj",
+        "temperature_c",
+        "sm_clock_mhz",
+        "process_memory_bytes",
+    ])?;
+    wg.flush()?;
     let _ = ready.send(());
+    let me_pid = std::process::id();
     let mut next = Instant::now() + interval;
     loop {
         let stopping = stop.load(Ordering::Acquire);
@@ -208,6 +325,16 @@ fn run<W: Write>(
             }
         }
         let cur = read_now(me.as_ref(), page);
+        let targets = procs.read();
+        let cpu_energy_j = sources.cpu_energy.as_mut().and_then(|e| e.read_j());
+        let gpus = match sources.gpu.as_mut() {
+            Some(g) => {
+                let mut pids = vec![me_pid];
+                pids.extend(targets.iter().filter_map(|t| t.1));
+                g.read(&pids)
+            }
+            None => Vec::new(),
+        };
         let dt = cur.t.duration_since(prev.t).as_secs_f64();
         let cores_used = if dt > 0.0 {
             (cur.process_cpu_s - prev.process_cpu_s) / dt
@@ -234,18 +361,56 @@ fn run<W: Write>(
             rss_bytes: cur.rss_bytes,
             system_busy_cores: core_busy.iter().sum(),
         };
+        let t_s = format!("{:.6}", row.t_s);
         let mut rec = vec![
-            format!("{:.6}", row.t_s),
+            t_s.clone(),
             format!("{:.6}", row.process_cpu_s),
             format!("{:.4}", row.process_cpu_cores),
             row.rss_bytes.to_string(),
             format!("{:.4}", row.system_busy_cores),
+            cpu_energy_j.map(|j| format!("{j:.6}")).unwrap_or_default(),
         ];
         rec.extend(core_busy.iter().map(|b| format!("{b:.4}")));
         w.write_record(&rec)?;
         w.flush()?;
+        if !targets.is_empty() {
+            for (t, pid, r) in &targets {
+                wi.write_record([
+                    t_s.clone(),
+                    target_label(t, procs.watched()),
+                    opt(*pid),
+                    format!("{:.6}", r.cpu_s),
+                    opt(r.rss_bytes),
+                    r.alive.to_string(),
+                ])?;
+            }
+            wi.flush()?;
+        }
+        if !gpus.is_empty() {
+            for g in &gpus {
+                wg.write_record([
+                    t_s.clone(),
+                    g.device.to_string(),
+                    opt(g.utilization_pct),
+                    opt(g.memory_used_bytes),
+                    opt(g.memory_total_bytes),
+                    opt(g.power_mw),
+                    opt(g.energy_mj),
+                    opt(g.temperature_c),
+                    opt(g.sm_clock_mhz),
+                    opt(g.process_memory_bytes),
+                ])?;
+            }
+            wg.flush()?;
+        }
         if let Ok(mut v) = shared.lock() {
-            v.push(Sample { row, core_busy });
+            v.push(Sample {
+                row,
+                core_busy,
+                cpu_energy_j,
+                targets,
+                gpus,
+            });
         }
         prev = cur;
         if stopping {
@@ -261,8 +426,20 @@ fn run<W: Write>(
         _ => f64::NAN,
     };
     let samples = shared.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut method = METHOD.to_string();
+    if !sources.watched.is_empty() || !samples.iter().all(|s| s.targets.is_empty()) {
+        method.push_str("; instances and watched processes: /proc/<pid>/stat utime+stime, /proc/<pid>/statm, /proc/self/task/<tid>/schedstat");
+    }
+    if let Some(e) = &sources.cpu_energy {
+        method.push_str("; CPU energy: ");
+        method.push_str(&e.method());
+    }
+    if let Some(g) = &sources.gpu {
+        method.push_str("; GPU: ");
+        method.push_str(&g.method());
+    }
     let info = SamplerInfo {
-        method: METHOD.into(),
+        method,
         interval_s: interval.as_secs_f64(),
         samples: samples.len() as u64,
         cpu_time_s,
@@ -272,6 +449,11 @@ fn run<W: Write>(
         } else {
             0.0
         },
+        sources: sources
+            .unavailable
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("unavailable: {v}")))
+            .collect(),
     };
     Ok(SamplerOutput { samples, info })
 }

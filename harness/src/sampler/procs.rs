@@ -1,0 +1,327 @@
+//! CPU time and RSS of instances (threads or worker processes) and of watched processes.
+//!
+//! Methods:
+//! - a thread's CPU time: `/proc/self/task/<tid>/schedstat`, first field (nanoseconds on a CPU);
+//!   a thread that has exited keeps its last reading, so cumulative CPU time never goes back;
+//! - a process's CPU time: `utime + stime` of `/proc/<pid>/stat` (clock ticks, usually 10 ms),
+//!   covering all its threads; its RSS: `/proc/<pid>/statm` resident pages × page size.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use charter_backends::{current_tid, ComputeSite};
+
+/// How instances are separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Instances are streams on their own threads inside charter, sharing the weights.
+    #[default]
+    Thread,
+    /// Each instance is a `charter worker` process with its own copy of the model.
+    Process,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Thread => "thread",
+            Isolation::Process => "process",
+        }
+    }
+
+    /// How CPU and RSS are attributed to instances, for the record.
+    pub fn method(self) -> &'static str {
+        match self {
+            Isolation::Thread => "per-thread CPU time of each instance's runner thread and its own compute pool (/proc/self/task/<tid>/schedstat, ns); RAM is shared by all instances and reported for the process",
+            Isolation::Process => "each worker process's utime + stime (/proc/<pid>/stat, clock ticks) and RSS (/proc/<pid>/statm)",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    index: u32,
+    tids: Vec<i32>,
+    pools: Vec<Arc<Mutex<Vec<i32>>>>,
+    pid: Option<u32>,
+}
+
+/// Which threads or processes compute for each instance; filled by the runner as streams start.
+#[derive(Default)]
+pub struct Instances {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl Instances {
+    /// Record that instance `index` runs on the calling thread with `site` (a worker process
+    /// is numbered by first appearance instead).
+    pub fn attach(&self, index: u32, site: &ComputeSite) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        // A worker process is its own instance, whichever runner slot drives it.
+        if let ComputeSite::Process(pid) = site {
+            if !entries.iter().any(|e| e.pid == Some(*pid)) {
+                let index = entries.len() as u32;
+                entries.push(Entry {
+                    index,
+                    pid: Some(*pid),
+                    ..Default::default()
+                });
+            }
+            return;
+        }
+        let pos = match entries.iter().position(|e| e.index == index) {
+            Some(p) => p,
+            None => {
+                entries.push(Entry {
+                    index,
+                    ..Default::default()
+                });
+                entries.len() - 1
+            }
+        };
+        let e = &mut entries[pos];
+        match site {
+            ComputeSite::Threads(pool) => {
+                let tid = current_tid();
+                if !e.tids.contains(&tid) {
+                    e.tids.push(tid);
+                }
+                if !e.pools.iter().any(|p| Arc::ptr_eq(p, pool)) {
+                    e.pools.push(Arc::clone(pool));
+                }
+            }
+            ComputeSite::Process(pid) => e.pid = Some(*pid),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(u32, Vec<i32>, Option<u32>)> {
+        let Ok(entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .map(|e| {
+                let mut tids = e.tids.clone();
+                for p in &e.pools {
+                    if let Ok(p) = p.lock() {
+                        tids.extend(p.iter().copied());
+                    }
+                }
+                tids.sort_unstable();
+                tids.dedup();
+                (e.index, tids, e.pid)
+            })
+            .collect()
+    }
+}
+
+/// A process outside charter to sample (`--watch-pid`, `--watch-process`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    pub pid: u32,
+    pub name: String,
+}
+
+/// Find processes whose command name (`/proc/<pid>/comm`) or executable file name equals `name`.
+pub fn find_processes(name: &str) -> Vec<Watched> {
+    let me = std::process::id();
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in all.flatten() {
+        let pid = p.pid as u32;
+        if pid == me {
+            continue;
+        }
+        let comm = p.stat().map(|s| s.comm).unwrap_or_default();
+        let exe_name = p
+            .cmdline()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default();
+        if comm == name || exe_name == name {
+            out.push(Watched { pid, name: comm });
+        }
+    }
+    out
+}
+
+/// What a process-wide reading found for one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetReading {
+    /// Cumulative CPU seconds (NaN when never readable).
+    pub cpu_s: f64,
+    pub rss_bytes: Option<u64>,
+    /// False once the process is gone (its last values are kept).
+    pub alive: bool,
+}
+
+/// Reads instances and watched processes each tick, remembering threads and processes that
+/// have ended so cumulative counters stay monotonic.
+pub struct ProcReader {
+    instances: Arc<Instances>,
+    watched: Vec<Watched>,
+    ticks_per_s: f64,
+    page: u64,
+    thread_last: HashMap<i32, f64>,
+    procs: HashMap<u32, (Option<procfs::process::Process>, TargetReading)>,
+}
+
+/// One target of the reader.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Instance(u32),
+    Watched(usize),
+}
+
+impl ProcReader {
+    pub fn new(instances: Arc<Instances>, watched: Vec<Watched>) -> Self {
+        Self {
+            instances,
+            watched,
+            ticks_per_s: procfs::ticks_per_second() as f64,
+            page: procfs::page_size(),
+            thread_last: HashMap::new(),
+            procs: HashMap::new(),
+        }
+    }
+
+    pub fn watched(&self) -> &[Watched] {
+        &self.watched
+    }
+
+    fn thread_cpu_s(&mut self, tid: i32) -> f64 {
+        let now = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|ns| ns as f64 / 1e9);
+        match now {
+            Some(v) => {
+                self.thread_last.insert(tid, v);
+                v
+            }
+            None => self.thread_last.get(&tid).copied().unwrap_or(0.0),
+        }
+    }
+
+    fn process(&mut self, pid: u32) -> TargetReading {
+        let (ticks, page) = (self.ticks_per_s, self.page);
+        let (handle, last) = self.procs.entry(pid).or_insert_with(|| {
+            (
+                procfs::process::Process::new(pid as i32).ok(),
+                TargetReading {
+                    cpu_s: f64::NAN,
+                    rss_bytes: None,
+                    alive: true,
+                },
+            )
+        });
+        let Some(p) = handle.as_ref() else {
+            last.alive = false;
+            return *last;
+        };
+        match (p.stat(), p.statm()) {
+            (Ok(st), Ok(sm)) if st.state != 'Z' => {
+                *last = TargetReading {
+                    cpu_s: (st.utime + st.stime) as f64 / ticks,
+                    rss_bytes: Some(sm.resident * page),
+                    alive: true,
+                };
+            }
+            _ => {
+                last.alive = false;
+                *handle = None;
+            }
+        }
+        *last
+    }
+
+    /// Read every target now.
+    pub fn read(&mut self) -> Vec<(Target, Option<u32>, TargetReading)> {
+        let mut out = Vec::new();
+        for (index, tids, pid) in self.instances.snapshot() {
+            let r = match pid {
+                Some(pid) => self.process(pid),
+                None => TargetReading {
+                    cpu_s: tids.iter().map(|&t| self.thread_cpu_s(t)).sum(),
+                    rss_bytes: None,
+                    alive: true,
+                },
+            };
+            out.push((Target::Instance(index), pid, r));
+        }
+        for i in 0..self.watched.len() {
+            let pid = self.watched[i].pid;
+            let r = self.process(pid);
+            out.push((Target::Watched(i), Some(pid), r));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_time_follows_a_busy_thread() {
+        let inst2 = Arc::new(Instances::default());
+        let i2 = Arc::clone(&inst2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            i2.attach(7, &ComputeSite::Threads(Arc::default()));
+            let t = cpu_time::ThreadTime::now();
+            while t.elapsed() < std::time::Duration::from_millis(300) {}
+            tx.send(t.elapsed().as_secs_f64()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let burned = rx.recv().unwrap();
+        let mut r = ProcReader::new(inst2, Vec::new());
+        let v = r.read();
+        done_tx.send(()).unwrap();
+        h.join().unwrap();
+        assert_eq!(v[0].0, Target::Instance(7));
+        let cpu = v[0].2.cpu_s;
+        assert!(
+            (cpu - burned).abs() < 0.05,
+            "schedstat {cpu} s vs thread clock {burned} s"
+        );
+        // After the thread exits, the last reading is kept.
+        let after = r.read();
+        assert!((after[0].2.cpu_s - cpu).abs() < 1e-9);
+    }
+
+    #[test]
+    fn process_reading_of_a_child_and_after_it_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep");
+        let mut r = ProcReader::new(
+            Arc::default(),
+            vec![Watched {
+                pid: child.id(),
+                name: "sleep".into(),
+            }],
+        );
+        let v = r.read();
+        assert_eq!(v[0].0, Target::Watched(0));
+        assert!(v[0].2.alive);
+        assert!(v[0].2.rss_bytes.unwrap() > 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let v = r.read();
+        assert!(!v[0].2.alive);
+        assert!(find_processes("no-such-process-charter").is_empty());
+    }
+}
