@@ -45,11 +45,19 @@ fn overhead(c: &mut Criterion) {
             };
             let epoch = std::time::Instant::now();
             let mut agg = Aggregator::new();
-            run_phase(&mut streams, &template, &vocab, phase, &stop, &Default::default(), |f| {
-                // What the profile command does with each finished request.
-                let (row, gaps) = charter::profile::request_row(&f, epoch);
-                agg.add(&row, &gaps);
-            })
+            run_phase(
+                &mut streams,
+                &template,
+                &vocab,
+                phase,
+                &stop,
+                &Default::default(),
+                |f| {
+                    // What the profile command does with each finished request.
+                    let (row, gaps) = charter::profile::request_row(&f, epoch);
+                    agg.add(&row, &gaps);
+                },
+            )
         })
     });
     g.finish();

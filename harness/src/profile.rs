@@ -20,9 +20,9 @@ use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition}
 use crate::cli::ProfileArgs;
 use crate::config::{BackendChoice, Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
+use crate::resources::{self, ContextSpan, WindowInputs};
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, Finished, OpenLevel, Phase, StreamPool};
-use crate::resources::{self, ContextSpan, WindowInputs};
 use crate::sampler::{self, Instances, Isolation, Sampler, Sources};
 use crate::worker::{ProcessBackend, WorkerCommand};
 use crate::{host, CliError, EXIT_INTERRUPTED, EXIT_OK};
@@ -432,7 +432,9 @@ impl<'a> Session<'a> {
         let a = self.epoch.elapsed().as_secs_f64();
         let deadline = Instant::now() + d;
         while Instant::now() < deadline && !Self::interrupted() {
-            std::thread::sleep((deadline - Instant::now()).min(std::time::Duration::from_millis(100)));
+            std::thread::sleep(
+                (deadline - Instant::now()).min(std::time::Duration::from_millis(100)),
+            );
         }
         // One more tick so the last sample covers the end.
         std::thread::sleep(self.cfg.sample_interval);
@@ -688,7 +690,11 @@ impl<'a> Session<'a> {
         let window = agg.window(&excluded);
         let summary = agg.summary();
         // The requests' context must be complete before the last samples are read.
-        std::thread::sleep(self.cfg.sample_interval.min(std::time::Duration::from_millis(200)));
+        std::thread::sleep(
+            self.cfg
+                .sample_interval
+                .min(std::time::Duration::from_millis(200)),
+        );
         let samples = self.sampler.snapshot();
         let resources = resources::resources_in_window(
             &samples,
@@ -739,8 +745,14 @@ impl<'a> Session<'a> {
         spans: &[ContextSpan],
     ) -> Result<(), CliError> {
         let (a, b) = (
-            spans.iter().map(|s| s.start_s).fold(f64::INFINITY, f64::min),
-            spans.iter().map(|s| s.end_s).fold(f64::NEG_INFINITY, f64::max),
+            spans
+                .iter()
+                .map(|s| s.start_s)
+                .fold(f64::INFINITY, f64::min),
+            spans
+                .iter()
+                .map(|s| s.end_s)
+                .fold(f64::NEG_INFINITY, f64::max),
         );
         for s in samples.iter().filter(|s| s.row.t_s >= a && s.row.t_s <= b) {
             let Some(rss) = resources::fitted_rss(s, self.cfg.isolation) else {

@@ -251,13 +251,24 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
     // RAM per 1k tokens: every sample while the level's requests ran (warm-up included: its
     // context occupies memory too).
     let span = (
-        inp.spans.iter().map(|s| s.start_s).fold(f64::INFINITY, f64::min),
-        inp.spans.iter().map(|s| s.end_s).fold(f64::NEG_INFINITY, f64::max),
+        inp.spans
+            .iter()
+            .map(|s| s.start_s)
+            .fold(f64::INFINITY, f64::min),
+        inp.spans
+            .iter()
+            .map(|s| s.end_s)
+            .fold(f64::NEG_INFINITY, f64::max),
     );
     let points: Vec<(u64, u64)> = samples
         .iter()
         .filter(|s| s.row.t_s >= span.0 && s.row.t_s <= span.1)
-        .filter_map(|s| Some((live_tokens_at(inp.spans, s.row.t_s), fitted_rss(s, inp.isolation)?)))
+        .filter_map(|s| {
+            Some((
+                live_tokens_at(inp.spans, s.row.t_s),
+                fitted_rss(s, inp.isolation)?,
+            ))
+        })
         .collect();
     let what = match inp.isolation {
         Isolation::Thread => "charter's RSS (/proc/self/statm)",
@@ -270,7 +281,10 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
     if r.ram_per_1k_tokens.is_none() {
         r.unmeasured.insert(
             "ram_per_1k_tokens".into(),
-            format!("no fit: {} sample(s) while requests ran, and live context tokens must vary", points.len()),
+            format!(
+                "no fit: {} sample(s) while requests ran, and live context tokens must vary",
+                points.len()
+            ),
         );
     }
     let Some((a, b)) = inp.window else { return r };
@@ -316,7 +330,11 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
                 instances.push(pr);
             }
             Target::Watched(i) => {
-                pr.label = inp.watched.get(*i).map(|w| w.name.clone()).unwrap_or_default();
+                pr.label = inp
+                    .watched
+                    .get(*i)
+                    .map(|w| w.name.clone())
+                    .unwrap_or_default();
                 r.watched.push(pr);
             }
         }
@@ -333,7 +351,9 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
             method: inp.isolation.method().into(),
             cpu_cores_per_instance_mean: mean(instances.iter().filter_map(|p| p.cpu_cores)),
             rss_bytes_per_instance_mean: mean(
-                instances.iter().filter_map(|p| p.rss_bytes.as_ref().map(|v| v.mean)),
+                instances
+                    .iter()
+                    .filter_map(|p| p.rss_bytes.as_ref().map(|v| v.mean)),
             ),
             attributed_cpu_fraction: denominator.filter(|d| *d > 0.0).map(|d| total / d),
             per_instance: instances,
@@ -351,12 +371,21 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
         e.cpu_j = Some(c1 - c0);
         e.cpu_method = Some("rapl".into());
     } else if let (Some(tdp), Some(busy)) = (inp.cpu_tdp_w, r.system_busy_cores.as_ref()) {
-        e.cpu_j = Some(estimate_cpu_energy_j(tdp, busy.mean, inp.logical_cores, window_s));
+        e.cpu_j = Some(estimate_cpu_energy_j(
+            tdp,
+            busy.mean,
+            inp.logical_cores,
+            window_s,
+        ));
         e.cpu_method = Some("estimated".into());
     }
     if !r.gpus.is_empty() && r.gpus.iter().all(|g| g.energy_j.is_some()) {
         e.gpu_j = Some(r.gpus.iter().filter_map(|g| g.energy_j).sum());
-        let methods: Vec<&str> = r.gpus.iter().filter_map(|g| g.energy_method.as_deref()).collect();
+        let methods: Vec<&str> = r
+            .gpus
+            .iter()
+            .filter_map(|g| g.energy_method.as_deref())
+            .collect();
         e.gpu_method = Some(if methods.iter().all(|m| *m == "counter") {
             "counter".into()
         } else {
@@ -384,9 +413,9 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
         }
         r.energy = Some(e);
     } else {
-        r.unmeasured.entry("cpu_energy".into()).or_insert_with(|| {
-            "no RAPL counter and no declared --cpu-tdp for an estimate".into()
-        });
+        r.unmeasured
+            .entry("cpu_energy".into())
+            .or_insert_with(|| "no RAPL counter and no declared --cpu-tdp for an estimate".into());
     }
     r
 }
@@ -465,7 +494,10 @@ mod tests {
             .map(|i| {
                 let tokens = (i * 53) % 6000;
                 let jitter = [0i64, 200_000, -200_000, 100_000][(i % 4) as usize];
-                (tokens, (400_000_000 + tokens as i64 * 3_000 + jitter) as u64)
+                (
+                    tokens,
+                    (400_000_000 + tokens as i64 * 3_000 + jitter) as u64,
+                )
             })
             .collect();
         let f = ram_fit(&points, "test").unwrap();
@@ -479,7 +511,10 @@ mod tests {
 
     #[test]
     fn gpu_energy_prefers_the_counter_and_falls_back_to_integration() {
-        let with_counter = [(0.0, Some(100_000.0), Some(1_000.0)), (2.0, Some(300_000.0), Some(401_000.0))];
+        let with_counter = [
+            (0.0, Some(100_000.0), Some(1_000.0)),
+            (2.0, Some(300_000.0), Some(401_000.0)),
+        ];
         assert_eq!(gpu_energy(&with_counter), Some((400.0, "counter")));
         let no_counter = [(0.0, Some(100_000.0), None), (2.0, Some(300_000.0), None)];
         assert_eq!(gpu_energy(&no_counter), Some((400.0, "integrated")));

@@ -63,29 +63,29 @@ pub fn run_phase(
                 .spawn_scoped(scope, move || {
                     instances.attach(instance as u32, &stream.compute_site());
                     loop {
-                    if interrupted.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let n = issued.fetch_add(1, Ordering::Relaxed);
-                    if !phase.stop.may_issue(n, phase_start.elapsed()) {
-                        break;
-                    }
-                    let job = Job {
-                        id: phase.first_id + n,
-                        warmup: phase.warmup,
-                        intended: None,
-                    };
-                    let done = serve(
-                        &mut **stream,
-                        template,
-                        vocab,
-                        job,
-                        instance as u32,
-                        interrupted,
-                    );
-                    if tx.send(done).is_err() {
-                        break;
-                    }
+                        if interrupted.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let n = issued.fetch_add(1, Ordering::Relaxed);
+                        if !phase.stop.may_issue(n, phase_start.elapsed()) {
+                            break;
+                        }
+                        let job = Job {
+                            id: phase.first_id + n,
+                            warmup: phase.warmup,
+                            intended: None,
+                        };
+                        let done = serve(
+                            &mut **stream,
+                            template,
+                            vocab,
+                            job,
+                            instance as u32,
+                            interrupted,
+                        );
+                        if tx.send(done).is_err() {
+                            break;
+                        }
                     }
                 })
                 .expect("spawning a stream thread");

@@ -355,9 +355,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                 }
                 "sampler.cpu_tdp" => a.cpu_tdp = Some(leaf.parse(cli::parse_positive)?),
                 "sampler.baseline" => a.baseline = Some(leaf.parse(cli::parse_positive_duration)?),
-                "sampler.watch_pid" => {
-                    a.watch_pid = Some(leaf.list(|l| Ok(l.int(1)? as u32))?)
-                }
+                "sampler.watch_pid" => a.watch_pid = Some(leaf.list(|l| Ok(l.int(1)? as u32))?),
                 "sampler.watch_process" => a.watch_process = Some(leaf.list(|l| l.string())?),
                 "load.instances" => a.instances = Some(leaf.int(1)? as u32),
                 "load.isolation" => a.isolation = Some(leaf.value_enum()?),
@@ -391,8 +389,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
         if let Some(key) = at.keys().find(|k| {
             k.starts_with("backend.")
                 && ![
-                    "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl",
-                    "sim_cpu",
+                    "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl", "sim_cpu",
                 ]
                 .contains(&&k["backend.".len()..])
         }) {

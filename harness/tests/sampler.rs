@@ -16,7 +16,13 @@ fn sinks() -> Outputs<std::io::Sink> {
 #[test]
 fn busy_thread_is_measured_within_15_percent() {
     let epoch = Instant::now();
-    let s = Sampler::start(epoch, Duration::from_millis(50), sinks(), Sources::default()).unwrap();
+    let s = Sampler::start(
+        epoch,
+        Duration::from_millis(50),
+        sinks(),
+        Sources::default(),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let busy_for = Duration::from_millis(800);
     let worker = std::thread::spawn(move || {

@@ -98,9 +98,11 @@ fn check_instances(rec: &Value, expected_total: f64, isolation: &str) {
 fn two_busy_worker_processes_are_each_measured_within_15_percent() {
     let (rec, expected) = busy_workers("process");
     check_instances(&rec, expected, "process");
-    assert!(rec["levels"][0]["resources"]["instances"]["rss_bytes_per_instance_mean"]
-        .as_f64()
-        .is_some());
+    assert!(
+        rec["levels"][0]["resources"]["instances"]["rss_bytes_per_instance_mean"]
+            .as_f64()
+            .is_some()
+    );
 }
 
 #[test]
@@ -141,7 +143,10 @@ fn candle_ram_per_1k_tokens_has_a_positive_slope() {
     let fit = &rec["levels"][0]["resources"]["ram_per_1k_tokens"];
     let slope = fit["bytes_per_1k_tokens"].as_f64().unwrap();
     let r2 = fit["r_squared"].as_f64().unwrap();
-    assert!(slope > 0.0, "slope {slope} B per 1k tokens, R² {r2}: {fit:#}");
+    assert!(
+        slope > 0.0,
+        "slope {slope} B per 1k tokens, R² {r2}: {fit:#}"
+    );
     assert!((0.0..=1.0).contains(&r2));
     assert!(fit["samples"].as_u64().unwrap() >= 10);
     // The console says it too, and context.csv holds the fit's input.
@@ -217,7 +222,11 @@ fn a_watched_process_and_the_idle_baseline_are_recorded() {
 fn bad_watch_targets_exit_2_naming_them() {
     let o = charter(&["profile", "--watch-pid", "999999999", "--requests", "1"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--watch-pid 999999999"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--watch-pid 999999999"),
+        "{}",
+        stderr(&o)
+    );
     let o = charter(&["profile", "--watch-process", "no-such-server-xyz"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no-such-server-xyz"));

@@ -173,12 +173,13 @@ pub struct LevelCharter {
     pub system_busy_cores_mean: Option<f64>,
     pub rss_peak_bytes: Option<u64>,
     pub ram_baseline_bytes: Option<u64>,
-    /// Not in run records yet (RAM-per-token telemetry).
+    /// Slope of the RSS-against-live-context fit, bytes per 1k tokens.
     pub ram_per_1k_tokens_bytes: Option<f64>,
-    /// Not in run records yet (NVML).
+    /// Mean GPU utilisation over devices, as a fraction.
     pub gpu_utilisation: Option<f64>,
     pub gpu_idle_fraction: Option<f64>,
-    /// Not in run records yet (NVML / RAPL).
+    /// Measured (RAPL / NVML) or estimated (declared TDP) energy per output token; the method
+    /// is in the run record.
     pub energy_per_output_token_j: Option<f64>,
     pub sustainable: Option<bool>,
     pub client_bound: bool,
@@ -291,7 +292,11 @@ fn level_charter(l: &LevelRecord) -> LevelCharter {
         e2e_p99_s: s.e2e_from_intended.as_ref().map(|x| x.p99_s),
         cpu_cores_mean: cores.map(|c| c.mean),
         cpu_cores_p95: cores.map(|c| c.p95),
-        cpu_cores_per_instance: cores.map(|c| c.mean / f64::from(n.max(1))),
+        cpu_cores_per_instance: r
+            .instances
+            .as_ref()
+            .and_then(|i| i.cpu_cores_per_instance_mean)
+            .or_else(|| cores.map(|c| c.mean / f64::from(n.max(1)))),
         system_busy_cores_mean: r.system_busy_cores.as_ref().map(|c| c.mean),
         rss_peak_bytes: r
             .rss_bytes
@@ -299,13 +304,22 @@ fn level_charter(l: &LevelRecord) -> LevelCharter {
             .map(|v| v.max as u64)
             .or(r.peak_rss_bytes),
         ram_baseline_bytes: r.ram_baseline_bytes,
-        ram_per_1k_tokens_bytes: None,
-        gpu_utilisation: None,
-        gpu_idle_fraction: None,
-        energy_per_output_token_j: None,
+        ram_per_1k_tokens_bytes: r.ram_per_1k_tokens.as_ref().map(|f| f.bytes_per_1k_tokens),
+        gpu_utilisation: mean_of(
+            r.gpus
+                .iter()
+                .filter_map(|g| g.utilization_pct.as_ref().map(|u| u.mean / 100.0)),
+        ),
+        gpu_idle_fraction: mean_of(r.gpus.iter().filter_map(|g| g.idle_fraction)),
+        energy_per_output_token_j: r.energy.as_ref().and_then(|e| e.per_output_token_j),
         sustainable: l.sustainable,
         client_bound: l.client_bound.flagged,
     }
+}
+
+fn mean_of(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| s / n as f64)
 }
 
 /// The level a run is priced and summarised by: the highest-throughput measured level that was
@@ -363,13 +377,34 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         .as_ref()
         .map(|c| c.mean)
         .unwrap_or(0.0);
-    let power_w = cfg
-        .energy
-        .estimated_watts(busy, f64::from(r.host.logical_cores));
-    let power_method = format!(
-        "estimated: declared CPU TDP {} W × measured busy share ({busy:.2} of {} cores) + declared rest of node {} W (no RAPL or NVML measurement in the run)",
-        cfg.energy.cpu_tdp_w, r.host.logical_cores, cfg.energy.rest_of_node_w
-    );
+    // Measured power (RAPL and/or NVML over the window) wins over the TDP estimate.
+    let measured = l.resources.energy.as_ref().and_then(|e| {
+        let methods: Vec<&str> = [e.cpu_method.as_deref(), e.gpu_method.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let secs = l.window.as_ref()?.duration_s;
+        let total = e.total_j?;
+        (e.cpu_method.as_deref() == Some("rapl") && secs > 0.0)
+            .then(|| (total / secs, methods.join(" + ")))
+    });
+    let (power_w, power_method) = match measured {
+        Some((w, methods)) => (
+            w + cfg.energy.rest_of_node_w,
+            format!(
+                "measured: {w:.1} W average over the window ({methods}) + declared rest of node {} W",
+                cfg.energy.rest_of_node_w
+            ),
+        ),
+        None => (
+            cfg.energy
+                .estimated_watts(busy, f64::from(r.host.logical_cores)),
+            format!(
+                "estimated: declared CPU TDP {} W × measured busy share ({busy:.2} of {} cores) + declared rest of node {} W (no RAPL measurement in the run)",
+                cfg.energy.cpu_tdp_w, r.host.logical_cores, cfg.energy.rest_of_node_w
+            ),
+        ),
+    };
     let fixed_h = cfg.onprem.fixed_per_hour();
     let energy_h = cfg.energy.cost_per_hour(power_w);
     let u = cfg.utilisation;
@@ -485,8 +520,18 @@ fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
         _ => out.push(format!("{}: CPU use not measured (level shorter than one sample interval).", rc.backend)),
     }
     if let (Some(peak), Some(base)) = (lc.rss_peak_bytes, lc.ram_baseline_bytes) {
+        let per_token = match (&l.resources.ram_per_1k_tokens, l.resources.unmeasured.get("ram_per_1k_tokens")) {
+            (Some(f), _) => format!(
+                "each additional 1k tokens of live context added about {} (least-squares fit, R² {:.2}, {} samples)",
+                if f.bytes_per_1k_tokens < 0.0 { format!("−{}", human_bytes((-f.bytes_per_1k_tokens) as u64)) } else { human_bytes(f.bytes_per_1k_tokens as u64) },
+                f.r_squared,
+                f.samples
+            ),
+            (None, Some(why)) => format!("RAM per 1k tokens of context: not measured ({why})"),
+            (None, None) => "RAM per 1k tokens of context: not measured in this run".into(),
+        };
         out.push(format!(
-            "RAM: {} resident at peak, {} right after loading the model (RAM per 1k tokens of context: not measured in these runs).",
+            "RAM: {} resident at peak, {} right after loading the model; {per_token}.",
             human_bytes(peak),
             human_bytes(base)
         ));
@@ -498,9 +543,50 @@ fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
             lc.itl_p50_s.map(|v| format!("{:.1} ms", v * 1e3)).unwrap_or_else(|| "n/a".into())
         ));
     }
-    out.push(
-        "GPU utilisation and energy: not measured (no NVML or RAPL data in these runs).".into(),
-    );
+    if l.resources.gpus.is_empty() {
+        out.push(format!(
+            "GPU utilisation: not measured ({}).",
+            l.resources
+                .unmeasured
+                .get("gpu")
+                .map(String::as_str)
+                .unwrap_or("no NVML data in this run")
+        ));
+    }
+    for g in &l.resources.gpus {
+        out.push(format!(
+            "GPU {} ({}): {} utilisation on average; the GPU remained idle (< {} %) for {} of the measured samples.",
+            g.index,
+            g.name,
+            g.utilization_pct.as_ref().map(|u| format!("{:.0} %", u.mean)).unwrap_or_else(|| "unknown".into()),
+            g.idle_threshold_pct,
+            g.idle_fraction.map(|f| format!("{:.0} %", f * 100.0)).unwrap_or_else(|| "an unknown share".into())
+        ));
+    }
+    match &l.resources.energy {
+        Some(e) => out.push(format!(
+            "Energy: {} per output token (CPU {}, GPU {}).",
+            e.per_output_token_j
+                .map(|j| format!("{j:.4} J"))
+                .unwrap_or_else(|| "n/a".into()),
+            e.cpu_j
+                .zip(e.cpu_method.as_ref())
+                .map(|(j, m)| format!("{j:.1} J, {m}"))
+                .unwrap_or_else(|| "not measured".into()),
+            e.gpu_j
+                .zip(e.gpu_method.as_ref())
+                .map(|(j, m)| format!("{j:.1} J, {m}"))
+                .unwrap_or_else(|| "not measured".into()),
+        )),
+        None => out.push(format!(
+            "Energy: not measured ({}).",
+            l.resources
+                .unmeasured
+                .get("cpu_energy")
+                .map(String::as_str)
+                .unwrap_or("no RAPL or NVML data in this run")
+        )),
+    }
     if let Some(c) = &rc.capacity {
         if r.levels.len() > 1 {
             out.push(format!(

@@ -29,7 +29,7 @@ fn bytes(v: Option<u64>) -> String {
     v.map(human_bytes).unwrap_or_else(|| "not measured".into())
 }
 
-const LEVEL_HEADERS: [&str; 15] = [
+const LEVEL_HEADERS: [&str; 18] = [
     "load",
     "trial",
     "done",
@@ -44,6 +44,9 @@ const LEVEL_HEADERS: [&str; 15] = [
     "cores/instance",
     "cores p95",
     "peak RSS",
+    "RAM/1k tok",
+    "GPU idle",
+    "J/out tok",
     "notes",
 ];
 
@@ -76,11 +79,40 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
         num(l.cpu_cores_per_instance, 2),
         num(l.cpu_cores_p95, 2),
         bytes(l.rss_peak_bytes),
+        l.ram_per_1k_tokens_bytes
+            .map(|b| {
+                if b < 0.0 {
+                    format!("−{}", human_bytes((-b) as u64))
+                } else {
+                    human_bytes(b as u64)
+                }
+            })
+            .unwrap_or_else(|| "not measured".into()),
+        l.gpu_idle_fraction
+            .map(|f| format!("{:.0}%", f * 100.0))
+            .unwrap_or_else(|| "not measured".into()),
+        l.energy_per_output_token_j
+            .map(|j| format!("{j:.4}"))
+            .unwrap_or_else(|| "not measured".into()),
         notes.join(", "),
     ]
 }
 
-const NOT_MEASURED: &str = "RAM per 1k tokens, GPU utilisation / idle fraction, power and energy per token: not measured in these runs (no RAM-per-token fit, NVML or RAPL data in the records).";
+/// What no level of any run measured, in words (`None` when everything was measured).
+fn not_measured(ch: &Charter) -> Option<String> {
+    let levels = || ch.runs.iter().flat_map(|r| r.levels.iter());
+    let mut missing = Vec::new();
+    if levels().all(|l| l.ram_per_1k_tokens_bytes.is_none()) {
+        missing.push("RAM per 1k tokens of context (no RSS-against-context fit in the records)");
+    }
+    if levels().all(|l| l.gpu_idle_fraction.is_none()) {
+        missing.push("GPU utilisation and idle fraction (no NVML data)");
+    }
+    if levels().all(|l| l.energy_per_output_token_j.is_none()) {
+        missing.push("energy per output token (no RAPL, NVML or declared-TDP estimate)");
+    }
+    (!missing.is_empty()).then(|| format!("Not measured in these runs: {}.", missing.join("; ")))
+}
 
 /// `charter.md`.
 pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
@@ -120,7 +152,9 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
             r.run_dir
         );
     }
-    let _ = writeln!(o, "\n{NOT_MEASURED}");
+    if let Some(n) = not_measured(ch) {
+        let _ = writeln!(o, "\n{n}");
+    }
     for c in &ch.cost {
         let _ = writeln!(o, "\n## Cost — {}\n", c.backend);
         let _ = writeln!(
@@ -268,7 +302,9 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
             esc(&r.run_dir)
         );
     }
-    let _ = writeln!(o, "<p class=\"muted\">{}</p>", esc(NOT_MEASURED));
+    if let Some(n) = not_measured(ch) {
+        let _ = writeln!(o, "<p class=\"muted\">{}</p>", esc(&n));
+    }
     for c in &ch.cost {
         let _ = writeln!(o, "<h2>Cost — {}</h2>", esc(&c.backend));
         let _ = writeln!(

