@@ -53,6 +53,18 @@ pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
 /// Utilisation below this share (%) counts as idle in [`idle_fraction`].
 pub const DEFAULT_IDLE_THRESHOLD_PCT: f64 = 5.0;
 
+/// Paths of the scripted fake NVML libraries that `build.rs` compiles from
+/// `harness/fake_nvml/fake_nvml.c` (a test fixture, for tests and benches of other crates; see
+/// that file for the script format). The files exist only where a C compiler was found.
+pub mod fake {
+    /// The full fake (`libfake_nvml.so`).
+    pub const LIB: &str = env!("CHARTER_FAKE_NVML");
+    /// The fake without `nvmlInit_v2`.
+    pub const LIB_NOINIT: &str = env!("CHARTER_FAKE_NVML_NOINIT");
+    /// The fake without `nvmlShutdown`.
+    pub const LIB_NOSHUTDOWN: &str = env!("CHARTER_FAKE_NVML_NOSHUTDOWN");
+}
+
 /// Field names used as keys of [`GpuSource::unavailable_fields`] (the [`DeviceReading`] and
 /// [`DeviceInfo`] field names).
 pub mod field {
@@ -498,8 +510,10 @@ pub fn window_energy(samples: &[PowerSample]) -> Result<Energy, String> {
     for w in points.windows(2) {
         let (t0, p0) = w[0];
         let (t1, p1) = w[1];
-        if !(t1 >= t0) {
-            return Err(format!("sample times go backwards ({t0} s then {t1} s)"));
+        if !t0.is_finite() || !t1.is_finite() || t1 < t0 {
+            return Err(format!(
+                "sample times must be finite and in order ({t0} s then {t1} s)"
+            ));
         }
         mj += (p0 + p1) / 2.0 * (t1 - t0);
     }
@@ -582,7 +596,7 @@ mod tests {
         assert!(window_energy(&[]).is_err());
         assert!(window_energy(&[s(0.0, None, Some(3))]).is_err());
         let err = window_energy(&[s(1.0, Some(1), None), s(0.0, Some(1), None)]).unwrap_err();
-        assert!(err.contains("backwards"), "{err}");
+        assert!(err.contains("in order"), "{err}");
     }
 
     #[test]
