@@ -5,11 +5,13 @@ mod histogram;
 mod ort_loop;
 mod runner_overhead;
 mod sampler_tick;
+mod telemetry_read;
 
 criterion::criterion_main!(
     decode_loop::benches,
     histogram::benches,
     ort_loop::benches,
     runner_overhead::benches,
-    sampler_tick::benches
+    sampler_tick::benches,
+    telemetry_read::benches
 );

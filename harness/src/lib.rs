@@ -22,6 +22,7 @@ pub mod runner;
 pub mod sampler;
 pub mod scenario;
 pub mod worker;
+pub mod telemetry;
 
 use std::ffi::OsString;
 use std::sync::OnceLock;
