@@ -21,8 +21,8 @@ pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
-pub mod worker;
 pub mod telemetry;
+pub mod worker;
 
 use std::ffi::OsString;
 use std::sync::OnceLock;

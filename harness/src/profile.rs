@@ -270,6 +270,19 @@ fn open_sources(cfg: &ProfileConfig) -> Sources {
             name: format!("{name} ({pid})"),
         });
     }
+    if cfg.no_gpu {
+        src.unavailable
+            .push(("gpu".into(), "not sampled (--no-gpu)".into()));
+    } else {
+        match crate::telemetry::gpu::GpuSource::open(cfg.nvml_lib.as_deref()) {
+            Ok(g) => src.gpu = Some(Box::new(g)),
+            Err(u) => src.unavailable.push(("gpu".into(), u.reason)),
+        }
+    }
+    match crate::telemetry::rapl::RaplSource::open(&cfg.powercap_root) {
+        Ok(r) => src.cpu_energy = Some(Box::new(r)),
+        Err(u) => src.unavailable.push(("rapl".into(), u.reason)),
+    }
     for name in &cfg.watch_processes {
         for w in sampler::find_processes(name) {
             if !src.watched.iter().any(|x| x.pid == w.pid) {

@@ -16,9 +16,10 @@ use charter_reports::{
 
 use crate::runner::Finished;
 use crate::sampler::{self, Isolation, Sample, Target, Watched};
+use crate::telemetry::{gpu, rapl};
 
 /// GPU utilisation below this counts as idle.
-pub const GPU_IDLE_THRESHOLD_PCT: f64 = 5.0;
+pub const GPU_IDLE_THRESHOLD_PCT: f64 = gpu::DEFAULT_IDLE_THRESHOLD_PCT;
 
 /// A request's hold on context over time.
 #[derive(Debug, Clone)]
@@ -170,27 +171,6 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
-/// GPU energy over samples `[i0, i1]` of one device: counter delta when every sample has the
-/// counter, else trapezoidal integration of power.
-pub fn gpu_energy(points: &[(f64, Option<f64>, Option<f64>)]) -> Option<(f64, &'static str)> {
-    if points.len() < 2 {
-        return None;
-    }
-    if let (Some(a), Some(b)) = (points[0].2, points[points.len() - 1].2) {
-        if points.iter().all(|p| p.2.is_some()) && b >= a {
-            return Some(((b - a) / 1e3, "counter"));
-        }
-    }
-    let mut j = 0.0;
-    for w in points.windows(2) {
-        let (Some(p0), Some(p1)) = (w[0].1, w[1].1) else {
-            return None;
-        };
-        j += (p0 + p1) / 2.0 / 1e3 * (w[1].0 - w[0].0);
-    }
-    Some((j, "integrated"))
-}
-
 fn gpu_summaries(samples: &[Sample], inside: &[usize], names: &[String]) -> Vec<GpuSummary> {
     let mut out = Vec::new();
     for (dev, name) in names.iter().enumerate() {
@@ -205,15 +185,21 @@ fn gpu_summaries(samples: &[Sample], inside: &[usize], names: &[String]) -> Vec<
             .filter_map(|&i| get(i)?.utilization_pct)
             .collect();
         // Energy from the sample before the window to its last one.
-        let mut points = Vec::new();
-        if let Some(&first) = inside.first() {
-            for i in (first - 1)..=*inside.last().unwrap_or(&first) {
-                if let Some(g) = get(i) {
-                    points.push((samples[i].row.t_s, g.power_mw, g.energy_mj));
-                }
-            }
-        }
-        let energy = gpu_energy(&points);
+        let points: Vec<gpu::PowerSample> = match (inside.first(), inside.last()) {
+            (Some(&first), Some(&last)) => samples[first - 1..=last]
+                .iter()
+                .filter_map(|s| {
+                    let g = s.gpus.iter().find(|g| g.device == dev)?;
+                    Some(gpu::PowerSample {
+                        t_s: s.row.t_s,
+                        power_mw: g.power_mw.map(|p| p as u32),
+                        energy_mj: g.energy_mj.map(|e| e as u64),
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let energy = gpu::window_energy(&points).ok();
         out.push(GpuSummary {
             index: dev,
             name: name.clone(),
@@ -223,12 +209,12 @@ fn gpu_summaries(samples: &[Sample], inside: &[usize], names: &[String]) -> Vec<
             power_w: vals(&|g| g.power_mw.map(|p| p / 1e3)),
             temperature_c: vals(&|g| g.temperature_c),
             sm_clock_mhz: vals(&|g| g.sm_clock_mhz),
-            energy_j: energy.map(|e| e.0),
-            energy_method: energy.map(|e| e.1.to_string()),
-            idle_fraction: (!util.is_empty()).then(|| {
-                util.iter().filter(|&&u| u < GPU_IDLE_THRESHOLD_PCT).count() as f64
-                    / util.len() as f64
-            }),
+            energy_j: energy.map(|e| e.joules),
+            energy_method: energy.map(|e| e.method.label().to_string()),
+            idle_fraction: gpu::idle_fraction(
+                &util.iter().map(|&u| Some(u as u32)).collect::<Vec<_>>(),
+                GPU_IDLE_THRESHOLD_PCT,
+            ),
             idle_threshold_pct: GPU_IDLE_THRESHOLD_PCT,
             process_memory_bytes_max: inside
                 .iter()
@@ -293,6 +279,11 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
         .filter(|&i| samples[i].row.process_cpu_cores.is_finite())
         .collect();
     if inside.is_empty() {
+        r.unmeasured.insert(
+            "window".into(),
+            "CPU, energy and GPU over the window: the window is shorter than one sample interval"
+                .into(),
+        );
         return r;
     }
     let vals = |f: &dyn Fn(usize) -> f64| inside.iter().map(|&i| f(i)).collect::<Vec<f64>>();
@@ -371,13 +362,12 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
         e.cpu_j = Some(c1 - c0);
         e.cpu_method = Some("rapl".into());
     } else if let (Some(tdp), Some(busy)) = (inp.cpu_tdp_w, r.system_busy_cores.as_ref()) {
-        e.cpu_j = Some(estimate_cpu_energy_j(
-            tdp,
-            busy.mean,
-            inp.logical_cores,
-            window_s,
-        ));
-        e.cpu_method = Some("estimated".into());
+        if let Ok(est) =
+            rapl::estimate_cpu_energy_j(tdp, busy.mean, inp.logical_cores as usize, window_s)
+        {
+            e.cpu_j = Some(est.joules);
+            e.cpu_method = Some(est.method.label().into());
+        }
     }
     if !r.gpus.is_empty() && r.gpus.iter().all(|g| g.energy_j.is_some()) {
         e.gpu_j = Some(r.gpus.iter().filter_map(|g| g.energy_j).sum());
@@ -418,17 +408,6 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
             .or_insert_with(|| "no RAPL counter and no declared --cpu-tdp for an estimate".into());
     }
     r
-}
-
-/// CPU energy estimated from a declared TDP and the measured busy share of the CPUs (codecarbon's
-/// approach): TDP × busy cores ÷ logical cores × seconds. Label it `estimated`.
-pub fn estimate_cpu_energy_j(tdp_w: f64, busy_cores: f64, logical_cores: u32, seconds: f64) -> f64 {
-    let share = if logical_cores == 0 {
-        0.0
-    } else {
-        (busy_cores / f64::from(logical_cores)).clamp(0.0, 1.0)
-    };
-    tdp_w * share * seconds
 }
 
 /// The idle state over `[a, b]` (before traffic): mean process and system CPU, RSS and power.
@@ -507,23 +486,5 @@ mod tests {
         assert_eq!(f.samples, 300);
         assert_eq!((f.live_tokens_min, f.live_tokens_max), (0, 5989));
         assert!(ram_fit(&[(5, 1), (5, 2), (5, 3)], "flat").is_none());
-    }
-
-    #[test]
-    fn gpu_energy_prefers_the_counter_and_falls_back_to_integration() {
-        let with_counter = [
-            (0.0, Some(100_000.0), Some(1_000.0)),
-            (2.0, Some(300_000.0), Some(401_000.0)),
-        ];
-        assert_eq!(gpu_energy(&with_counter), Some((400.0, "counter")));
-        let no_counter = [(0.0, Some(100_000.0), None), (2.0, Some(300_000.0), None)];
-        assert_eq!(gpu_energy(&no_counter), Some((400.0, "integrated")));
-        assert_eq!(gpu_energy(&no_counter[..1]), None);
-    }
-
-    #[test]
-    fn cpu_energy_estimate_is_tdp_times_busy_share() {
-        assert!((estimate_cpu_energy_j(65.0, 1.0, 2, 10.0) - 325.0).abs() < 1e-9);
-        assert!((estimate_cpu_energy_j(65.0, 3.0, 2, 10.0) - 650.0).abs() < 1e-9);
     }
 }

@@ -13,10 +13,12 @@ const TTFT_MS: f64 = 10.0;
 const ITL_MS: f64 = 10.0;
 const BUSY: f64 = 0.5;
 
-/// CPU seconds the simulated backend burns for the requests in `dir`'s requests.csv.
-fn expected_cpu_s(dir: &Path) -> f64 {
+/// CPU seconds the simulated backend burns for the requests of runner slot `instance` in
+/// `dir`'s requests.csv.
+fn expected_cpu_s(dir: &Path, instance: u32) -> f64 {
     common::request_rows(dir)
         .iter()
+        .filter(|r| r.instance == instance)
         .map(|r| {
             let n = r.output_tokens as f64;
             if n == 0.0 {
@@ -28,7 +30,7 @@ fn expected_cpu_s(dir: &Path) -> f64 {
         .sum()
 }
 
-fn busy_workers(isolation: &str) -> (Value, f64) {
+fn busy_workers(isolation: &str) -> (Value, [f64; 2]) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let o = charter(&[
@@ -61,20 +63,23 @@ fn busy_workers(isolation: &str) -> (Value, f64) {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rec = validated_record(&out);
-    let expected = expected_cpu_s(&out);
+    let expected = [expected_cpu_s(&out, 0), expected_cpu_s(&out, 1)];
     // Keep the tempdir alive until the record is read.
     drop(dir);
     (rec, expected)
 }
 
-fn check_instances(rec: &Value, expected_total: f64, isolation: &str) {
+fn check_instances(rec: &Value, expected: [f64; 2], isolation: &str) {
     let inst = &rec["levels"][0]["resources"]["instances"];
     assert_eq!(inst["isolation"], isolation);
     let per = inst["per_instance"].as_array().unwrap();
     assert_eq!(per.len(), 2, "{inst:#}");
-    // Closed loop with identical requests: each instance did half the work, ± one request.
-    let each = expected_total / 2.0;
     for p in per {
+        let each = match p["label"].as_str().unwrap() {
+            "instance 0" => expected[0],
+            "instance 1" => expected[1],
+            other => panic!("unexpected instance label {other}"),
+        };
         let cpu = p["cpu_seconds"].as_f64().unwrap();
         let err = (cpu - each).abs() / each;
         assert!(
@@ -236,4 +241,158 @@ fn bad_watch_targets_exit_2_naming_them() {
     let o = charter(&["profile", "--instances", "2", "--concurrency", "3"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--instances 2"));
+}
+
+/// `charter profile` with the scripted fake NVML: the sampler's GPU readings land in gpu.csv
+/// exactly as scripted, and the record summarises them (utilisation, idle share, energy).
+fn gpu_run(no_energy: bool) -> (Value, Vec<Vec<String>>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("nvml.txt");
+    let mut text = String::from(
+        "driver_version=555.42\ndevice 0 uuid=GPU-test mem_total=85899345920 power_limit_mw=700000 name=Fake H100\nprocess 0 pid=1 used=1048576 kind=compute\n",
+    );
+    for i in 0..2000u64 {
+        let util = if i.is_multiple_of(2) { 0 } else { 80 };
+        text.push_str(&format!(
+            "tick 0 util={util} mem_util=10 mem_used={} power_mw=100000 energy_mj={} temp=50 sm_clock=1410\n",
+            1_000_000 + i,
+            5_000_000 + 1000 * i
+        ));
+    }
+    std::fs::write(&script, text).unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_charter"));
+    cmd.args([
+        "profile",
+        "--backend",
+        "simulated",
+        "--sim-ttft",
+        "10ms",
+        "--sim-itl",
+        "10ms",
+        "--max-tokens",
+        "20",
+        "--requests",
+        "6",
+        "--warmup",
+        "0",
+        "--sample-interval",
+        "20ms",
+        "--nvml-lib",
+        charter::telemetry::gpu::fake::LIB,
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .env("FAKE_NVML_SCRIPT", &script);
+    if no_energy {
+        cmd.env("FAKE_NVML_NO_ENERGY", "1");
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = validated_record(&out);
+    let mut r = csv::Reader::from_path(out.join("gpu.csv")).unwrap();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|x| x.unwrap().iter().map(String::from).collect())
+        .collect();
+    (rec, rows, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn scripted_gpu_values_come_back_through_the_sampler_and_record_exactly() {
+    let (rec, rows, console) = gpu_run(false);
+    assert!(rows.len() >= 10, "{} gpu rows", rows.len());
+    // Columns: t_s, device, utilization_pct, memory_used_bytes, memory_total_bytes, power_mw,
+    // energy_mj, temperature_c, sm_clock_mhz, process_memory_bytes. Tick i is the i-th sample.
+    for (i, row) in rows.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(row[1], "0");
+        assert_eq!(
+            row[2],
+            if i.is_multiple_of(2) { "0" } else { "80" },
+            "row {i}: {row:?}"
+        );
+        assert_eq!(row[3], (1_000_000 + i).to_string());
+        assert_eq!(row[4], "85899345920");
+        assert_eq!(row[5], "100000");
+        assert_eq!(row[6], (5_000_000 + 1000 * i).to_string());
+        assert_eq!(row[7], "50");
+        assert_eq!(row[8], "1410");
+    }
+    let g = &rec["levels"][0]["resources"]["gpus"][0];
+    assert_eq!(g["name"], "Fake H100");
+    assert_eq!(g["memory_total_bytes"], 85899345920u64);
+    assert_eq!(g["energy_method"], "counter");
+    // 1 J per sample interval: a whole number of joules, one per interval in the window.
+    let j = g["energy_j"].as_f64().unwrap();
+    assert!(j >= 1.0 && (j - j.round()).abs() < 1e-9, "{g:#}");
+    let idle = g["idle_fraction"].as_f64().unwrap();
+    assert!((idle - 0.5).abs() < 0.15, "alternating 0 % / 80 %: {g:#}");
+    assert_eq!(g["power_w"]["mean"], 100.0);
+    assert_eq!(g["sm_clock_mhz"]["max"], 1410.0);
+    let e = &rec["levels"][0]["resources"]["energy"];
+    assert_eq!(e["gpu_method"], "counter");
+    assert!(e["per_output_token_j"].as_f64().unwrap() > 0.0);
+    assert!(console.contains("GPU 0 Fake H100"), "{console}");
+    assert!(rec["levels"][0]["resources"]["unmeasured"]
+        .get("gpu")
+        .is_none());
+}
+
+#[test]
+fn gpu_energy_falls_back_to_integrated_power_without_the_counter() {
+    let (rec, rows, _) = gpu_run(true);
+    assert!(rows.iter().all(|r| r[6].is_empty()), "energy column empty");
+    let g = &rec["levels"][0]["resources"]["gpus"][0];
+    assert_eq!(g["energy_method"], "integrated");
+    // 100 W constant: energy / 100 W = the integrated span, a fraction of a second to seconds.
+    let secs = g["energy_j"].as_f64().unwrap() / 100.0;
+    let window = rec["levels"][0]["window"]["duration_s"].as_f64().unwrap();
+    assert!(
+        secs > 0.5 * window && secs < window + 0.2,
+        "{secs} s vs window {window} s"
+    );
+}
+
+#[test]
+fn without_nvml_the_gpu_is_unmeasured_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args([
+            "profile",
+            "--backend",
+            "simulated",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "40",
+            "--no-progress",
+            "--out",
+            out.to_str().unwrap(),
+            "--powercap-root",
+            dir.path().join("no-powercap").to_str().unwrap(),
+        ])
+        // An empty library path so libnvidia-ml.so.1 cannot be found even on a GPU host.
+        .env("LD_LIBRARY_PATH", dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rec = validated_record(&out);
+    let res = &rec["levels"][0]["resources"];
+    assert!(res["gpus"].as_array().unwrap().is_empty());
+    let why = res["unmeasured"]["gpu"].as_str().unwrap_or("");
+    if !std::path::Path::new("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1").exists() {
+        assert!(why.contains("libnvidia-ml"), "{res:#}");
+    }
+    assert!(
+        res["unmeasured"]["rapl"]
+            .as_str()
+            .unwrap()
+            .contains("no-powercap"),
+        "{res:#}"
+    );
+    assert!(res["energy"].is_null());
+    assert!(res["unmeasured"]["cpu_energy"].is_string());
 }

@@ -145,6 +145,62 @@ pub trait CpuEnergyReader: Send {
     fn method(&self) -> String;
 }
 
+impl GpuReader for crate::telemetry::gpu::GpuSource {
+    fn read(&mut self, pids: &[u32]) -> Vec<GpuSample> {
+        crate::telemetry::gpu::GpuSource::read(self, pids)
+            .devices
+            .into_iter()
+            .map(|d| GpuSample {
+                device: d.index,
+                utilization_pct: d.util_gpu_pct.map(f64::from),
+                memory_used_bytes: d.mem_used_bytes,
+                memory_total_bytes: d.mem_total_bytes,
+                power_mw: d.power_mw.map(f64::from),
+                energy_mj: d.energy_mj.map(|e| e as f64),
+                temperature_c: d.temp_c.map(f64::from),
+                sm_clock_mhz: d.sm_clock_mhz.map(f64::from),
+                process_memory_bytes: {
+                    let v: Vec<u64> = d.processes.iter().filter_map(|p| p.used_bytes).collect();
+                    (!v.is_empty()).then(|| v.iter().sum())
+                },
+            })
+            .collect()
+    }
+
+    fn device_names(&self) -> Vec<String> {
+        self.devices()
+            .iter()
+            .map(|d| d.name.clone().unwrap_or_else(|| format!("GPU {}", d.index)))
+            .collect()
+    }
+
+    fn method(&self) -> String {
+        format!(
+            "{} (library {})",
+            crate::telemetry::gpu::METHOD,
+            self.library()
+        )
+    }
+}
+
+impl CpuEnergyReader for crate::telemetry::rapl::RaplSource {
+    fn read_j(&mut self) -> Option<f64> {
+        crate::telemetry::rapl::RaplSource::read(self).package_total_j
+    }
+
+    fn method(&self) -> String {
+        let zones: Vec<String> = self
+            .zones()
+            .iter()
+            .map(|z| format!("{} ({})", z.id, z.name))
+            .collect();
+        format!(
+            "RAPL powercap energy_uj of package zones {} (µJ counters, wraps at max_energy_range_uj handled)",
+            zones.join(", ")
+        )
+    }
+}
+
 /// A sample as kept in memory (the same values go to the CSV files).
 #[derive(Debug, Clone)]
 pub struct Sample {

@@ -55,7 +55,7 @@ pub struct Instances {
 
 impl Instances {
     /// Record that instance `index` runs on the calling thread with `site` (a worker process
-    /// is numbered by first appearance instead).
+    /// keeps the number of the slot that first drove it).
     pub fn attach(&self, index: u32, site: &ComputeSite) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
@@ -63,7 +63,12 @@ impl Instances {
         // A worker process is its own instance, whichever runner slot drives it.
         if let ComputeSite::Process(pid) = site {
             if !entries.iter().any(|e| e.pid == Some(*pid)) {
-                let index = entries.len() as u32;
+                // The runner slot's number when it is free (closed loop: slot i keeps worker i).
+                let index = if entries.iter().any(|e| e.index == index) {
+                    entries.iter().map(|e| e.index + 1).max().unwrap_or(0)
+                } else {
+                    index
+                };
                 entries.push(Entry {
                     index,
                     pid: Some(*pid),
