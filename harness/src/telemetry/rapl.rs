@@ -23,6 +23,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use super::{Energy, EnergyMethod, Unavailable};
 
 /// The powercap root on Linux.
@@ -45,7 +47,8 @@ fn read_file(p: &Path) -> io::Result<String> {
 }
 
 /// What a zone measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ZoneKind {
     /// A CPU package (`intel-rapl:N` named `package-*`).
     Package,
@@ -56,7 +59,7 @@ pub enum ZoneKind {
 }
 
 /// Static facts about one zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ZoneInfo {
     /// Directory name, e.g. `intel-rapl:0` or `intel-rapl:0:1`.
     pub id: String,
@@ -75,7 +78,7 @@ struct Zone {
 }
 
 /// One zone in a reading.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ZoneReading {
     pub id: String,
     pub name: String,
@@ -88,7 +91,7 @@ pub struct ZoneReading {
 }
 
 /// One reading of every zone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RaplReading {
     pub zones: Vec<ZoneReading>,
     /// Sum over package zones of energy since open (J); `None` if any package read failed.
