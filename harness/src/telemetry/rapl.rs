@@ -98,6 +98,17 @@ pub struct RaplReading {
     pub package_total_j: Option<f64>,
 }
 
+impl RaplReading {
+    /// CPU package energy from `start` to this reading (method `counter`); `None` when either
+    /// reading lacks the package total.
+    pub fn package_energy_since(&self, start: &RaplReading) -> Option<Energy> {
+        Some(Energy {
+            joules: self.package_total_j? - start.package_total_j?,
+            method: EnergyMethod::Counter,
+        })
+    }
+}
+
 /// An open set of RAPL zones.
 pub struct RaplSource {
     root: PathBuf,
@@ -402,10 +413,8 @@ mod tests {
         assert_eq!(r1.package_total_j, Some(3.5));
         set(&p0, 4_500_000);
         let r2 = src.read();
-        assert_eq!(
-            r2.package_total_j.unwrap() - r1.package_total_j.unwrap(),
-            1.0
-        );
+        let e = r2.package_energy_since(&r1).unwrap();
+        assert_eq!((e.joules, e.method), (1.0, EnergyMethod::Counter));
     }
 
     #[test]
@@ -486,6 +495,7 @@ mod tests {
         fs::write(p0.join("energy_uj"), "garbage").unwrap();
         let r = src.read();
         assert_eq!(r.package_total_j, None);
+        assert_eq!(r.package_energy_since(&r), None);
         assert_eq!(r.zones[0].total_j, None);
         assert!(src.failures()[0].1.contains("not a counter"));
         set(&p0, 1_000_001);
