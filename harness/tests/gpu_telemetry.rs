@@ -17,9 +17,9 @@ use charter::telemetry::EnergyMethod;
 
 static FAKE: Mutex<()> = Mutex::new(());
 
-const FAKE_LIB: &str = env!("CHARTER_FAKE_NVML");
-const FAKE_LIB_NOINIT: &str = env!("CHARTER_FAKE_NVML_NOINIT");
-const FAKE_LIB_NOSHUTDOWN: &str = env!("CHARTER_FAKE_NVML_NOSHUTDOWN");
+const FAKE_LIB: &str = charter::telemetry::gpu::fake::LIB;
+const FAKE_LIB_NOINIT: &str = charter::telemetry::gpu::fake::LIB_NOINIT;
+const FAKE_LIB_NOSHUTDOWN: &str = charter::telemetry::gpu::fake::LIB_NOSHUTDOWN;
 
 /// Holds the lock, the script file and the environment for one test.
 struct Fake {

@@ -37,6 +37,7 @@ use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
+use serde::Serialize;
 
 use super::{Energy, EnergyMethod, Unavailable};
 
@@ -84,7 +85,7 @@ pub mod field {
 }
 
 /// Static facts about one device, read once at [`GpuSource::open`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceInfo {
     /// NVML device index (as in `nvidia-smi`).
     pub index: u32,
@@ -98,7 +99,7 @@ pub struct DeviceInfo {
 }
 
 /// GPU memory held by one watched process on one device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProcessMemory {
     pub pid: u32,
     /// Bytes used. `Some(0)` when both process lists were read and the pid is in neither (it has
@@ -108,7 +109,7 @@ pub struct ProcessMemory {
 }
 
 /// One device's reading.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceReading {
     /// NVML device index.
     pub index: u32,
@@ -137,7 +138,7 @@ impl DeviceReading {
 }
 
 /// One reading of every device, in the order of [`GpuSource::devices`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuReading {
     pub devices: Vec<DeviceReading>,
 }
@@ -469,7 +470,7 @@ fn process_memory(
 }
 
 /// One power/energy observation for [`window_energy`] (`t_s` on the run's clock, seconds).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PowerSample {
     pub t_s: f64,
     pub power_mw: Option<u32>,

@@ -23,6 +23,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use super::{Energy, EnergyMethod, Unavailable};
 
 /// The powercap root on Linux.
@@ -45,7 +47,8 @@ fn read_file(p: &Path) -> io::Result<String> {
 }
 
 /// What a zone measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ZoneKind {
     /// A CPU package (`intel-rapl:N` named `package-*`).
     Package,
@@ -56,7 +59,7 @@ pub enum ZoneKind {
 }
 
 /// Static facts about one zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ZoneInfo {
     /// Directory name, e.g. `intel-rapl:0` or `intel-rapl:0:1`.
     pub id: String,
@@ -75,7 +78,7 @@ struct Zone {
 }
 
 /// One zone in a reading.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ZoneReading {
     pub id: String,
     pub name: String,
@@ -88,11 +91,22 @@ pub struct ZoneReading {
 }
 
 /// One reading of every zone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RaplReading {
     pub zones: Vec<ZoneReading>,
     /// Sum over package zones of energy since open (J); `None` if any package read failed.
     pub package_total_j: Option<f64>,
+}
+
+impl RaplReading {
+    /// CPU package energy from `start` to this reading (method `counter`); `None` when either
+    /// reading lacks the package total.
+    pub fn package_energy_since(&self, start: &RaplReading) -> Option<Energy> {
+        Some(Energy {
+            joules: self.package_total_j? - start.package_total_j?,
+            method: EnergyMethod::Counter,
+        })
+    }
 }
 
 /// An open set of RAPL zones.
@@ -399,10 +413,8 @@ mod tests {
         assert_eq!(r1.package_total_j, Some(3.5));
         set(&p0, 4_500_000);
         let r2 = src.read();
-        assert_eq!(
-            r2.package_total_j.unwrap() - r1.package_total_j.unwrap(),
-            1.0
-        );
+        let e = r2.package_energy_since(&r1).unwrap();
+        assert_eq!((e.joules, e.method), (1.0, EnergyMethod::Counter));
     }
 
     #[test]
@@ -483,6 +495,7 @@ mod tests {
         fs::write(p0.join("energy_uj"), "garbage").unwrap();
         let r = src.read();
         assert_eq!(r.package_total_j, None);
+        assert_eq!(r.package_energy_since(&r), None);
         assert_eq!(r.zones[0].total_j, None);
         assert!(src.failures()[0].1.contains("not a counter"));
         set(&p0, 1_000_001);
