@@ -36,6 +36,11 @@ pub enum Command {
     /// request's intended start (*_from_intended), and schedule lag = start − intended start.
     #[command(after_help = EXIT_CODES)]
     Profile(Box<ProfileArgs>),
+    /// Serve an in-process backend as an OpenAI-compatible streaming endpoint
+    /// (/v1/chat/completions, /v1/completions, /v1/models), e.g. to measure a model in-process
+    /// and over HTTP side by side: `charter serve --preset tiny-15m --listen 127.0.0.1:8000`.
+    #[command(after_help = EXIT_CODES)]
+    Serve(Box<crate::serve::ServeArgs>),
     /// Check a scenario file without running it (exit 0 when valid, 2 otherwise).
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -633,6 +638,7 @@ pub fn parse_slo(s: &str) -> Result<charter_reports::slo::Slo, String> {
 pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Profile(args) => crate::profile::profile(&args),
+        Command::Serve(args) => crate::serve::serve(&args),
         Command::Validate { scenario } => {
             let args = ProfileArgs {
                 scenario: Some(scenario.clone()),

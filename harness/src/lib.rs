@@ -20,6 +20,7 @@ pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
+pub mod serve;
 
 use std::ffi::OsString;
 
