@@ -123,6 +123,9 @@ impl TokenCountSource {
 /// What a remote request saw on the wire (`None` for in-process backends).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WireInfo {
+    /// When the request was handed to the HTTP client (body serialised): the request's
+    /// `start` for remote APIs, per the metric definitions ("HTTP: request written").
+    pub sent_at: Option<Instant>,
     pub http_status: Option<u16>,
     /// Time to open a new connection (TCP, plus TLS for https); `None` when reused.
     pub connect: Option<std::time::Duration>,

@@ -156,7 +156,10 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
                 e.wire.as_deref(),
             ),
         };
-    let (intended, start) = (secs(f.intended_start), secs(f.start));
+    // Remote APIs: the request starts when it is handed to the HTTP client; the client's own
+    // delay before that shows as schedule lag.
+    let started = wire.and_then(|w| w.sent_at).unwrap_or(f.start);
+    let (intended, start) = (secs(f.intended_start), secs(started));
     let t = request_timings(intended, start, &events, output_tokens);
     let row = RequestRow {
         id: f.id,

@@ -672,6 +672,7 @@ impl Exchange<'_> {
             None => self.start + sh.timeouts.headers,
         };
         self.slot.clear();
+        p.wire.sent_at = Some(Instant::now());
         let send = self
             .client
             .post(sh.url.clone())
@@ -906,6 +907,52 @@ impl Exchange<'_> {
             wire: Some(Box::new(p.wire)),
         })
     }
+}
+
+/// What the client takes from one SSE event (owned, for fixtures and fuzzing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    pub content: String,
+    pub reasoning: String,
+    pub usage: Option<Usage>,
+    pub finish: Option<String>,
+    pub done: bool,
+    pub error: Option<String>,
+}
+
+/// Decode a response body delivered in `pieces` (split anywhere) the way a stream does: SSE
+/// events through `sse-stream`, then the API's wire format. Fixture tests and the SSE fuzz test
+/// use it to check that every split gives the same events.
+pub fn replay(api: Api, endpoint: Endpoint, pieces: Vec<Bytes>) -> Result<Vec<Replayed>, String> {
+    let format = match (api, endpoint) {
+        (Api::Openai, Endpoint::Chat) => Format::OpenAiChat,
+        (Api::Openai, Endpoint::Completions) => Format::OpenAiCompletions,
+        (Api::Anthropic, _) => Format::Anthropic,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let input = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+        let mut events = sse_stream::SseByteStream::new(input);
+        let mut out = Vec::new();
+        while let Some(ev) = events.next().await {
+            let ev = ev.map_err(|e| e.to_string())?;
+            let Some(data) = ev.data.as_deref() else {
+                continue;
+            };
+            let p = wire::parse(format, data)?;
+            out.push(Replayed {
+                content: p.content.as_deref().unwrap_or("").to_string(),
+                reasoning: p.reasoning.as_deref().unwrap_or("").to_string(),
+                usage: p.usage,
+                finish: p.finish.map(|f| f.into_owned()),
+                done: p.done,
+                error: p.error,
+            });
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]
