@@ -86,14 +86,70 @@ fn fixtures_parse_to_the_same_events() {
             "stop",
             0,
         ),
-        ("openai_completions.sse", Api::Openai, Endpoint::Completions, usage(9, 3), "length", 0),
-        ("openai_sse_edge_cases.sse", Api::Openai, Endpoint::Chat, usage(9, 3), "length", 0),
-        ("vllm_chat_reasoning.sse", Api::Openai, Endpoint::Chat, usage(9, 5), "length", 2),
-        ("tgi_chat.sse", Api::Openai, Endpoint::Chat, usage(9, 3), "length", 0),
-        ("llamacpp_python_chat.sse", Api::Openai, Endpoint::Chat, Usage::default(), "length", 0),
-        ("llamacpp_server_chat.sse", Api::Openai, Endpoint::Chat, usage(9, 3), "length", 0),
-        ("anthropic_messages.sse", Api::Anthropic, Endpoint::Chat, usage(9, 3), "max_tokens", 0),
-        ("anthropic_thinking.sse", Api::Anthropic, Endpoint::Chat, usage(9, 3), "max_tokens", 2),
+        (
+            "openai_completions.sse",
+            Api::Openai,
+            Endpoint::Completions,
+            usage(9, 3),
+            "length",
+            0,
+        ),
+        (
+            "openai_sse_edge_cases.sse",
+            Api::Openai,
+            Endpoint::Chat,
+            usage(9, 3),
+            "length",
+            0,
+        ),
+        (
+            "vllm_chat_reasoning.sse",
+            Api::Openai,
+            Endpoint::Chat,
+            usage(9, 5),
+            "length",
+            2,
+        ),
+        (
+            "tgi_chat.sse",
+            Api::Openai,
+            Endpoint::Chat,
+            usage(9, 3),
+            "length",
+            0,
+        ),
+        (
+            "llamacpp_python_chat.sse",
+            Api::Openai,
+            Endpoint::Chat,
+            Usage::default(),
+            "length",
+            0,
+        ),
+        (
+            "llamacpp_server_chat.sse",
+            Api::Openai,
+            Endpoint::Chat,
+            usage(9, 3),
+            "length",
+            0,
+        ),
+        (
+            "anthropic_messages.sse",
+            Api::Anthropic,
+            Endpoint::Chat,
+            usage(9, 3),
+            "max_tokens",
+            0,
+        ),
+        (
+            "anthropic_thinking.sse",
+            Api::Anthropic,
+            Endpoint::Chat,
+            usage(9, 3),
+            "max_tokens",
+            2,
+        ),
     ];
     for &(name, api, endpoint, usage, finish, reasoning) in cases {
         let s = summary(&decode(api, endpoint, &fixture(name), &[]));
@@ -127,7 +183,11 @@ fn sse_decoding_is_independent_of_how_bytes_arrive() {
         let body = fixture(name);
         let whole = decode(api, endpoint, &body, &[]);
         for k in 1..body.len() {
-            assert_eq!(decode(api, endpoint, &body, &[k]), whole, "{name}: cut at byte {k}");
+            assert_eq!(
+                decode(api, endpoint, &body, &[k]),
+                whole,
+                "{name}: cut at byte {k}"
+            );
         }
         for round in 0..200 {
             let mut cuts = Vec::new();
@@ -139,7 +199,11 @@ fn sse_decoding_is_independent_of_how_bytes_arrive() {
                 }
                 cuts.push(at);
             }
-            assert_eq!(decode(api, endpoint, &body, &cuts), whole, "{name}: cuts {cuts:?}");
+            assert_eq!(
+                decode(api, endpoint, &body, &cuts),
+                whole,
+                "{name}: cuts {cuts:?}"
+            );
         }
     }
 }
@@ -154,7 +218,10 @@ fn arbitrary_bytes_never_panic() {
         let body: Vec<u8> = (0..n)
             .map(|_| alphabet[rng.random_range(0..alphabet.len())])
             .collect();
-        let pieces: Vec<Bytes> = body.chunks(rng.random_range(1..17)).map(Bytes::copy_from_slice).collect();
+        let pieces: Vec<Bytes> = body
+            .chunks(rng.random_range(1..17))
+            .map(Bytes::copy_from_slice)
+            .collect();
         let _ = replay(Api::Openai, Endpoint::Chat, pieces.clone());
         let _ = replay(Api::Anthropic, Endpoint::Chat, pieces);
     }

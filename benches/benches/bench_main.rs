@@ -5,11 +5,13 @@ mod histogram;
 mod ort_loop;
 mod runner_overhead;
 mod sampler_tick;
+mod sse_parse;
 
 criterion::criterion_main!(
     decode_loop::benches,
     histogram::benches,
     ort_loop::benches,
     runner_overhead::benches,
-    sampler_tick::benches
+    sampler_tick::benches,
+    sse_parse::benches
 );

@@ -306,7 +306,9 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
 pub fn parse_json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     match serde_json::from_str::<serde_json::Value>(s) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
-        _ => Err(format!("`{s}`: expected a JSON object, e.g. '{{\"top_k\": 20}}'")),
+        _ => Err(format!(
+            "`{s}`: expected a JSON object, e.g. '{{\"top_k\": 20}}'"
+        )),
     }
 }
 

@@ -138,7 +138,11 @@ impl ProfileConfig {
                 } else {
                     Api::Anthropic
                 };
-                let flag = if api == Api::Openai { "openai" } else { "anthropic" };
+                let flag = if api == Api::Openai {
+                    "openai"
+                } else {
+                    "anthropic"
+                };
                 if a.sim_ttft.is_some() || a.sim_itl.is_some() || a.preset.is_some() {
                     return bad(format!(
                         "--backend {flag} takes --base-url URL --model NAME, not --preset or --sim-*"
@@ -150,8 +154,7 @@ impl ProfileConfig {
                         "--backend {flag} needs --base-url URL (e.g. http://127.0.0.1:8000)"
                     ));
                 };
-                let Some(model) = a.model.as_ref().map(|m| m.to_string_lossy().into_owned())
-                else {
+                let Some(model) = a.model.as_ref().map(|m| m.to_string_lossy().into_owned()) else {
                     return bad(format!(
                         "--backend {flag} needs --model NAME (the model name the server serves)"
                     ));

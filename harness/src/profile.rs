@@ -42,7 +42,10 @@ fn install_ctrlc() {
 }
 
 /// Load the backend the configuration names.
-pub(crate) fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>, CliError> {
+pub(crate) fn load_backend(
+    cfg: &ProfileConfig,
+    threads: usize,
+) -> Result<Box<dyn Backend>, CliError> {
     Ok(match &cfg.backend {
         BackendChoice::Candle { source, .. } => {
             candle::configure_threads(threads);
@@ -152,7 +155,11 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
                 Some(e.kind.as_str().to_string()),
                 Some(e.message.clone()),
                 // What the count of tokens received before the failure rests on.
-                if e.wire.is_some() { "chunks" } else { "backend" },
+                if e.wire.is_some() {
+                    "chunks"
+                } else {
+                    "backend"
+                },
                 e.wire.as_deref(),
             ),
         };

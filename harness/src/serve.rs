@@ -28,8 +28,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use charter_backends::{
-    Backend, ChatMessage, GenOutcome, GenRequest, Prompt, RequestError, RequestErrorKind,
-    Sampling, Stream,
+    Backend, ChatMessage, GenOutcome, GenRequest, Prompt, RequestError, RequestErrorKind, Sampling,
+    Stream,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -116,10 +116,13 @@ pub fn serve(args: &ServeArgs) -> Result<i32, CliError> {
             .unwrap_or(1)
     });
     let backend = crate::profile::load_backend(&cfg, threads)?;
-    let model = args.served_model_name.clone().unwrap_or_else(|| match &cfg.backend {
-        BackendChoice::Simulated { .. } => "simulated".into(),
-        _ => backend.record().model.clone(),
-    });
+    let model = args
+        .served_model_name
+        .clone()
+        .unwrap_or_else(|| match &cfg.backend {
+            BackendChoice::Simulated { .. } => "simulated".into(),
+            _ => backend.record().model.clone(),
+        });
     let vocab = backend.prompt_token_ids().to_vec();
     let state = Arc::new(AppState {
         backend,
@@ -188,11 +191,9 @@ fn words_to_ids(text: &str, vocab: &[u32]) -> Vec<u32> {
     text.split_whitespace()
         .map(|w| {
             // FNV-1a: stable across runs and platforms.
-            let h = w
-                .bytes()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
+            let h = w.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
             vocab[(h % vocab.len().max(1) as u64) as usize]
         })
         .collect()
@@ -219,7 +220,10 @@ fn common(body: &Value) -> Result<Common, Response> {
     let f = |k: &str| num(k).and_then(|v| v.as_f64());
     Ok(Common {
         max_tokens,
-        stream: body.get("stream").and_then(|v| v.as_bool()).unwrap_or(false),
+        stream: body
+            .get("stream")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
         include_usage: body
             .pointer("/stream_options/include_usage")
             .and_then(|v| v.as_bool())
@@ -380,25 +384,33 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
             match m {
                 Some(Msg::Tokens(n)) => out += n,
                 Some(Msg::Done(r)) => break r,
-                None => break Err(RequestError {
-                    kind: RequestErrorKind::Compute,
-                    message: "generation ended without a result".into(),
-                    prompt_tokens: 0,
-                    output_tokens: 0,
-                    wire: None,
-                }),
+                None => {
+                    break Err(RequestError {
+                        kind: RequestErrorKind::Compute,
+                        message: "generation ended without a result".into(),
+                        prompt_tokens: 0,
+                        output_tokens: 0,
+                        wire: None,
+                    })
+                }
             }
             m = rx.recv().await;
         };
         let o = match outcome {
             Ok(o) => o,
             Err(e) => {
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.kind.as_str(), e.message)
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.kind.as_str(),
+                    e.message,
+                )
             }
         };
         let text = " tok".repeat(out as usize);
         let choice = match kind {
-            Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish(&o)}),
+            Kind::Chat => {
+                json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish(&o)})
+            }
             Kind::Completions => json!({"index": 0, "text": text, "finish_reason": finish(&o)}),
         };
         return Json(json!({
@@ -418,8 +430,8 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
     let content = {
         let head = head.clone();
         move |n: u32| -> Bytes {
-        let text = " tok".repeat(n as usize);
-        Bytes::from(match kind {
+            let text = " tok".repeat(n as usize);
+            Bytes::from(match kind {
             Kind::Chat => format!(
                 "{head}[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
             ),

@@ -10,6 +10,14 @@ use std::process::{Command, Stdio};
 use common::sse_server::{closed_port, Fault, Script, TestServer, Wire};
 use common::*;
 
+/// The tests of this file run one at a time: the timing test must not share the CPUs with the
+/// other tests' servers and clients.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     assert!(!v.is_empty());
     v.sort_by(f64::total_cmp);
@@ -38,6 +46,7 @@ fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> std::process::Outpu
 /// concurrency 1 and 64; role-only first chunks do not count as the first token.
 #[test]
 fn timings_match_injected_delays() {
+    let _serial = serial();
     let srv = TestServer::start(|_| Script::openai(30, 10, 10));
     for (c, n, warm) in [("1", "12", "2"), ("64", "128", "64")] {
         let tmp = tempfile::tempdir().unwrap();
@@ -60,7 +69,10 @@ fn timings_match_injected_delays() {
         let rec = validated_record(&run);
         assert_eq!(rec["backend"]["kind"], "openai");
         assert_eq!(rec["backend"]["remote"]["length_field"], "max_tokens");
-        let rows: Vec<_> = request_rows(&run).into_iter().filter(|r| !r.warmup).collect();
+        let rows: Vec<_> = request_rows(&run)
+            .into_iter()
+            .filter(|r| !r.warmup)
+            .collect();
         assert_eq!(rows.len(), n.parse::<usize>().unwrap());
         for r in &rows {
             assert_eq!(r.error_kind, None, "{r:?}");
@@ -96,7 +108,12 @@ fn timings_match_injected_delays() {
     }
 }
 
-fn assert_fault(fault: Fault, kind: &str, extra: &[&str], check: impl Fn(&charter_reports::RequestRow)) {
+fn assert_fault(
+    fault: Fault,
+    kind: &str,
+    extra: &[&str],
+    check: impl Fn(&charter_reports::RequestRow),
+) {
     let f = fault.clone();
     // Even-numbered requests fail, odd ones succeed: the run goes on past every failure.
     let srv = TestServer::start(move |n| {
@@ -109,10 +126,24 @@ fn assert_fault(fault: Fault, kind: &str, extra: &[&str], check: impl Fn(&charte
     });
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let mut args = vec!["--concurrency", "1", "--requests", "4", "--warmup", "0", "--max-tokens", "6"];
+    let mut args = vec![
+        "--concurrency",
+        "1",
+        "--requests",
+        "4",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "6",
+    ];
     args.extend_from_slice(extra);
     let o = profile_openai(&srv.base_url(), &run, &args);
-    assert_eq!(o.status.code(), Some(0), "{fault:?}: stderr: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{fault:?}: stderr: {}",
+        stderr(&o)
+    );
     let rec = validated_record(&run);
     let s = &rec["levels"][0]["summary"];
     assert_eq!(s["requests_failed"], 2, "{fault:?}: {s}");
@@ -130,6 +161,7 @@ fn assert_fault(fault: Fault, kind: &str, extra: &[&str], check: impl Fn(&charte
 
 #[test]
 fn faults_are_per_request_errors_of_the_right_kind() {
+    let _serial = serial();
     assert_fault(Fault::Status(500, None), "http_status", &[], |r| {
         assert_eq!(r.http_status, Some(500));
         assert!(r.error_message.as_deref().unwrap().contains("500"));
@@ -143,12 +175,21 @@ fn faults_are_per_request_errors_of_the_right_kind() {
         assert!(r.ttft_s.is_some());
     });
     assert_fault(Fault::MalformedAfter(2), "malformed", &[], |r| {
-        assert!(r.error_message.as_deref().unwrap().contains("not valid JSON"));
+        assert!(r
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("not valid JSON"));
     });
-    assert_fault(Fault::IdleAfter(2), "timeout", &["--idle-timeout", "300ms"], |r| {
-        assert!(r.error_message.as_deref().unwrap().contains("idle"));
-        assert_eq!(r.output_tokens, 2);
-    });
+    assert_fault(
+        Fault::IdleAfter(2),
+        "timeout",
+        &["--idle-timeout", "300ms"],
+        |r| {
+            assert!(r.error_message.as_deref().unwrap().contains("idle"));
+            assert_eq!(r.output_tokens, 2);
+        },
+    );
     assert_fault(Fault::NoDone, "stream_broken", &[], |r| {
         assert!(r.error_message.as_deref().unwrap().contains("[DONE]"));
     });
@@ -159,6 +200,7 @@ fn faults_are_per_request_errors_of_the_right_kind() {
 
 #[test]
 fn connection_refused_is_recorded_and_the_run_goes_on() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let base = format!("http://{}", closed_port());
@@ -168,11 +210,14 @@ fn connection_refused_is_recorded_and_the_run_goes_on() {
     assert_eq!(rec["levels"][0]["summary"]["errors"]["connect"], 3);
     let rows = request_rows(&run);
     assert_eq!(rows.len(), 3);
-    assert!(rows.iter().all(|r| r.error_kind.as_deref() == Some("connect")));
+    assert!(rows
+        .iter()
+        .all(|r| r.error_kind.as_deref() == Some("connect")));
 }
 
 #[test]
 fn api_key_never_reaches_any_output() {
+    let _serial = serial();
     const KEY: &str = "sk-charter-test-0123456789abcdef";
     let srv = TestServer::start(|n| {
         let s = Script::openai(1, 1, 4);
@@ -208,13 +253,21 @@ fn api_key_never_reaches_any_output() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     // The key was sent...
     let creds = srv.credentials.lock().unwrap().clone();
-    assert!(creds.iter().all(|c| c == &format!("Bearer {KEY}")), "{creds:?}");
+    assert!(
+        creds.iter().all(|c| c == &format!("Bearer {KEY}")),
+        "{creds:?}"
+    );
     let rec = validated_record(&run);
     assert_eq!(rec["backend"]["remote"]["api_key_env"], "CHARTER_TEST_KEY");
     assert_eq!(rec["levels"][0]["summary"]["errors"]["http_status"], 2);
     // ...and appears nowhere: console, run directory, rendered reports.
     let report = tmp.path().join("report");
-    let r = charter(&["report", run.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let r = charter(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
     let mut outputs = vec![stdout(&o), stderr(&o), stdout(&r), stderr(&r)];
     let mut dirs = vec![run.clone(), report.clone()];
@@ -241,6 +294,7 @@ fn api_key_never_reaches_any_output() {
 
 #[test]
 fn anthropic_thinking_does_not_fool_ttft() {
+    let _serial = serial();
     let srv = TestServer::start(|_| Script {
         wire: Wire::Anthropic,
         reasoning: 3,
@@ -267,7 +321,10 @@ fn anthropic_thinking_does_not_fool_ttft() {
     ]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     validated_record(&run);
-    let rows: Vec<_> = request_rows(&run).into_iter().filter(|r| !r.warmup).collect();
+    let rows: Vec<_> = request_rows(&run)
+        .into_iter()
+        .filter(|r| !r.warmup)
+        .collect();
     for r in &rows {
         assert_eq!(r.error_kind, None, "{r:?}");
         assert_eq!(r.output_tokens, 8);
@@ -283,6 +340,7 @@ fn anthropic_thinking_does_not_fool_ttft() {
 
 #[test]
 fn bad_remote_flags_exit_2() {
+    let _serial = serial();
     let o = charter(&["profile", "--backend", "openai", "--model", "m"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--base-url"), "{}", stderr(&o));
@@ -350,6 +408,7 @@ fn serve(args: &[&str]) -> Served {
 
 #[test]
 fn end_to_end_against_charter_serve_tiny_preset() {
+    let _serial = serial();
     let srv = serve(&["--preset", "tiny-15m", "--threads", "1"]);
     for endpoint in ["chat", "completions"] {
         let tmp = tempfile::tempdir().unwrap();
@@ -377,7 +436,10 @@ fn end_to_end_against_charter_serve_tiny_preset() {
             assert_eq!(r.error_kind, None, "{r:?}");
             // Presets have no EOS: exactly max_tokens, counted by the server's backend.
             assert_eq!(r.output_tokens, 6);
-            assert_eq!(r.prompt_tokens, 12, "{endpoint}: one id per word of the prompt");
+            assert_eq!(
+                r.prompt_tokens, 12,
+                "{endpoint}: one id per word of the prompt"
+            );
             assert_eq!(r.token_count_source, "usage");
             assert!(r.ttft_s.unwrap() > 0.0 && r.itl_s.unwrap() > 0.0);
         }

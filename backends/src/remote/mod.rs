@@ -250,7 +250,11 @@ impl RemoteBackend {
             None => None,
             Some(var) => match std::env::var(var) {
                 Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-                Ok(_) => return Err(setting(format!("--api-key-env {var}: the variable is empty"))),
+                Ok(_) => {
+                    return Err(setting(format!(
+                        "--api-key-env {var}: the variable is empty"
+                    )))
+                }
                 Err(_) => {
                     return Err(setting(format!(
                         "--api-key-env {var}: the variable is not set (expected the API key in it)"
@@ -291,7 +295,9 @@ impl RemoteBackend {
             let n = HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|_| setting(format!("--header {name:?}: not a valid header name")))?;
             let mut v = HeaderValue::from_str(value.trim()).map_err(|_| {
-                setting(format!("--header {name}: the value is not a valid header value"))
+                setting(format!(
+                    "--header {name}: the value is not a valid header value"
+                ))
             })?;
             v.set_sensitive(true);
             headers.insert(n, v);
@@ -503,7 +509,12 @@ impl Shared {
                 m.iter().map(|m| count(&m.content)).sum(),
             ),
         };
-        let user = |s: String| vec![ChatMessage { role: "user".into(), content: s }];
+        let user = |s: String| {
+            vec![ChatMessage {
+                role: "user".into(),
+                content: s,
+            }]
+        };
         let mut body = serde_json::Map::new();
         body.insert("model".into(), json!(self.model));
         body.insert("stream".into(), json!(true));
@@ -511,14 +522,15 @@ impl Shared {
             Format::OpenAiChat | Format::OpenAiCompletions => {
                 match (self.format, p) {
                     (Format::OpenAiChat, P::Chat(m)) => body.insert("messages".into(), json!(m)),
-                    (Format::OpenAiChat, P::Text(s)) => body.insert("messages".into(), json!(user(s))),
+                    (Format::OpenAiChat, P::Text(s)) => {
+                        body.insert("messages".into(), json!(user(s)))
+                    }
                     (Format::OpenAiChat, P::Ids(ids)) => {
                         body.insert("messages".into(), json!(user(words_for(&ids))))
                     }
-                    (_, P::Chat(m)) => body.insert(
-                        "prompt".into(),
-                        json!(crate::chat::plain_join(&m)),
-                    ),
+                    (_, P::Chat(m)) => {
+                        body.insert("prompt".into(), json!(crate::chat::plain_join(&m)))
+                    }
                     (_, P::Text(s)) => body.insert("prompt".into(), json!(s)),
                     (_, P::Ids(ids)) => body.insert("prompt".into(), json!(ids)),
                 };
@@ -660,7 +672,11 @@ impl Exchange<'_> {
         }
     }
 
-    async fn run(self, body: Bytes, on_token: &mut TokenSink<'_>) -> Result<GenOutcome, RequestError> {
+    async fn run(
+        self,
+        body: Bytes,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
         let sh = self.shared;
         let mut p = Progress {
             text: sh.tokenizer.as_ref().map(|_| String::new()),
@@ -892,11 +908,12 @@ impl Exchange<'_> {
         let stop = if cancelled {
             StopReason::Cancelled
         } else {
-            p.finish.unwrap_or(if output_tokens >= u64::from(self.max_tokens) {
-                StopReason::MaxTokens
-            } else {
-                StopReason::Eos
-            })
+            p.finish
+                .unwrap_or(if output_tokens >= u64::from(self.max_tokens) {
+                    StopReason::MaxTokens
+                } else {
+                    StopReason::Eos
+                })
         };
         Ok(GenOutcome {
             prompt_tokens: p.usage.prompt_tokens.unwrap_or(self.prompt_estimate),
@@ -967,7 +984,11 @@ mod tests {
             "http://127.0.0.1:8000/v1/chat/completions"
         );
         assert_eq!(
-            u("https://api.openai.com/v1/", Api::Openai, Endpoint::Completions),
+            u(
+                "https://api.openai.com/v1/",
+                Api::Openai,
+                Endpoint::Completions
+            ),
             "https://api.openai.com/v1/completions"
         );
         assert_eq!(
@@ -994,6 +1015,9 @@ mod tests {
         let mut o = RemoteOptions::new(Api::Openai, "http://127.0.0.1:1", "m");
         o.api_key_env = Some("CHARTER_TEST_SURELY_UNSET_VAR".into());
         let e = RemoteBackend::new(&o).err().unwrap().to_string();
-        assert!(e.contains("CHARTER_TEST_SURELY_UNSET_VAR") && e.contains("not set"), "{e}");
+        assert!(
+            e.contains("CHARTER_TEST_SURELY_UNSET_VAR") && e.contains("not set"),
+            "{e}"
+        );
     }
 }

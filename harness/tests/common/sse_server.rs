@@ -152,8 +152,7 @@ fn respond(
         )
             .into_response();
         if let Some(ra) = retry {
-            r.headers_mut()
-                .insert("retry-after", ra.parse().unwrap());
+            r.headers_mut().insert("retry-after", ra.parse().unwrap());
         }
         return r;
     }
@@ -266,7 +265,10 @@ fn produce(
             }
         }
         Wire::Anthropic => {
-            end.push_str(&an("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}".into()));
+            end.push_str(&an(
+                "content_block_stop",
+                "{\"type\":\"content_block_stop\",\"index\":0}".into(),
+            ));
             end.push_str(&an(
                 "message_delta",
                 format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens),
