@@ -208,13 +208,13 @@ struct Common {
     ignore_eos: bool,
 }
 
-fn common(body: &Value) -> Result<Common, Response> {
+fn common(body: &Value) -> Result<Common, String> {
     let num = |k: &str| body.get(k).filter(|v| !v.is_null());
     let max_tokens = match num("max_completion_tokens").or(num("max_tokens")) {
         None => 256,
         Some(v) => match v.as_u64() {
             Some(n) if n >= 1 && n <= u64::from(u32::MAX) => n as u32,
-            _ => return Err(bad_request("max_tokens: expected an integer ≥ 1")),
+            _ => return Err("max_tokens: expected an integer ≥ 1".into()),
         },
     };
     let f = |k: &str| num(k).and_then(|v| v.as_f64());
@@ -259,7 +259,7 @@ async fn chat(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     };
     let c = match common(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let prompt = if st.backend.accepts_text() {
         Prompt::Chat(messages)
@@ -290,7 +290,7 @@ async fn completions(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     };
     let c = match common(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     run(st, prompt, c, Kind::Completions).await
 }
