@@ -42,13 +42,29 @@ fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> std::process::Outpu
     charter(&args)
 }
 
-/// Measured TTFT and ITL match the server's injected delays within ±1 ms (p50), at
-/// concurrency 1 and 64; role-only first chunks do not count as the first token.
+/// The delays the timing test injects: five variants (so that 64 closed-loop streams do not
+/// stay in lock-step), told apart in the rows by the prompt-token count the server reports.
+fn injected(k: u64) -> (f64, f64) {
+    (0.026 + 0.002 * k as f64, 0.008 + 0.0005 * k as f64)
+}
+
+/// Measured TTFT and ITL match the server's injected delays within ±1 ms (p50 of the
+/// per-request differences), at concurrency 1 and 64; role-only first chunks do not count as
+/// the first token.
 #[test]
 fn timings_match_injected_delays() {
     let _serial = serial();
-    let srv = TestServer::start(|_| Script::openai(30, 10, 10));
-    for (c, n, warm) in [("1", "12", "2"), ("64", "128", "64")] {
+    let srv = TestServer::start(|n| {
+        let k = n % 5;
+        let (ttft, itl) = injected(k);
+        Script {
+            ttft: std::time::Duration::from_secs_f64(ttft),
+            itl: std::time::Duration::from_secs_f64(itl),
+            prompt_tokens: k,
+            ..Script::openai(0, 0, 10)
+        }
+    });
+    for (c, n, warm) in [("1", "15", "2"), ("64", "192", "64")] {
         let tmp = tempfile::tempdir().unwrap();
         let run = tmp.path().join("run");
         let o = profile_openai(
@@ -69,33 +85,39 @@ fn timings_match_injected_delays() {
         let rec = validated_record(&run);
         assert_eq!(rec["backend"]["kind"], "openai");
         assert_eq!(rec["backend"]["remote"]["length_field"], "max_tokens");
-        let rows: Vec<_> = request_rows(&run)
-            .into_iter()
-            .filter(|r| !r.warmup)
-            .collect();
+        let rows: Vec<_> = request_rows(&run).into_iter().filter(|r| !r.warmup).collect();
         assert_eq!(rows.len(), n.parse::<usize>().unwrap());
         for r in &rows {
             assert_eq!(r.error_kind, None, "{r:?}");
             assert_eq!(r.output_tokens, 10);
-            assert_eq!(r.prompt_tokens, 11);
+            assert!(r.prompt_tokens < 5);
             assert_eq!(r.token_count_source, "usage");
             assert_eq!(r.http_status, Some(200));
             assert!(r.response_headers_s.unwrap() < r.ttft_s.unwrap());
         }
-        let ttft = median(rows.iter().map(|r| r.ttft_s.unwrap()).collect());
-        let itl = median(rows.iter().map(|r| r.itl_s.unwrap()).collect());
+        let ttft_err = median(
+            rows.iter()
+                .map(|r| r.ttft_s.unwrap() - injected(r.prompt_tokens).0)
+                .collect(),
+        );
+        let itl_err = median(
+            rows.iter()
+                .map(|r| r.itl_s.unwrap() - injected(r.prompt_tokens).1)
+                .collect(),
+        );
         let headers = median(rows.iter().map(|r| r.response_headers_s.unwrap()).collect());
-        assert!(
-            (ttft - 0.030).abs() <= 0.001,
-            "c={c}: TTFT p50 {:.3} ms, injected 30 ms (response headers p50 {:.3} ms, ITL p50 {:.3} ms)",
-            ttft * 1e3,
-            headers * 1e3,
-            itl * 1e3
+        eprintln!(
+            "c={c}: TTFT − injected p50 {:+.3} ms, ITL − injected p50 {:+.3} ms, response headers p50 {:.3} ms",
+            ttft_err * 1e3,
+            itl_err * 1e3,
+            headers * 1e3
         );
         assert!(
-            (itl - 0.010).abs() <= 0.001,
-            "c={c}: ITL p50 {:.3} ms, injected 10 ms",
-            itl * 1e3
+            ttft_err.abs() <= 0.001 && itl_err.abs() <= 0.001,
+            "c={c}: TTFT − injected p50 {:+.3} ms, ITL − injected p50 {:+.3} ms (response headers p50 {:.3} ms)",
+            ttft_err * 1e3,
+            itl_err * 1e3,
+            headers * 1e3
         );
         if c == "1" {
             // One stream, one kept-alive connection: only the first request connects.

@@ -1,6 +1,6 @@
 //! A scripted streaming server for the remote-backend tests (axum, ephemeral port): each
 //! request gets a [`Script`] (by its arrival number) with known delays and an optional fault.
-//! Chunks are produced by a thread that sleeps to deadlines measured from the request's
+//! Chunks are sent by one scheduler thread that sleeps to deadlines measured from each request's
 //! arrival (thread sleeps are far more precise than tokio's millisecond timer).
 
 use std::net::SocketAddr;
@@ -51,6 +51,8 @@ pub struct Script {
     pub reasoning: u32,
     /// Send usage (OpenAI: only when the request asked for it).
     pub usage: bool,
+    /// Prompt tokens the usage reports (tests use it to tell scripts apart in the rows).
+    pub prompt_tokens: u64,
     pub fault: Fault,
 }
 
@@ -63,6 +65,7 @@ impl Script {
             tokens,
             reasoning: 0,
             usage: true,
+            prompt_tokens: 11,
             fault: Fault::None,
         }
     }
@@ -162,7 +165,7 @@ fn respond(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-    std::thread::spawn(move || produce(&s, arrival, include_usage, tx));
+    produce(&s, arrival, include_usage, tx);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -172,37 +175,111 @@ fn respond(
         .unwrap()
 }
 
-fn sleep_until(t: Instant) {
-    let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
+/// One step of a scripted response.
+enum Step {
+    Data(Bytes),
+    /// Abort the connection.
+    Reset,
+    /// Keep the connection open and send nothing more.
+    Park,
+}
+
+type Tx = tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+
+/// One thread sends every response's steps at their deadlines (a thread per response would
+/// cost the server milliseconds of CPU in a 64-request burst).
+struct Scheduler {
+    tx: std::sync::mpsc::Sender<(Vec<(Instant, Step)>, Tx)>,
+}
+
+impl Scheduler {
+    fn get() -> &'static Scheduler {
+        static S: std::sync::OnceLock<Scheduler> = std::sync::OnceLock::new();
+        S.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(Vec<(Instant, Step)>, Tx)>();
+            std::thread::spawn(move || {
+                // (deadline, response, step) min-heap; responses' steps are in deadline order.
+                let mut heap = std::collections::BinaryHeap::new();
+                let mut live: Vec<Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>> = Vec::new();
+                let mut parked: Vec<Tx> = Vec::new();
+                loop {
+                    let next = heap.peek().map(|std::cmp::Reverse((t, _)): &std::cmp::Reverse<(Instant, usize)>| *t);
+                    let wait = next.map(|t| t.saturating_duration_since(Instant::now()));
+                    let got = match wait {
+                        Some(w) if w.is_zero() => rx.try_recv().ok(),
+                        Some(w) => rx.recv_timeout(w).ok(),
+                        None => match rx.recv() {
+                            Ok(x) => Some(x),
+                            Err(_) => return,
+                        },
+                    };
+                    if let Some((steps, tx)) = got {
+                        let mut it = steps.into_iter();
+                        if let Some(first) = it.next() {
+                            let i = live.len();
+                            heap.push(std::cmp::Reverse((first.0, i)));
+                            let mut rest = vec![first];
+                            rest.extend(it);
+                            live.push(Some((rest.into_iter(), tx)));
+                        }
+                        continue;
+                    }
+                    while let Some(std::cmp::Reverse((t, i))) = heap.peek().copied() {
+                        if t > Instant::now() {
+                            break;
+                        }
+                        heap.pop();
+                        let Some((steps, tx)) = live[i].as_mut() else { continue };
+                        let Some((_, step)) = steps.next() else { continue };
+                        let keep = match step {
+                            Step::Data(b) => tx.send(Ok(b)).is_ok(),
+                            Step::Reset => {
+                                let _ = tx.send(Err(std::io::Error::other("reset by the test server")));
+                                false
+                            }
+                            Step::Park => {
+                                if let Some((_, tx)) = live[i].take() {
+                                    parked.push(tx);
+                                }
+                                false
+                            }
+                        };
+                        match live[i].as_mut().and_then(|(steps, _)| steps.as_slice().first().map(|s| s.0)) {
+                            Some(t) if keep => heap.push(std::cmp::Reverse((t, i))),
+                            _ => live[i] = None,
+                        }
+                    }
+                }
+            });
+            Scheduler { tx }
+        })
     }
 }
 
-fn produce(
-    s: &Script,
-    arrival: Instant,
-    include_usage: bool,
-    tx: tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>,
-) {
-    let send = |text: String| tx.send(Ok(Bytes::from(text))).is_ok();
+fn produce(s: &Script, arrival: Instant, include_usage: bool, tx: Tx) {
+    let steps = plan(s, arrival, include_usage);
+    Scheduler::get().tx.send((steps, tx)).unwrap();
+}
+
+fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step)> {
+    let mut out = Vec::new();
+    let mut send = |at: Instant, text: String| out.push((at, Step::Data(Bytes::from(text))));
     let oa = |delta: &str, finish: &str| {
         format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n")
     };
     let an = |event: &str, data: String| format!("event: {event}\ndata: {data}\n\n");
     // Start: a role-only chunk (OpenAI, llama.cpp) or message_start, at once.
-    let ok = match s.wire {
-        Wire::OpenAiChat => send(oa("{\"role\":\"assistant\",\"content\":\"\"}", "null")),
-        Wire::Anthropic => send(an(
-            "message_start",
-            "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}".into(),
-        )) && send(an("ping", "{\"type\": \"ping\"}".into())),
-    };
-    if !ok {
-        return;
+    match s.wire {
+        Wire::OpenAiChat => send(arrival, oa("{\"role\":\"assistant\",\"content\":\"\"}", "null")),
+        Wire::Anthropic => {
+            send(arrival, an(
+                "message_start",
+                "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}".into(),
+            ));
+            send(arrival, an("ping", "{\"type\": \"ping\"}".into()));
+        }
     }
     for i in 0..s.reasoning {
-        sleep_until(arrival + s.itl * i);
         let chunk = match s.wire {
             Wire::OpenAiChat => oa("{\"reasoning_content\":\"think \"}", "null"),
             Wire::Anthropic => an(
@@ -210,27 +287,23 @@ fn produce(
                 "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"think \"}}".into(),
             ),
         };
-        if !send(chunk) {
-            return;
-        }
+        send(arrival + s.itl * i, chunk);
     }
     for i in 0..s.tokens {
-        sleep_until(arrival + s.ttft + s.itl * i);
+        let at = arrival + s.ttft + s.itl * i;
         match s.fault {
             Fault::ResetAfter(k) if i == k => {
-                let _ = tx.send(Err(std::io::Error::other("reset by the test server")));
-                return;
+                out.push((at, Step::Reset));
+                return out;
             }
             Fault::MalformedAfter(k) if i == k => {
-                let _ = send("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}\n\n".into());
-                let _ = send(oa("{}", "\"stop\"") + "data: [DONE]\n\n");
-                return;
+                send(at, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}\n\n".into());
+                send(at, oa("{}", "\"stop\"") + "data: [DONE]\n\n");
+                return out;
             }
             Fault::IdleAfter(k) if i == k => {
-                while !tx.is_closed() {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                return;
+                out.push((at, Step::Park));
+                return out;
             }
             _ => {}
         }
@@ -245,19 +318,19 @@ fn produce(
                 format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{text}\"}}}}"),
             ),
         };
-        if !send(chunk) {
-            return;
-        }
+        send(at, chunk);
     }
+    let at = arrival + s.ttft + s.itl * s.tokens.saturating_sub(1);
     let mut end = String::new();
     match s.wire {
         Wire::OpenAiChat => {
             end.push_str(&oa("{}", "\"length\""));
             if s.usage && include_usage {
                 end.push_str(&format!(
-                    "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":11,\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    s.prompt_tokens,
                     s.tokens,
-                    s.tokens + 11
+                    u64::from(s.tokens) + s.prompt_tokens
                 ));
             }
             if s.fault != Fault::NoDone {
@@ -265,10 +338,7 @@ fn produce(
             }
         }
         Wire::Anthropic => {
-            end.push_str(&an(
-                "content_block_stop",
-                "{\"type\":\"content_block_stop\",\"index\":0}".into(),
-            ));
+            end.push_str(&an("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}".into()));
             end.push_str(&an(
                 "message_delta",
                 format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens),
@@ -278,5 +348,6 @@ fn produce(
             }
         }
     }
-    let _ = send(end);
+    send(at, end);
+    out
 }
