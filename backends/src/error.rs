@@ -71,6 +71,20 @@ pub enum RequestErrorKind {
     InvalidRequest,
     /// The model computation failed.
     Compute,
+    /// Remote: the connection could not be opened (refused, DNS, TLS handshake).
+    Connect,
+    /// Remote: a timeout (connect, response headers, idle gap between chunks, or total; the
+    /// message says which).
+    Timeout,
+    /// Remote: the server answered with an HTTP error status (other than 429).
+    HttpStatus,
+    /// Remote: HTTP 429 (its `Retry-After` is recorded).
+    RateLimited,
+    /// Remote: the stream ended or broke before it was complete (reset, no `[DONE]`).
+    StreamBroken,
+    /// Remote: the server sent something that is not the API's wire format (bad JSON, an
+    /// oversized event, an `error` event).
+    Malformed,
 }
 
 impl RequestErrorKind {
@@ -78,6 +92,12 @@ impl RequestErrorKind {
         match self {
             RequestErrorKind::InvalidRequest => "invalid_request",
             RequestErrorKind::Compute => "compute",
+            RequestErrorKind::Connect => "connect",
+            RequestErrorKind::Timeout => "timeout",
+            RequestErrorKind::HttpStatus => "http_status",
+            RequestErrorKind::RateLimited => "rate_limited",
+            RequestErrorKind::StreamBroken => "stream_broken",
+            RequestErrorKind::Malformed => "malformed",
         }
     }
 }
@@ -90,4 +110,7 @@ pub struct RequestError {
     pub message: String,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
+    /// What a remote request saw before it failed.
+    #[serde(skip)]
+    pub wire: Option<Box<crate::WireInfo>>,
 }

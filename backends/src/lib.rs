@@ -7,7 +7,8 @@
 //! the rest from these events, the same way for every backend.
 //!
 //! Backends: [`candle`] (GGUF, safetensors, random presets), [`onnx`] (ONNX Runtime through
-//! `ort`, loaded at run time) and [`simulated`] (a labelled test tool).
+//! `ort`, loaded at run time), [`remote`] (OpenAI-compatible and Anthropic streaming HTTP APIs)
+//! and [`simulated`] (a labelled test tool).
 
 pub mod candle;
 pub mod chat;
@@ -15,6 +16,7 @@ mod error;
 mod hashing;
 pub mod onnx;
 mod prompting;
+pub mod remote;
 pub mod simulated;
 
 use std::ops::ControlFlow;
@@ -77,9 +79,10 @@ pub struct TokenEvent {
 }
 
 /// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
+    #[default]
     MaxTokens,
     Eos,
     /// The caller asked to stop (e.g. Ctrl-C).
@@ -96,13 +99,64 @@ impl StopReason {
     }
 }
 
+/// Where a request's token counts came from (see `shared/docs/metrics.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCountSource {
+    /// Exact: the in-process backend generated them.
+    #[default]
+    Backend,
+    /// A remote API's own `usage` report.
+    Usage,
+    /// The configured tokenizer applied to the whole output text.
+    Tokenizer,
+    /// Content chunks counted (one token per non-empty chunk): an estimate.
+    Chunks,
+}
+
+impl TokenCountSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenCountSource::Backend => "backend",
+            TokenCountSource::Usage => "usage",
+            TokenCountSource::Tokenizer => "tokenizer",
+            TokenCountSource::Chunks => "chunks",
+        }
+    }
+}
+
+/// What a remote request saw on the wire (`None` for in-process backends).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireInfo {
+    /// When the request was handed to the HTTP client (body serialised): the request's
+    /// `start` for remote APIs, per the metric definitions ("HTTP: request written").
+    pub sent_at: Option<Instant>,
+    pub http_status: Option<u16>,
+    /// Time to open a new connection (TCP, plus TLS for https); `None` when reused.
+    pub connect: Option<std::time::Duration>,
+    pub connection_reused: Option<bool>,
+    /// When the response headers arrived.
+    pub headers_at: Option<Instant>,
+    /// First non-empty reasoning/thinking delta.
+    pub first_reasoning_at: Option<Instant>,
+    pub reasoning_chunks: u64,
+    /// Reasoning tokens from the API's usage, when it reports them.
+    pub reasoning_tokens: Option<u64>,
+    /// `Retry-After` of a 429 response.
+    pub retry_after: Option<std::time::Duration>,
+}
+
 /// What a finished generation reports about itself. Counts are exact for in-process backends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct GenOutcome {
     pub prompt_tokens: u64,
     pub output_tokens: u64,
     pub stop_reason: StopReason,
     pub output_token_ids: Vec<u32>,
+    pub token_count_source: TokenCountSource,
+    /// Not carried between processes (in-process backends have none).
+    #[serde(skip)]
+    pub wire: Option<Box<WireInfo>>,
 }
 
 /// Called with each token event; return `ControlFlow::Break(())` to stop generation early.

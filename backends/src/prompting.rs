@@ -15,6 +15,7 @@ fn invalid(message: String, prompt_tokens: u64) -> RequestError {
         message,
         prompt_tokens,
         output_tokens: 0,
+        wire: None,
     }
 }
 

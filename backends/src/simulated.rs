@@ -70,6 +70,7 @@ impl SimulatedBackend {
             tokenizer: None,
             chat_template: None,
             load_time_s: 0.0,
+            remote: None,
         };
         Self {
             timings,
@@ -167,6 +168,7 @@ impl Stream for SimulatedStream {
             output_tokens: out.len() as u64,
             stop_reason,
             output_token_ids: out,
+            ..Default::default()
         })
     }
 }

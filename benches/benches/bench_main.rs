@@ -5,6 +5,7 @@ mod histogram;
 mod ort_loop;
 mod runner_overhead;
 mod sampler_tick;
+mod sse_parse;
 mod telemetry_read;
 
 criterion::criterion_main!(
@@ -14,4 +15,5 @@ criterion::criterion_main!(
     runner_overhead::benches,
     sampler_tick::benches,
     telemetry_read::benches
+    sse_parse::benches
 );

@@ -36,6 +36,11 @@ pub enum Command {
     /// request's intended start (*_from_intended), and schedule lag = start − intended start.
     #[command(after_help = EXIT_CODES)]
     Profile(Box<ProfileArgs>),
+    /// Serve an in-process backend as an OpenAI-compatible streaming endpoint
+    /// (/v1/chat/completions, /v1/completions, /v1/models), e.g. to measure a model in-process
+    /// and over HTTP side by side: `charter serve --preset tiny-15m --listen 127.0.0.1:8000`.
+    #[command(after_help = EXIT_CODES)]
+    Serve(Box<crate::serve::ServeArgs>),
     /// Check a scenario file without running it (exit 0 when valid, 2 otherwise).
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -183,6 +188,139 @@ pub enum BackendKind {
     /// ONNX Runtime (through ort; library from --ort-lib, ORT_DYLIB_PATH or
     /// scripts/fetch-onnxruntime.sh): any model (synthesised inputs) or an Optimum decoder.
     Onnx,
+    /// OpenAI-compatible HTTP API, streaming (OpenAI, vLLM, TGI, llama.cpp, Ollama, charter
+    /// serve): --base-url, --model NAME, --api-key-env VAR, --endpoint chat|completions.
+    Openai,
+    /// Anthropic messages API, streaming: --base-url, --model NAME, --api-key-env VAR.
+    Anthropic,
+}
+
+impl BackendKind {
+    pub fn is_remote(self) -> bool {
+        matches!(self, BackendKind::Openai | BackendKind::Anthropic)
+    }
+}
+
+/// Flags of the remote API backends (`--backend openai|anthropic`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Remote API backends (--backend openai|anthropic)")]
+pub struct RemoteArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8000 or https://api.openai.com/v1 (a base that
+    /// ends in /v1 does not get a second one).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Environment variable holding the API key (the key itself is never a flag value, and
+    /// never appears in records, logs or errors).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+
+    /// OpenAI endpoint [default: chat].
+    #[arg(long, value_enum)]
+    pub endpoint: Option<charter_backends::remote::Endpoint>,
+
+    /// Extra request header `NAME: VALUE` (repeatable; only names are recorded).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Request field carrying the output cap: max-tokens (honoured by every OpenAI-compatible
+    /// server, the only one llama.cpp's server reads) or max-completion-tokens [default:
+    /// max-tokens].
+    #[arg(long, value_enum)]
+    pub length_field: Option<charter_backends::remote::LengthField>,
+
+    /// Do not ask for stream_options.include_usage (for servers that reject it).
+    #[arg(long)]
+    pub no_include_usage: bool,
+
+    /// JSON object merged into every request body, e.g. '{"top_k": 20}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Timeout for opening a connection (DNS, TCP, TLS) [default: 10s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Timeout from the start of a request to its response headers [default: 300s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub headers_timeout: Option<Duration>,
+
+    /// Longest gap without a byte of the response body [default: 60s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Timeout for a whole request [default: none].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub total_timeout: Option<Duration>,
+
+    /// Largest SSE event accepted; a larger one fails its request as malformed [default:
+    /// 1048576].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_event_bytes: Option<u64>,
+
+    /// Speak HTTP/2 over plain TCP without negotiation (h2c).
+    #[arg(long)]
+    pub http2_prior_knowledge: bool,
+}
+
+impl RemoteArgs {
+    /// Whether any remote-only flag was given.
+    pub fn any_set(&self) -> bool {
+        self.base_url.is_some()
+            || self.api_key_env.is_some()
+            || self.endpoint.is_some()
+            || !self.headers.is_empty()
+            || self.length_field.is_some()
+            || self.no_include_usage
+            || self.extra_body.is_some()
+            || self.connect_timeout.is_some()
+            || self.headers_timeout.is_some()
+            || self.idle_timeout.is_some()
+            || self.total_timeout.is_some()
+            || self.max_event_bytes.is_some()
+            || self.http2_prior_knowledge
+    }
+
+    /// Values given here win; `other` (a scenario file) fills the rest.
+    pub fn or(self, other: RemoteArgs) -> RemoteArgs {
+        RemoteArgs {
+            base_url: self.base_url.or(other.base_url),
+            api_key_env: self.api_key_env.or(other.api_key_env),
+            endpoint: self.endpoint.or(other.endpoint),
+            headers: if self.headers.is_empty() {
+                other.headers
+            } else {
+                self.headers
+            },
+            length_field: self.length_field.or(other.length_field),
+            no_include_usage: self.no_include_usage || other.no_include_usage,
+            extra_body: self.extra_body.or(other.extra_body),
+            connect_timeout: self.connect_timeout.or(other.connect_timeout),
+            headers_timeout: self.headers_timeout.or(other.headers_timeout),
+            idle_timeout: self.idle_timeout.or(other.idle_timeout),
+            total_timeout: self.total_timeout.or(other.total_timeout),
+            max_event_bytes: self.max_event_bytes.or(other.max_event_bytes),
+            http2_prior_knowledge: self.http2_prior_knowledge || other.http2_prior_knowledge,
+        }
+    }
+}
+
+/// `NAME: VALUE` for `--header`.
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_string(), v.trim().to_string())),
+        _ => Err("expected NAME: VALUE, e.g. 'X-Team: bench'".to_string()),
+    }
+}
+
+/// A JSON object for `--extra-body`.
+pub fn parse_json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(format!(
+            "`{s}`: expected a JSON object, e.g. '{{\"top_k\": 20}}'"
+        )),
+    }
 }
 
 /// `--onnx-spinning` values.
@@ -321,7 +459,8 @@ pub struct ProfileArgs {
     pub backend: Option<BackendKind>,
 
     /// Model to load: a .gguf file (quantized Llama family) or a safetensors directory
-    /// (config.json + *.safetensors + tokenizer.json); with --backend onnx, an .onnx file.
+    /// (config.json + *.safetensors + tokenizer.json); with --backend onnx, an .onnx file;
+    /// with --backend openai|anthropic, the model name the server serves.
     /// Without it, --preset is used.
     #[arg(long, value_name = "PATH", conflicts_with = "preset")]
     pub model: Option<PathBuf>,
@@ -508,7 +647,10 @@ pub struct ProfileArgs {
     #[arg(long, value_parser = parse_unit_interval)]
     pub sim_cpu: Option<f64>,
 
-    // Last: its help heading applies to the flags after it.
+    // Last: their help headings apply to the flags after them.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
     #[command(flatten)]
     pub onnx: OnnxArgs,
 }
@@ -562,6 +704,7 @@ pub fn parse_slo(s: &str) -> Result<charter_reports::slo::Slo, String> {
 pub fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Profile(args) => crate::profile::profile(&args),
+        Command::Serve(args) => crate::serve::serve(&args),
         Command::Validate { scenario } => {
             let args = ProfileArgs {
                 scenario: Some(scenario.clone()),

@@ -28,6 +28,8 @@ pub enum BackendChoice {
         threads: Option<usize>,
         args: crate::cli::OnnxArgs,
     },
+    /// A remote API (OpenAI-compatible or Anthropic).
+    Remote(Box<charter_backends::remote::RemoteOptions>),
 }
 
 /// What load to offer.
@@ -96,7 +98,18 @@ impl ProfileConfig {
             None => cli.clone(),
         };
         let bad = |s: String| Err(CliError::BadInput(s));
-        if a.backend != Some(BackendKind::Onnx) && a.onnx.any_set() {
+        let remote = a.backend.is_some_and(|b| b.is_remote());
+        if !remote && a.remote.any_set() {
+            return bad("--base-url, --api-key-env, --endpoint, --header, --length-field, --no-include-usage, --extra-body, --*-timeout, --max-event-bytes and --http2-prior-knowledge apply only to --backend openai|anthropic".into());
+        }
+        let onnx_only = crate::cli::OnnxArgs {
+            tokenizer: None,
+            ..a.onnx.clone()
+        };
+        if remote && onnx_only.any_set() {
+            return bad("of the ONNX flags, only --tokenizer applies to --backend openai|anthropic (it counts output tokens when the server sends no usage)".into());
+        }
+        if a.backend != Some(BackendKind::Onnx) && !remote && a.onnx.any_set() {
             return bad("--ort-lib, --onnx-*, --batch, --seq-len, --intra-op-threads, --inter-op-threads, --graph-opt, --execution-provider and --tokenizer apply only to --backend onnx".into());
         }
         let backend = match a.backend.unwrap_or(BackendKind::Candle) {
@@ -130,6 +143,60 @@ impl ProfileConfig {
                     cpu_fraction: a.sim_cpu.unwrap_or(0.0),
                 }
             }
+            kind @ (BackendKind::Openai | BackendKind::Anthropic) => {
+                use charter_backends::remote::{Api, RemoteOptions, Timeouts};
+                let api = if kind == BackendKind::Openai {
+                    Api::Openai
+                } else {
+                    Api::Anthropic
+                };
+                let flag = if api == Api::Openai {
+                    "openai"
+                } else {
+                    "anthropic"
+                };
+                if a.sim_ttft.is_some() || a.sim_itl.is_some() || a.preset.is_some() {
+                    return bad(format!(
+                        "--backend {flag} takes --base-url URL --model NAME, not --preset or --sim-*"
+                    ));
+                }
+                let r = &a.remote;
+                let Some(base_url) = r.base_url.clone() else {
+                    return bad(format!(
+                        "--backend {flag} needs --base-url URL (e.g. http://127.0.0.1:8000)"
+                    ));
+                };
+                let Some(model) = a.model.as_ref().map(|m| m.to_string_lossy().into_owned()) else {
+                    return bad(format!(
+                        "--backend {flag} needs --model NAME (the model name the server serves)"
+                    ));
+                };
+                if api == Api::Anthropic
+                    && r.endpoint == Some(charter_backends::remote::Endpoint::Completions)
+                {
+                    return bad("--endpoint completions: --backend anthropic has only the messages endpoint".into());
+                }
+                let d = Timeouts::default();
+                let mut o = RemoteOptions::new(api, base_url, model);
+                o.endpoint = r.endpoint.unwrap_or_default();
+                o.api_key_env = r.api_key_env.clone();
+                o.headers = r.headers.clone();
+                o.length_field = r.length_field.unwrap_or_default();
+                o.include_usage = !r.no_include_usage;
+                o.extra_body = r.extra_body.clone();
+                o.timeouts = Timeouts {
+                    connect: r.connect_timeout.unwrap_or(d.connect),
+                    headers: r.headers_timeout.unwrap_or(d.headers),
+                    idle: r.idle_timeout.unwrap_or(d.idle),
+                    total: r.total_timeout,
+                };
+                o.tokenizer = a.onnx.tokenizer.clone();
+                if let Some(m) = r.max_event_bytes {
+                    o.max_event_bytes = m as usize;
+                }
+                o.http2_prior_knowledge = r.http2_prior_knowledge;
+                BackendChoice::Remote(Box::new(o))
+            }
             BackendKind::Onnx => {
                 if a.sim_ttft.is_some() || a.sim_itl.is_some() || a.sim_cpu.is_some() {
                     return bad(
@@ -149,6 +216,11 @@ impl ProfileConfig {
                 }
             }
         };
+        if a.isolation == Some(crate::sampler::Isolation::Process)
+            && matches!(backend, BackendChoice::Remote(_))
+        {
+            return bad("--isolation process starts in-process model instances; a remote API backend has none (sample the server with --watch-pid or --watch-process instead)".into());
+        }
         if a.threads == Some(0) {
             return bad("--threads 0: expected at least 1 thread per instance".into());
         }
@@ -363,6 +435,7 @@ impl ProfileConfig {
             } => format!("candle {}", p.display()),
             BackendChoice::Simulated { .. } => "simulated backend".into(),
             BackendChoice::Onnx { model, .. } => format!("onnx {}", model.display()),
+            BackendChoice::Remote(o) => format!("{} {} at {}", o.api.as_str(), o.model, o.base_url),
         };
         let plan = match &self.plan {
             Plan::Levels(l) if l.len() == 1 => "1 level".to_string(),

@@ -21,6 +21,7 @@ pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod scenario;
+pub mod serve;
 pub mod telemetry;
 pub mod worker;
 

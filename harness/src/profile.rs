@@ -62,7 +62,10 @@ pub(crate) fn load_worker_backend(
 }
 
 /// Load the backend the configuration names.
-fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>, CliError> {
+pub(crate) fn load_backend(
+    cfg: &ProfileConfig,
+    threads: usize,
+) -> Result<Box<dyn Backend>, CliError> {
     Ok(match &cfg.backend {
         BackendChoice::Candle { source, .. } => {
             candle::configure_threads(threads);
@@ -116,6 +119,7 @@ fn load_backend(cfg: &ProfileConfig, threads: usize) -> Result<Box<dyn Backend>,
             opts.seed = cfg.seed;
             Box::new(OnnxBackend::load(&opts)?)
         }
+        BackendChoice::Remote(o) => Box::new(charter_backends::remote::RemoteBackend::new(o)?),
     })
 }
 
@@ -133,6 +137,7 @@ fn label(cfg: &ProfileConfig) -> String {
             ..
         } => name.clone(),
         BackendChoice::Simulated { .. } => "simulated".into(),
+        BackendChoice::Remote(o) => format!("{}-{}", o.api.as_str(), o.model.replace('/', "_")),
         // `model.onnx` says little: Optimum exports name the directory after the model.
         BackendChoice::Onnx { model, .. } => match model.file_stem().map(|s| s.to_string_lossy()) {
             Some(stem) if !stem.starts_with("model") && !stem.starts_with("decoder_model") => {
@@ -155,23 +160,36 @@ fn label(cfg: &ProfileConfig) -> String {
 pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
     let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
     let events: Vec<(f64, u32)> = f.events.iter().map(|&(t, n)| (secs(t), n)).collect();
-    let (prompt_tokens, output_tokens, stop_reason, error_kind, error_message) = match &f.result {
-        Ok(o) => (
-            o.prompt_tokens,
-            o.output_tokens,
-            Some(o.stop_reason.as_str().to_string()),
-            None,
-            None,
-        ),
-        Err(e) => (
-            e.prompt_tokens,
-            e.output_tokens,
-            None,
-            Some(e.kind.as_str().to_string()),
-            Some(e.message.clone()),
-        ),
-    };
-    let (intended, start) = (secs(f.intended_start), secs(f.start));
+    let (prompt_tokens, output_tokens, stop_reason, error_kind, error_message, source, wire) =
+        match &f.result {
+            Ok(o) => (
+                o.prompt_tokens,
+                o.output_tokens,
+                Some(o.stop_reason.as_str().to_string()),
+                None,
+                None,
+                o.token_count_source.as_str(),
+                o.wire.as_deref(),
+            ),
+            Err(e) => (
+                e.prompt_tokens,
+                e.output_tokens,
+                None,
+                Some(e.kind.as_str().to_string()),
+                Some(e.message.clone()),
+                // What the count of tokens received before the failure rests on.
+                if e.wire.is_some() {
+                    "chunks"
+                } else {
+                    "backend"
+                },
+                e.wire.as_deref(),
+            ),
+        };
+    // Remote APIs: the request starts when it is handed to the HTTP client; the client's own
+    // delay before that shows as schedule lag.
+    let started = wire.and_then(|w| w.sent_at).unwrap_or(f.start);
+    let (intended, start) = (secs(f.intended_start), secs(started));
     let t = request_timings(intended, start, &events, output_tokens);
     let row = RequestRow {
         id: f.id,
@@ -190,10 +208,20 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
         tpot_incl_first_s: t.tpot_incl_first_s,
         prompt_tokens,
         output_tokens,
-        token_count_source: "backend".into(),
+        token_count_source: source.into(),
         stop_reason,
         error_kind,
         error_message,
+        http_status: wire.and_then(|w| w.http_status),
+        connect_s: wire.and_then(|w| w.connect).map(|d| d.as_secs_f64()),
+        connection_reused: wire.and_then(|w| w.connection_reused),
+        response_headers_s: wire.and_then(|w| w.headers_at).map(|t| secs(t) - start),
+        first_reasoning_s: wire
+            .and_then(|w| w.first_reasoning_at)
+            .map(|t| secs(t) - start),
+        reasoning_chunks: wire.map(|w| w.reasoning_chunks),
+        reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
+        retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
     };
     (row, t.chunk_gaps_s)
 }

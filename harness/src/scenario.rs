@@ -53,6 +53,9 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "execution_provider",
             "onnx_sessions",
             "tokenizer",
+            "base_url",
+            "api_key_env",
+            "endpoint",
         ],
     ),
     (
@@ -304,6 +307,9 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                     a.onnx.execution_provider = Some(leaf.value_enum()?)
                 }
                 "backend.onnx_sessions" => a.onnx.onnx_sessions = Some(leaf.value_enum()?),
+                "backend.base_url" => a.remote.base_url = Some(leaf.string()?),
+                "backend.api_key_env" => a.remote.api_key_env = Some(leaf.string()?),
+                "backend.endpoint" => a.remote.endpoint = Some(leaf.value_enum()?),
                 "backend.tokenizer" => a.onnx.tokenizer = Some(relative_to(&base, leaf.string()?)),
                 "workload.prompts" => {
                     let spec: charter_workloads::PromptSpec = leaf.parse(|s| s.parse())?;
@@ -519,6 +525,7 @@ pub fn merge(cli: &ProfileArgs, file: ProfileArgs) -> ProfileArgs {
         lag_threshold: c.lag_threshold.or(file.lag_threshold),
         sim_ttft: c.sim_ttft.or(file.sim_ttft),
         sim_itl: c.sim_itl.or(file.sim_itl),
+        remote: c.remote.or(file.remote),
         onnx: c.onnx.or(file.onnx),
         out: c.out.or(file.out),
         json: c.json || file.json,

@@ -198,6 +198,7 @@ impl WorkerStream {
             message: format!("worker process {}: {what}", self.pid),
             prompt_tokens: 0,
             output_tokens,
+            wire: None,
         }
     }
 

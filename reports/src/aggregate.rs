@@ -178,6 +178,7 @@ mod tests {
             stop_reason: Some("max_tokens".into()),
             error_kind: None,
             error_message: None,
+            ..Default::default()
         }
     }
 

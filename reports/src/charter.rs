@@ -642,6 +642,9 @@ pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> C
                     crate::WeightsProvenance::RandomPreset { preset, seed } => {
                         format!("random preset {preset}, seed {seed}")
                     }
+                    crate::WeightsProvenance::Remote { model } => {
+                        format!("behind a remote API (model `{model}`)")
+                    }
                     crate::WeightsProvenance::Files { format, files } => format!(
                         "{format}: {}",
                         files

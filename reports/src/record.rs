@@ -154,6 +154,41 @@ pub struct BackendRecord {
     pub chat_template: Option<String>,
     /// Seconds spent loading or generating the weights.
     pub load_time_s: f64,
+    /// Remote API backends (`openai`, `anthropic`): how the API was driven.
+    #[serde(default)]
+    pub remote: Option<RemoteRecord>,
+}
+
+/// How a remote API backend drove the server (no secret: the API key's variable name only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RemoteRecord {
+    /// `openai` or `anthropic`.
+    pub api: String,
+    pub base_url: String,
+    /// Path requested, e.g. `/v1/chat/completions`.
+    pub endpoint: String,
+    /// Name of the output-length field sent (`max_tokens` or `max_completion_tokens`).
+    pub length_field: String,
+    /// Whether `stream_options.include_usage` was requested (OpenAI-style APIs).
+    pub include_usage_requested: bool,
+    /// Names (never values) of the extra request headers.
+    pub extra_header_names: Vec<String>,
+    /// Environment variable the API key was read from, when one was configured.
+    pub api_key_env: Option<String>,
+    /// Where output tokens are counted when the response carries no usage.
+    pub token_count_fallback: String,
+    /// HTTP client, runtime and connection handling, in words.
+    pub client: String,
+    /// How the per-request connection timings are measured, in words.
+    pub connection_timing: String,
+    pub connect_timeout_s: f64,
+    pub headers_timeout_s: f64,
+    pub idle_timeout_s: f64,
+    pub total_timeout_s: Option<f64>,
+    /// Retries per failed request (0: a failed request is recorded as it failed).
+    pub retries: u32,
+    /// Largest SSE event accepted; a larger one fails the request as `malformed`.
+    pub max_event_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -166,6 +201,8 @@ pub enum WeightsProvenance {
         format: String,
         files: Vec<FileDigest>,
     },
+    /// Weights behind a remote API: charter knows only the model name the server was asked for.
+    Remote { model: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -477,7 +514,7 @@ pub struct RunFiles {
 }
 
 /// One row of `requests.csv`, written as soon as the request finishes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestRow {
     pub id: u64,
     pub instance: u32,
@@ -496,12 +533,39 @@ pub struct RequestRow {
     pub tpot_incl_first_s: Option<f64>,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
-    /// `backend` (exact, in-process), `usage`, `tokenizer` or `chunks`.
+    /// `backend` (exact, in-process), `usage` (the API's usage report), `tokenizer` (the
+    /// configured tokenizer over the whole output text) or `chunks` (content chunks counted).
     pub token_count_source: String,
     /// `max_tokens`, `eos`, `cancelled`, or empty on error.
     pub stop_reason: Option<String>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// Remote APIs: HTTP status of the response (empty: in-process, or no response arrived).
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// Remote: time to open a new connection (TCP connect, plus TLS for https); empty when
+    /// the request reused a kept-alive connection.
+    #[serde(default)]
+    pub connect_s: Option<f64>,
+    /// Remote: whether the request went over a kept-alive connection.
+    #[serde(default)]
+    pub connection_reused: Option<bool>,
+    /// Remote: start → response headers received (includes connect, when there was one).
+    #[serde(default)]
+    pub response_headers_s: Option<f64>,
+    /// start → first reasoning/thinking delta (never counted as the first token).
+    #[serde(default)]
+    pub first_reasoning_s: Option<f64>,
+    /// Non-empty reasoning/thinking deltas received.
+    #[serde(default)]
+    pub reasoning_chunks: Option<u64>,
+    /// Reasoning tokens the API's usage reported (included in `output_tokens` when the API
+    /// counts them there, as OpenAI does).
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+    /// HTTP 429: the delay the server asked for in `Retry-After`.
+    #[serde(default)]
+    pub retry_after_s: Option<f64>,
 }
 
 /// One row of `samples.csv` (fixed columns; per-core busy shares follow as `core{i}_busy`).

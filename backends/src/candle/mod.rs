@@ -130,6 +130,7 @@ impl CandleBackend {
             tokenizer: tokenizer_record,
             chat_template: chat_template.as_ref().map(|t| t.source.clone()),
             load_time_s,
+            remote: None,
         };
         Ok(Self {
             weights,
@@ -287,6 +288,7 @@ impl CandleStream {
             message,
             prompt_tokens,
             output_tokens: out as u64,
+            wire: None,
         };
         let mut sampler = prompting::sampler(&req.sampling);
         self.state.reset();
@@ -320,6 +322,7 @@ impl CandleStream {
             output_tokens: out.len() as u64,
             stop_reason,
             output_token_ids: out,
+            ..Default::default()
         })
     }
 }

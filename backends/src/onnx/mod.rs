@@ -540,6 +540,7 @@ impl OnnxBackend {
             tokenizer: record_parts.tokenizer,
             chat_template: None,
             load_time_s: started.elapsed().as_secs_f64(),
+            remote: None,
         };
         Ok(Self {
             model: model.clone(),
@@ -737,6 +738,7 @@ impl DecoderStream {
             message,
             prompt_tokens,
             output_tokens: out as u64,
+            wire: None,
         };
         let mut sampler = prompting::sampler(&req.sampling);
         let layout = Arc::clone(&self.layout);
@@ -772,6 +774,7 @@ impl DecoderStream {
             output_tokens: out.len() as u64,
             stop_reason,
             output_token_ids: out,
+            ..Default::default()
         })
     }
 }
@@ -796,6 +799,7 @@ impl Stream for OnnxStream {
                         message: e.to_string(),
                         prompt_tokens,
                         output_tokens: 0,
+                        wire: None,
                     })?;
                 let at = Instant::now();
                 let stop_reason = match on_token(TokenEvent { at, tokens: 1 }) {
@@ -807,6 +811,7 @@ impl Stream for OnnxStream {
                     output_tokens: 1,
                     stop_reason,
                     output_token_ids: Vec::new(),
+                    ..Default::default()
                 })
             }
             StreamKind::Decoder(d) => d.generate(request, on_token),

@@ -1,0 +1,1023 @@
+//! Remote API backends: OpenAI-compatible (`/v1/chat/completions`, `/v1/completions`) and
+//! Anthropic (`/v1/messages`) streaming over HTTP, measured from the same timestamped token
+//! events as the in-process backends.
+//!
+//! Each [`Stream`] (one per concurrency slot, driven on its own OS thread by the runner) owns a
+//! tokio current-thread runtime and its own reqwest client: the request's IO runs on the calling
+//! thread with no cross-thread wake-ups, and each slot keeps its own kept-alive connection
+//! (HTTP/1.1, or HTTP/2 when TLS negotiates it or `http2_prior_knowledge` is set). Retries are
+//! off: a failed request is recorded as it failed.
+//!
+//! Timing: a content event is stamped with the arrival time of the network read that completed
+//! it (taken before any parsing), so parsing cost never inflates TTFT or ITL. Reasoning and
+//! thinking deltas are counted separately and never count as the first token. New connections
+//! are timed inside reqwest's connector (DNS + TCP + TLS) through a tower layer; a request on a
+//! kept-alive connection records `connection_reused` and no connect time.
+//!
+//! SSE is decoded by the `sse-stream` crate (memchr line scanning over the received buffers).
+//! `eventsource-stream` was tried first and rejected: it copies the rest of its buffer for every
+//! line it consumes, which is quadratic in the events that arrive in one read and in the size of
+//! one event (a 10 MB event), far from the per-chunk CPU budget charter has as a load generator.
+//! An event larger than `max_event_bytes` fails the request as `malformed`.
+//!
+//! Secrets: the API key is read from the environment variable the configuration names, sent
+//! as a sensitive header, and scrubbed from every error message; records only hold the
+//! variable's name.
+
+mod timing;
+pub mod wire;
+
+use std::cell::Cell;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{json, Value};
+use tokenizers::Tokenizer;
+
+use crate::{
+    Backend, BackendRecord, ChatMessage, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
+    RequestErrorKind, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink,
+    WeightsProvenance, WireInfo,
+};
+use wire::{Format, Usage};
+
+/// Which API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// OpenAI-compatible: OpenAI, vLLM, TGI, llama.cpp's server, Ollama, `charter serve`.
+    Openai,
+    /// Anthropic messages.
+    Anthropic,
+}
+
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Openai => "openai",
+            Api::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// OpenAI endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Endpoint {
+    /// `/v1/chat/completions` (messages).
+    #[default]
+    Chat,
+    /// `/v1/completions` (a prompt string, or token ids).
+    Completions,
+}
+
+/// The request field that caps output length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LengthField {
+    /// `max_tokens`: honoured by every OpenAI-compatible server (llama.cpp's only limit).
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`: OpenAI's newer name (ignored by llama.cpp's server).
+    MaxCompletionTokens,
+}
+
+impl LengthField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LengthField::MaxTokens => "max_tokens",
+            LengthField::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
+}
+
+/// The four timeouts of a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// Opening a connection (DNS, TCP, TLS).
+    pub connect: Duration,
+    /// From the start to the response headers.
+    pub headers: Duration,
+    /// Longest gap without any byte of the response body.
+    pub idle: Duration,
+    /// Whole request; `None`: unbounded.
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            headers: Duration::from_secs(300),
+            idle: Duration::from_secs(60),
+            total: None,
+        }
+    }
+}
+
+/// How to drive a remote API.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    pub api: Api,
+    pub base_url: String,
+    pub model: String,
+    pub endpoint: Endpoint,
+    /// Environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Extra request headers (`NAME: VALUE`); only their names are recorded.
+    pub headers: Vec<(String, String)>,
+    pub length_field: LengthField,
+    /// Ask OpenAI-style servers for `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// JSON object merged into every request body last (e.g. vendor sampling parameters).
+    pub extra_body: Option<serde_json::Map<String, Value>>,
+    pub timeouts: Timeouts,
+    /// `tokenizer.json` for output counts when the server sends no usage (and for text of
+    /// synthetic token prompts).
+    pub tokenizer: Option<PathBuf>,
+    pub max_event_bytes: usize,
+    /// Speak HTTP/2 without TLS negotiation (h2c), e.g. to a gRPC-style gateway.
+    pub http2_prior_knowledge: bool,
+}
+
+impl RemoteOptions {
+    pub fn new(api: Api, base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            api,
+            base_url: base_url.into(),
+            model: model.into(),
+            endpoint: Endpoint::Chat,
+            api_key_env: None,
+            headers: Vec::new(),
+            length_field: LengthField::MaxTokens,
+            include_usage: true,
+            extra_body: None,
+            timeouts: Timeouts::default(),
+            tokenizer: None,
+            max_event_bytes: 1 << 20,
+            http2_prior_knowledge: false,
+        }
+    }
+}
+
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// What every stream of a backend shares.
+struct Shared {
+    api: Api,
+    format: Format,
+    url: reqwest::Url,
+    model: String,
+    headers: HeaderMap,
+    length_field: LengthField,
+    include_usage: bool,
+    extra_body: Option<serde_json::Map<String, Value>>,
+    timeouts: Timeouts,
+    tokenizer: Option<Arc<Tokenizer>>,
+    max_event_bytes: usize,
+    http2_prior_knowledge: bool,
+    /// Scrubbed from every message (the API key).
+    secret: Option<String>,
+}
+
+/// A remote API backend.
+pub struct RemoteBackend {
+    shared: Arc<Shared>,
+    vocab: Vec<u32>,
+    record: BackendRecord,
+}
+
+fn setting(what: String) -> LoadError {
+    LoadError::Setting { what }
+}
+
+/// The request URL: the base URL plus the API path; a base ending in `/v1` (the OpenAI SDK
+/// convention) is not given a second `/v1`.
+pub fn endpoint_url(base: &str, api: Api, endpoint: Endpoint) -> Result<reqwest::Url, LoadError> {
+    let bad = || {
+        setting(format!(
+            "--base-url {base:?}: expected an http:// or https:// URL such as http://127.0.0.1:8000 or https://api.openai.com/v1"
+        ))
+    };
+    let url = reqwest::Url::parse(base).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad());
+    }
+    let tail = match (api, endpoint) {
+        (Api::Openai, Endpoint::Chat) => "chat/completions",
+        (Api::Openai, Endpoint::Completions) => "completions",
+        (Api::Anthropic, _) => "messages",
+    };
+    let path = url.path().trim_end_matches('/');
+    let full = if path.ends_with("/v1") {
+        format!("{path}/{tail}")
+    } else {
+        format!("{path}/v1/{tail}")
+    };
+    let mut out = url.clone();
+    out.set_path(&full);
+    Ok(out)
+}
+
+/// The base URL as recorded: user name and password removed.
+fn redacted_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+impl RemoteBackend {
+    pub fn new(opts: &RemoteOptions) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let url = endpoint_url(&opts.base_url, opts.api, opts.endpoint)?;
+        if opts.model.trim().is_empty() {
+            return Err(setting(format!(
+                "--backend {} needs --model NAME (the model name the server serves)",
+                opts.api.as_str()
+            )));
+        }
+        if opts.api == Api::Anthropic && opts.endpoint == Endpoint::Completions {
+            return Err(setting(
+                "--endpoint completions: the anthropic backend has only the messages endpoint"
+                    .into(),
+            ));
+        }
+        let secret = match &opts.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(_) => {
+                    return Err(setting(format!(
+                        "--api-key-env {var}: the variable is empty"
+                    )))
+                }
+                Err(_) => {
+                    return Err(setting(format!(
+                        "--api-key-env {var}: the variable is not set (expected the API key in it)"
+                    )))
+                }
+            },
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if opts.api == Api::Anthropic {
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+        }
+        if let Some(key) = &secret {
+            let (name, value) = match opts.api {
+                Api::Openai => (reqwest::header::AUTHORIZATION, format!("Bearer {key}")),
+                Api::Anthropic => (HeaderName::from_static("x-api-key"), key.clone()),
+            };
+            let mut v = HeaderValue::from_str(&value).map_err(|_| {
+                setting(format!(
+                    "--api-key-env {}: the key holds characters a header cannot carry",
+                    opts.api_key_env.as_deref().unwrap_or("")
+                ))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
+        for (name, value) in &opts.headers {
+            let n = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| setting(format!("--header {name:?}: not a valid header name")))?;
+            let mut v = HeaderValue::from_str(value.trim()).map_err(|_| {
+                setting(format!(
+                    "--header {name}: the value is not a valid header value"
+                ))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+        let tokenizer = match &opts.tokenizer {
+            Some(p) => Some(Arc::new(crate::candle::tokenizer::from_file(p)?)),
+            None => None,
+        };
+        let vocab = match &tokenizer {
+            Some(t) => crate::prompting::ordinary_token_ids(
+                Some(t),
+                t.get_vocab_size(true),
+                &Default::default(),
+            ),
+            None => (0..WORDS.len() as u32).collect(),
+        };
+        let format = match (opts.api, opts.endpoint) {
+            (Api::Openai, Endpoint::Chat) => Format::OpenAiChat,
+            (Api::Openai, Endpoint::Completions) => Format::OpenAiCompletions,
+            (Api::Anthropic, _) => Format::Anthropic,
+        };
+        let base = reqwest::Url::parse(&opts.base_url).map_err(|_| setting(String::new()))?;
+        let remote = charter_reports::RemoteRecord {
+            api: opts.api.as_str().into(),
+            base_url: redacted_url(&base),
+            endpoint: url.path().to_string(),
+            length_field: opts.length_field.as_str().into(),
+            include_usage_requested: opts.api == Api::Openai && opts.include_usage,
+            extra_header_names: opts.headers.iter().map(|(n, _)| n.trim().to_string()).collect(),
+            api_key_env: opts.api_key_env.clone(),
+            token_count_fallback: match &opts.tokenizer {
+                Some(p) => format!("tokenizer {} over the whole output text", p.display()),
+                None => "chunks (one token per non-empty content chunk)".into(),
+            },
+            client: format!(
+                "reqwest {} (rustls, ring) on one tokio current-thread runtime and one client per stream (thread); keep-alive; {}",
+                "0.12",
+                if opts.http2_prior_knowledge { "HTTP/2 prior knowledge" } else { "HTTP/1.1, HTTP/2 when TLS ALPN offers it" }
+            ),
+            connection_timing: "connect = time inside reqwest's connector (DNS + TCP connect + TLS handshake) for a new connection, via a tower connector layer; response headers = start → send() returned; reused connections have no connect time".into(),
+            connect_timeout_s: opts.timeouts.connect.as_secs_f64(),
+            headers_timeout_s: opts.timeouts.headers.as_secs_f64(),
+            idle_timeout_s: opts.timeouts.idle.as_secs_f64(),
+            total_timeout_s: opts.timeouts.total.map(|d| d.as_secs_f64()),
+            retries: 0,
+            max_event_bytes: opts.max_event_bytes as u64,
+        };
+        let record = BackendRecord {
+            kind: opts.api.as_str().into(),
+            model: opts.model.clone(),
+            architecture: "remote".into(),
+            weights: WeightsProvenance::Remote {
+                model: opts.model.clone(),
+            },
+            dtype: "unknown (remote)".into(),
+            device: format!("remote: {}", redacted_url(&base)),
+            threads_per_instance: 1,
+            threads_note: "one client thread per stream; the model runs on the server".into(),
+            parameters: None,
+            vocab_size: vocab.len() as u32,
+            context_limit_tokens: u32::MAX,
+            eos_token_ids: Vec::new(),
+            tokenizer: opts.tokenizer.as_ref().map(|p| crate::TokenizerProvenance {
+                source: p.display().to_string(),
+                round_trip_checked: "not checked (used for counting only)".into(),
+            }),
+            chat_template: Some("applied by the server".into()),
+            load_time_s: started.elapsed().as_secs_f64(),
+            remote: Some(remote),
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                api: opts.api,
+                format,
+                url,
+                model: opts.model.clone(),
+                headers,
+                length_field: opts.length_field,
+                include_usage: opts.include_usage,
+                extra_body: opts.extra_body.clone(),
+                timeouts: opts.timeouts,
+                tokenizer,
+                max_event_bytes: opts.max_event_bytes.max(1024),
+                http2_prior_knowledge: opts.http2_prior_knowledge,
+                secret,
+            }),
+            vocab,
+            record,
+        })
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn record(&self) -> &BackendRecord {
+        &self.record
+    }
+
+    fn prompt_token_ids(&self) -> &[u32] {
+        &self.vocab
+    }
+
+    fn accepts_text(&self) -> bool {
+        true
+    }
+
+    fn decode(&self, ids: &[u32]) -> Option<String> {
+        self.shared
+            .tokenizer
+            .as_ref()
+            .and_then(|t| t.decode(ids, false).ok())
+    }
+
+    fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| setting(format!("starting the HTTP client runtime: {e}")))?;
+        let slot = timing::ConnectSlot::default();
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(self.shared.timeouts.connect)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1)
+            .user_agent(concat!("charter/", env!("CARGO_PKG_VERSION")))
+            .connector_layer(timing::layer(slot.clone()));
+        if self.shared.http2_prior_knowledge {
+            b = b.http2_prior_knowledge();
+        }
+        let client = b
+            .build()
+            .map_err(|e| setting(format!("building the HTTP client: {e}")))?;
+        Ok(Box::new(RemoteStream {
+            shared: Arc::clone(&self.shared),
+            rt,
+            client,
+            slot,
+        }))
+    }
+}
+
+struct RemoteStream {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    slot: timing::ConnectSlot,
+}
+
+/// Words for synthetic token prompts when no tokenizer is configured: one common word per id
+/// (each about one token for BPE vocabularies), so the prompt length is roughly what was asked.
+const WORDS: &[&str] = &[
+    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
+    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
+    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
+    "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "about", "many",
+    "then", "them", "some", "these", "may", "two", "first", "water", "could", "people", "made",
+    "over", "day", "work", "world", "life", "long", "down", "place", "good", "year", "number",
+    "great", "small", "house", "light", "word", "city", "state",
+];
+
+fn words_for(ids: &[u32]) -> String {
+    let mut s = String::with_capacity(ids.len() * 5);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[*id as usize % WORDS.len()]);
+    }
+    s
+}
+
+impl Shared {
+    fn scrub(&self, msg: String) -> String {
+        match &self.secret {
+            Some(k) if msg.contains(k.as_str()) => msg.replace(k.as_str(), "[redacted]"),
+            _ => msg,
+        }
+    }
+
+    /// The request body, and an estimate of the prompt's tokens for when usage is missing.
+    fn body(&self, req: &GenRequest) -> (Bytes, u64) {
+        enum P {
+            Text(String),
+            Ids(Vec<u32>),
+            Chat(Vec<ChatMessage>),
+        }
+        let count = |s: &str| -> u64 {
+            match &self.tokenizer {
+                Some(t) => t
+                    .encode(s, false)
+                    .map(|e| e.len() as u64)
+                    .unwrap_or_else(|_| s.split_whitespace().count() as u64),
+                None => s.split_whitespace().count() as u64,
+            }
+        };
+        let (p, estimate) = match &req.prompt {
+            Prompt::Tokens(ids) => {
+                let n = ids.len() as u64;
+                match &self.tokenizer {
+                    Some(t) => (
+                        P::Text(t.decode(ids, false).unwrap_or_else(|_| words_for(ids))),
+                        n,
+                    ),
+                    None if self.format == Format::OpenAiCompletions => (P::Ids(ids.clone()), n),
+                    None => (P::Text(words_for(ids)), n),
+                }
+            }
+            Prompt::Text(s) => (P::Text(s.clone()), count(s)),
+            Prompt::Chat(m) => (
+                P::Chat(m.clone()),
+                m.iter().map(|m| count(&m.content)).sum(),
+            ),
+        };
+        let user = |s: String| {
+            vec![ChatMessage {
+                role: "user".into(),
+                content: s,
+            }]
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), json!(self.model));
+        body.insert("stream".into(), json!(true));
+        match self.format {
+            Format::OpenAiChat | Format::OpenAiCompletions => {
+                match (self.format, p) {
+                    (Format::OpenAiChat, P::Chat(m)) => body.insert("messages".into(), json!(m)),
+                    (Format::OpenAiChat, P::Text(s)) => {
+                        body.insert("messages".into(), json!(user(s)))
+                    }
+                    (Format::OpenAiChat, P::Ids(ids)) => {
+                        body.insert("messages".into(), json!(user(words_for(&ids))))
+                    }
+                    (_, P::Chat(m)) => {
+                        body.insert("prompt".into(), json!(crate::chat::plain_join(&m)))
+                    }
+                    (_, P::Text(s)) => body.insert("prompt".into(), json!(s)),
+                    (_, P::Ids(ids)) => body.insert("prompt".into(), json!(ids)),
+                };
+                body.insert(self.length_field.as_str().into(), json!(req.max_tokens));
+                if self.include_usage {
+                    body.insert("stream_options".into(), json!({"include_usage": true}));
+                }
+                body.insert("seed".into(), json!(req.sampling.seed));
+                if req.ignore_eos {
+                    // vLLM's (and charter serve's) extension; OpenAI itself rejects it.
+                    body.insert("ignore_eos".into(), json!(true));
+                }
+            }
+            Format::Anthropic => {
+                let mut msgs = match p {
+                    P::Chat(m) => m,
+                    P::Text(s) => user(s),
+                    P::Ids(ids) => user(words_for(&ids)),
+                };
+                let system: Vec<String> = msgs
+                    .iter()
+                    .filter(|m| m.role == "system")
+                    .map(|m| m.content.clone())
+                    .collect();
+                msgs.retain(|m| m.role != "system");
+                if !system.is_empty() {
+                    body.insert("system".into(), json!(system.join("\n\n")));
+                }
+                body.insert("messages".into(), json!(msgs));
+                body.insert("max_tokens".into(), json!(req.max_tokens));
+            }
+        }
+        body.insert("temperature".into(), json!(req.sampling.temperature));
+        if let Some(p) = req.sampling.top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+        if let Some(extra) = &self.extra_body {
+            for (k, v) in extra {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        let bytes = serde_json::to_vec(&Value::Object(body)).expect("JSON values serialise");
+        (Bytes::from(bytes), estimate)
+    }
+}
+
+/// Why the body stream stopped delivering bytes.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("{0}")]
+    Http(reqwest::Error),
+    #[error("an SSE event exceeds {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Text of an error and its sources, without the URL (it is recorded elsewhere).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Seconds of a `Retry-After` header: delay-seconds or an HTTP date.
+fn retry_after(h: &HeaderValue) -> Option<Duration> {
+    let s = h.to_str().ok()?.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(s).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn stop_reason(finish: &str) -> StopReason {
+    match finish {
+        "length" | "max_tokens" | "model_length" => StopReason::MaxTokens,
+        _ => StopReason::Eos,
+    }
+}
+
+impl Stream for RemoteStream {
+    fn generate(
+        &mut self,
+        request: &GenRequest,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
+        let start = Instant::now();
+        let (body, estimate) = self.shared.body(request);
+        let ex = Exchange {
+            shared: &self.shared,
+            client: &self.client,
+            slot: &self.slot,
+            start,
+            prompt_estimate: estimate,
+            max_tokens: request.max_tokens,
+        };
+        self.rt.block_on(ex.run(body, on_token))
+    }
+}
+
+/// One request in flight.
+struct Exchange<'a> {
+    shared: &'a Shared,
+    client: &'a reqwest::Client,
+    slot: &'a timing::ConnectSlot,
+    start: Instant,
+    prompt_estimate: u64,
+    max_tokens: u32,
+}
+
+/// What a request has gathered so far.
+#[derive(Default)]
+struct Progress {
+    wire: WireInfo,
+    chunks: u64,
+    usage: Usage,
+    text: Option<String>,
+    finish: Option<StopReason>,
+}
+
+impl Exchange<'_> {
+    fn fail(&self, p: &Progress, kind: RequestErrorKind, message: String) -> RequestError {
+        RequestError {
+            kind,
+            message: self.shared.scrub(message),
+            prompt_tokens: p.usage.prompt_tokens.unwrap_or(self.prompt_estimate),
+            output_tokens: p.usage.output_tokens.unwrap_or(p.chunks),
+            wire: Some(Box::new(p.wire.clone())),
+        }
+    }
+
+    async fn run(
+        self,
+        body: Bytes,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
+        let sh = self.shared;
+        let mut p = Progress {
+            text: sh.tokenizer.as_ref().map(|_| String::new()),
+            ..Default::default()
+        };
+        let total_deadline = sh.timeouts.total.map(|t| self.start + t);
+        let headers_deadline = match total_deadline {
+            Some(t) => t.min(self.start + sh.timeouts.headers),
+            None => self.start + sh.timeouts.headers,
+        };
+        self.slot.clear();
+        p.wire.sent_at = Some(Instant::now());
+        let send = self
+            .client
+            .post(sh.url.clone())
+            .headers(sh.headers.clone())
+            .body(body)
+            .send();
+        let sent = tokio::time::timeout_at(headers_deadline.into(), send).await;
+        let conn = self.slot.take();
+        p.wire.connect = conn;
+        let resp = match sent {
+            Err(_) => {
+                let which = if total_deadline.is_some_and(|t| t <= headers_deadline) {
+                    "total timeout"
+                } else {
+                    "response-headers timeout"
+                };
+                return Err(self.fail(
+                    &p,
+                    RequestErrorKind::Timeout,
+                    format!(
+                        "{which}: no response headers within {:?}",
+                        headers_deadline - self.start
+                    ),
+                ));
+            }
+            Ok(Err(e)) => {
+                let e = e.without_url();
+                let kind = if e.is_timeout() {
+                    RequestErrorKind::Timeout
+                } else if e.is_connect() {
+                    RequestErrorKind::Connect
+                } else {
+                    RequestErrorKind::StreamBroken
+                };
+                let what = if kind == RequestErrorKind::Timeout && e.is_connect() {
+                    format!("connect timeout ({:?}): ", sh.timeouts.connect)
+                } else {
+                    String::new()
+                };
+                return Err(self.fail(&p, kind, format!("{what}{}", chain(&e))));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let headers_at = Instant::now();
+        p.wire.headers_at = Some(headers_at);
+        p.wire.connection_reused = Some(conn.is_none());
+        let status = resp.status();
+        p.wire.http_status = Some(status.as_u16());
+        if !status.is_success() {
+            p.wire.retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(retry_after);
+            let kind = if status.as_u16() == 429 {
+                RequestErrorKind::RateLimited
+            } else {
+                RequestErrorKind::HttpStatus
+            };
+            let snippet = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
+                Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
+                _ => String::new(),
+            };
+            let retry = match p.wire.retry_after {
+                Some(d) => format!(" (Retry-After {:.3} s)", d.as_secs_f64()),
+                None => String::new(),
+            };
+            return Err(self.fail(
+                &p,
+                kind,
+                format!("HTTP {status}{retry}: {}", snippet.trim()),
+            ));
+        }
+
+        // Arrival time of the latest network read, and bytes read since the last event.
+        let stamp = Rc::new(Cell::new(headers_at));
+        let pending = Rc::new(Cell::new(0usize));
+        let limit = sh.max_event_bytes;
+        let bytes = {
+            let (stamp, pending) = (Rc::clone(&stamp), Rc::clone(&pending));
+            resp.bytes_stream().map(move |r| {
+                let b = r.map_err(|e| BodyError::Http(e.without_url()))?;
+                stamp.set(Instant::now());
+                let n = pending.get() + b.len();
+                pending.set(n);
+                if n > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+                Ok(b)
+            })
+        };
+        let mut events = sse_stream::SseByteStream::new(bytes.into_stream());
+        let idle = sh.timeouts.idle;
+        let mut done = false;
+        let mut cancelled = false;
+        loop {
+            let mut deadline = stamp.get() + idle;
+            if let Some(t) = total_deadline {
+                deadline = deadline.min(t);
+            }
+            let next = match tokio::time::timeout_at(deadline.into(), events.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    let now = Instant::now();
+                    if total_deadline.is_some_and(|t| now >= t) {
+                        return Err(self.fail(
+                            &p,
+                            RequestErrorKind::Timeout,
+                            format!(
+                                "total timeout: the request ran past {:?} ({} content chunks received)",
+                                sh.timeouts.total.unwrap_or_default(),
+                                p.chunks
+                            ),
+                        ));
+                    }
+                    if stamp.get() + idle > now {
+                        continue; // bytes arrived (a comment, part of an event): not idle
+                    }
+                    return Err(self.fail(
+                        &p,
+                        RequestErrorKind::Timeout,
+                        format!(
+                            "idle timeout: no bytes for {idle:?} ({} content chunks received)",
+                            p.chunks
+                        ),
+                    ));
+                }
+            };
+            let ev = match next {
+                None => break,
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => {
+                    let too_large = matches!(&e, sse_stream::Error::Body(b) if matches!(b.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))));
+                    let kind = match &e {
+                        _ if too_large => RequestErrorKind::Malformed,
+                        sse_stream::Error::Body(_) => RequestErrorKind::StreamBroken,
+                        _ => RequestErrorKind::Malformed,
+                    };
+                    let what = if kind == RequestErrorKind::StreamBroken {
+                        "the response body broke mid-stream: "
+                    } else {
+                        ""
+                    };
+                    return Err(self.fail(&p, kind, format!("{what}{}", chain(&e))));
+                }
+            };
+            let at = stamp.get();
+            pending.set(0);
+            let Some(data) = ev.data.as_deref() else {
+                continue;
+            };
+            let piece = match wire::parse(sh.format, data) {
+                Ok(x) => x,
+                Err(m) => return Err(self.fail(&p, RequestErrorKind::Malformed, m)),
+            };
+            if let Some(err) = &piece.error {
+                return Err(self.fail(
+                    &p,
+                    RequestErrorKind::StreamBroken,
+                    format!("the server reported an error mid-stream: {err}"),
+                ));
+            }
+            if piece.has_reasoning() {
+                p.wire.reasoning_chunks += 1;
+                p.wire.first_reasoning_at.get_or_insert(at);
+            }
+            if let Some(u) = piece.usage {
+                p.usage.merge(u);
+            }
+            if let Some(f) = &piece.finish {
+                p.finish = Some(stop_reason(f));
+            }
+            if let Some(c) = piece.content.as_deref().filter(|c| !c.is_empty()) {
+                p.chunks += 1;
+                if let Some(t) = &mut p.text {
+                    t.push_str(c);
+                }
+                if let ControlFlow::Break(()) = on_token(TokenEvent { at, tokens: 1 }) {
+                    cancelled = true;
+                    break;
+                }
+            }
+            if piece.done {
+                done = true;
+                break;
+            }
+        }
+        if !done && !cancelled {
+            let marker = match sh.api {
+                Api::Openai => "data: [DONE]",
+                Api::Anthropic => "message_stop",
+            };
+            return Err(self.fail(
+                &p,
+                RequestErrorKind::StreamBroken,
+                format!(
+                    "the stream ended without {marker} ({} content chunks received)",
+                    p.chunks
+                ),
+            ));
+        }
+        if done {
+            // Read to the end of the body so the connection goes back to the pool.
+            let drain = idle.min(Duration::from_secs(1));
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(drain, events.next()).await {}
+        }
+        p.wire.reasoning_tokens = p.usage.reasoning_tokens;
+        let (output_tokens, source) = match (p.usage.output_tokens, &sh.tokenizer, &p.text) {
+            (Some(n), _, _) => (n, TokenCountSource::Usage),
+            (None, Some(t), Some(text)) => (
+                t.encode(text.as_str(), false)
+                    .map(|e| e.len() as u64)
+                    .unwrap_or(p.chunks),
+                TokenCountSource::Tokenizer,
+            ),
+            _ => (p.chunks, TokenCountSource::Chunks),
+        };
+        let stop = if cancelled {
+            StopReason::Cancelled
+        } else {
+            p.finish
+                .unwrap_or(if output_tokens >= u64::from(self.max_tokens) {
+                    StopReason::MaxTokens
+                } else {
+                    StopReason::Eos
+                })
+        };
+        Ok(GenOutcome {
+            prompt_tokens: p.usage.prompt_tokens.unwrap_or(self.prompt_estimate),
+            output_tokens,
+            stop_reason: stop,
+            output_token_ids: Vec::new(),
+            token_count_source: source,
+            wire: Some(Box::new(p.wire)),
+        })
+    }
+}
+
+/// What the client takes from one SSE event (owned, for fixtures and fuzzing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    pub content: String,
+    pub reasoning: String,
+    pub usage: Option<Usage>,
+    pub finish: Option<String>,
+    pub done: bool,
+    pub error: Option<String>,
+}
+
+/// Decode a response body delivered in `pieces` (split anywhere) the way a stream does: SSE
+/// events through `sse-stream`, then the API's wire format. Fixture tests and the SSE fuzz test
+/// use it to check that every split gives the same events.
+pub fn replay(api: Api, endpoint: Endpoint, pieces: Vec<Bytes>) -> Result<Vec<Replayed>, String> {
+    let format = match (api, endpoint) {
+        (Api::Openai, Endpoint::Chat) => Format::OpenAiChat,
+        (Api::Openai, Endpoint::Completions) => Format::OpenAiCompletions,
+        (Api::Anthropic, _) => Format::Anthropic,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let input = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+        let mut events = sse_stream::SseByteStream::new(input);
+        let mut out = Vec::new();
+        while let Some(ev) = events.next().await {
+            let ev = ev.map_err(|e| e.to_string())?;
+            let Some(data) = ev.data.as_deref() else {
+                continue;
+            };
+            let p = wire::parse(format, data)?;
+            out.push(Replayed {
+                content: p.content.as_deref().unwrap_or("").to_string(),
+                reasoning: p.reasoning.as_deref().unwrap_or("").to_string(),
+                usage: p.usage,
+                finish: p.finish.map(|f| f.into_owned()),
+                done: p.done,
+                error: p.error,
+            });
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_one_v1() {
+        let u = |b: &str, a, e| endpoint_url(b, a, e).unwrap().to_string();
+        assert_eq!(
+            u("http://127.0.0.1:8000", Api::Openai, Endpoint::Chat),
+            "http://127.0.0.1:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            u(
+                "https://api.openai.com/v1/",
+                Api::Openai,
+                Endpoint::Completions
+            ),
+            "https://api.openai.com/v1/completions"
+        );
+        assert_eq!(
+            u("https://api.anthropic.com", Api::Anthropic, Endpoint::Chat),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert!(endpoint_url("localhost:8000", Api::Openai, Endpoint::Chat).is_err());
+        assert!(endpoint_url("ftp://x", Api::Openai, Endpoint::Chat).is_err());
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(
+            retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn missing_key_variable_is_a_clear_error() {
+        let mut o = RemoteOptions::new(Api::Openai, "http://127.0.0.1:1", "m");
+        o.api_key_env = Some("CHARTER_TEST_SURELY_UNSET_VAR".into());
+        let e = RemoteBackend::new(&o).err().unwrap().to_string();
+        assert!(
+            e.contains("CHARTER_TEST_SURELY_UNSET_VAR") && e.contains("not set"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! A scripted streaming server for the remote-backend tests (axum, ephemeral port): each
+//! request gets a [`Script`] (by its arrival number) with known delays and an optional fault.
+//! Chunks are sent by one scheduler thread that sleeps to deadlines measured from each request's
+//! arrival (thread sleeps are far more precise than tokio's millisecond timer).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+/// What goes wrong with a response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    None,
+    /// Answer with this status (and `Retry-After`, if given) instead of a stream; the body
+    /// echoes the request's credentials, as a careless server might.
+    Status(u16, Option<&'static str>),
+    /// Abort the connection after this many content chunks.
+    ResetAfter(u32),
+    /// Send a chunk that is not JSON after this many content chunks.
+    MalformedAfter(u32),
+    /// Stop sending (keeping the connection open) after this many content chunks.
+    IdleAfter(u32),
+    /// End the body without `[DONE]`.
+    NoDone,
+    /// One content chunk of this many bytes, then the normal end.
+    Huge(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Wire {
+    OpenAiChat,
+    Anthropic,
+}
+
+/// One response.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub wire: Wire,
+    /// Arrival → first content chunk.
+    pub ttft: Duration,
+    /// Between content chunks.
+    pub itl: Duration,
+    pub tokens: u32,
+    /// Reasoning/thinking chunks, one every `itl` from arrival, before the content.
+    pub reasoning: u32,
+    /// Send usage (OpenAI: only when the request asked for it).
+    pub usage: bool,
+    /// Prompt tokens the usage reports (tests use it to tell scripts apart in the rows).
+    pub prompt_tokens: u64,
+    pub fault: Fault,
+}
+
+impl Script {
+    pub fn openai(ttft_ms: u64, itl_ms: u64, tokens: u32) -> Self {
+        Self {
+            wire: Wire::OpenAiChat,
+            ttft: Duration::from_millis(ttft_ms),
+            itl: Duration::from_millis(itl_ms),
+            tokens,
+            reasoning: 0,
+            usage: true,
+            prompt_tokens: 11,
+            fault: Fault::None,
+        }
+    }
+    pub fn with(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+}
+
+type ScriptFn = dyn Fn(u64) -> Script + Send + Sync;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    /// Authorization / x-api-key headers seen.
+    pub credentials: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Start on an ephemeral port; `script(n)` describes the n-th request (from 0).
+    pub fn start(script: impl Fn(u64) -> Script + Send + Sync + 'static) -> Self {
+        let script: Arc<ScriptFn> = Arc::new(script);
+        let requests = Arc::new(AtomicU64::new(0));
+        let credentials = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (r2, c2) = (Arc::clone(&requests), Arc::clone(&credentials));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+                    let (script, requests, credentials) =
+                        (Arc::clone(&script), Arc::clone(&r2), Arc::clone(&c2));
+                    async move { respond(&*script, &requests, &credentials, headers, body) }
+                });
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Self {
+            addr,
+            requests,
+            credentials,
+        }
+    }
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn respond(
+    script: &ScriptFn,
+    requests: &AtomicU64,
+    credentials: &Mutex<Vec<String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrival = Instant::now();
+    let n = requests.fetch_add(1, Ordering::SeqCst);
+    let cred = headers
+        .get("authorization")
+        .or_else(|| headers.get("x-api-key"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    credentials.lock().unwrap().push(cred.clone());
+    let s = script(n);
+    if let Fault::Status(code, retry) = &s.fault {
+        let mut r = (
+            StatusCode::from_u16(*code).unwrap(),
+            format!("{{\"error\":{{\"message\":\"refused request with credentials {cred}\"}}}}"),
+        )
+            .into_response();
+        if let Some(ra) = retry {
+            r.headers_mut().insert("retry-after", ra.parse().unwrap());
+        }
+        return r;
+    }
+    let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let include_usage = req
+        .pointer("/stream_options/include_usage")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
+    produce(&s, arrival, include_usage, tx);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// One step of a scripted response.
+enum Step {
+    Data(Bytes),
+    /// Abort the connection.
+    Reset,
+    /// Keep the connection open and send nothing more.
+    Park,
+}
+
+type Tx = tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+
+/// One thread sends every response's steps at their deadlines (a thread per response would
+/// cost the server milliseconds of CPU in a 64-request burst).
+struct Scheduler {
+    tx: std::sync::mpsc::Sender<(Vec<(Instant, Step)>, Tx)>,
+}
+
+impl Scheduler {
+    fn get() -> &'static Scheduler {
+        static S: std::sync::OnceLock<Scheduler> = std::sync::OnceLock::new();
+        S.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(Vec<(Instant, Step)>, Tx)>();
+            std::thread::spawn(move || {
+                // (deadline, response, step) min-heap; responses' steps are in deadline order.
+                let mut heap = std::collections::BinaryHeap::new();
+                let mut live: Vec<Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>> = Vec::new();
+                let mut parked: Vec<Tx> = Vec::new();
+                loop {
+                    let next = heap
+                        .peek()
+                        .map(|std::cmp::Reverse((t, _)): &std::cmp::Reverse<(Instant, usize)>| *t);
+                    let wait = next.map(|t| t.saturating_duration_since(Instant::now()));
+                    let got = match wait {
+                        Some(w) if w.is_zero() => rx.try_recv().ok(),
+                        Some(w) => rx.recv_timeout(w).ok(),
+                        None => match rx.recv() {
+                            Ok(x) => Some(x),
+                            Err(_) => return,
+                        },
+                    };
+                    if let Some((steps, tx)) = got {
+                        let mut it = steps.into_iter();
+                        if let Some(first) = it.next() {
+                            let i = live.len();
+                            heap.push(std::cmp::Reverse((first.0, i)));
+                            let mut rest = vec![first];
+                            rest.extend(it);
+                            live.push(Some((rest.into_iter(), tx)));
+                        }
+                        continue;
+                    }
+                    while let Some(std::cmp::Reverse((t, i))) = heap.peek().copied() {
+                        if t > Instant::now() {
+                            break;
+                        }
+                        heap.pop();
+                        let Some((steps, tx)) = live[i].as_mut() else {
+                            continue;
+                        };
+                        let Some((_, step)) = steps.next() else {
+                            continue;
+                        };
+                        let keep = match step {
+                            Step::Data(b) => tx.send(Ok(b)).is_ok(),
+                            Step::Reset => {
+                                let _ =
+                                    tx.send(Err(std::io::Error::other("reset by the test server")));
+                                false
+                            }
+                            Step::Park => {
+                                if let Some((_, tx)) = live[i].take() {
+                                    parked.push(tx);
+                                }
+                                false
+                            }
+                        };
+                        match live[i]
+                            .as_mut()
+                            .and_then(|(steps, _)| steps.as_slice().first().map(|s| s.0))
+                        {
+                            Some(t) if keep => heap.push(std::cmp::Reverse((t, i))),
+                            _ => live[i] = None,
+                        }
+                    }
+                }
+            });
+            Scheduler { tx }
+        })
+    }
+}
+
+fn produce(s: &Script, arrival: Instant, include_usage: bool, tx: Tx) {
+    let steps = plan(s, arrival, include_usage);
+    Scheduler::get().tx.send((steps, tx)).unwrap();
+}
+
+fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step)> {
+    let mut out = Vec::new();
+    let mut send = |at: Instant, text: String| out.push((at, Step::Data(Bytes::from(text))));
+    let oa = |delta: &str, finish: &str| {
+        format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n")
+    };
+    let an = |event: &str, data: String| format!("event: {event}\ndata: {data}\n\n");
+    // Start: a role-only chunk (OpenAI, llama.cpp) or message_start, at once.
+    match s.wire {
+        Wire::OpenAiChat => send(
+            arrival,
+            oa("{\"role\":\"assistant\",\"content\":\"\"}", "null"),
+        ),
+        Wire::Anthropic => {
+            send(arrival, an(
+                "message_start",
+                "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}".into(),
+            ));
+            send(arrival, an("ping", "{\"type\": \"ping\"}".into()));
+        }
+    }
+    for i in 0..s.reasoning {
+        let chunk = match s.wire {
+            Wire::OpenAiChat => oa("{\"reasoning_content\":\"think \"}", "null"),
+            Wire::Anthropic => an(
+                "content_block_delta",
+                "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"think \"}}".into(),
+            ),
+        };
+        send(arrival + s.itl * i, chunk);
+    }
+    for i in 0..s.tokens {
+        let at = arrival + s.ttft + s.itl * i;
+        match s.fault {
+            Fault::ResetAfter(k) if i == k => {
+                out.push((at, Step::Reset));
+                return out;
+            }
+            Fault::MalformedAfter(k) if i == k => {
+                send(
+                    at,
+                    "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}\n\n".into(),
+                );
+                send(at, oa("{}", "\"stop\"") + "data: [DONE]\n\n");
+                return out;
+            }
+            Fault::IdleAfter(k) if i == k => {
+                out.push((at, Step::Park));
+                return out;
+            }
+            _ => {}
+        }
+        let text = match s.fault {
+            Fault::Huge(n) if i == 0 => "x".repeat(n),
+            _ => format!("w{i} "),
+        };
+        let chunk = match s.wire {
+            Wire::OpenAiChat => oa(&format!("{{\"content\":\"{text}\"}}"), "null"),
+            Wire::Anthropic => an(
+                "content_block_delta",
+                format!("{{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{text}\"}}}}"),
+            ),
+        };
+        send(at, chunk);
+    }
+    let at = arrival + s.ttft + s.itl * s.tokens.saturating_sub(1);
+    let mut end = String::new();
+    match s.wire {
+        Wire::OpenAiChat => {
+            end.push_str(&oa("{}", "\"length\""));
+            if s.usage && include_usage {
+                end.push_str(&format!(
+                    "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    s.prompt_tokens,
+                    s.tokens,
+                    u64::from(s.tokens) + s.prompt_tokens
+                ));
+            }
+            if s.fault != Fault::NoDone {
+                end.push_str("data: [DONE]\n\n");
+            }
+        }
+        Wire::Anthropic => {
+            end.push_str(&an(
+                "content_block_stop",
+                "{\"type\":\"content_block_stop\",\"index\":0}".into(),
+            ));
+            end.push_str(&an(
+                "message_delta",
+                format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens),
+            ));
+            if s.fault != Fault::NoDone {
+                end.push_str(&an("message_stop", "{\"type\":\"message_stop\"}".into()));
+            }
+        }
+    }
+    send(at, end);
+    out
+}
