@@ -14,6 +14,6 @@ criterion::criterion_main!(
     ort_loop::benches,
     runner_overhead::benches,
     sampler_tick::benches,
-    telemetry_read::benches
+    telemetry_read::benches,
     sse_parse::benches
 );
