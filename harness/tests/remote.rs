@@ -85,7 +85,10 @@ fn timings_match_injected_delays() {
         let rec = validated_record(&run);
         assert_eq!(rec["backend"]["kind"], "openai");
         assert_eq!(rec["backend"]["remote"]["length_field"], "max_tokens");
-        let rows: Vec<_> = request_rows(&run).into_iter().filter(|r| !r.warmup).collect();
+        let rows: Vec<_> = request_rows(&run)
+            .into_iter()
+            .filter(|r| !r.warmup)
+            .collect();
         assert_eq!(rows.len(), n.parse::<usize>().unwrap());
         for r in &rows {
             assert_eq!(r.error_kind, None, "{r:?}");
@@ -466,4 +469,31 @@ fn end_to_end_against_charter_serve_tiny_preset() {
             assert!(r.ttft_s.unwrap() > 0.0 && r.itl_s.unwrap() > 0.0);
         }
     }
+}
+
+#[test]
+fn scenario_files_describe_remote_backends() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("remote.toml");
+    std::fs::write(
+        &f,
+        "[backend]\nkind = \"openai\"\nmodel = \"org/model-name\"\nbase_url = \"http://127.0.0.1:8000/v1\"\nendpoint = \"completions\"\n[load]\nconcurrency = 2\n",
+    )
+    .unwrap();
+    let o = charter(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("openai org/model-name at http://127.0.0.1:8000/v1"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(
+        &f,
+        "[backend]\nkind = \"candle\"\nbase_url = \"http://127.0.0.1:8000\"\n",
+    )
+    .unwrap();
+    let o = charter(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("base_url"), "{}", stderr(&o));
 }

@@ -185,6 +185,8 @@ enum Step {
 }
 
 type Tx = tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+/// A response in progress: its remaining steps and where they go.
+type Live = Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>;
 
 /// One thread sends every response's steps at their deadlines (a thread per response would
 /// cost the server milliseconds of CPU in a 64-request burst).
@@ -200,10 +202,12 @@ impl Scheduler {
             std::thread::spawn(move || {
                 // (deadline, response, step) min-heap; responses' steps are in deadline order.
                 let mut heap = std::collections::BinaryHeap::new();
-                let mut live: Vec<Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>> = Vec::new();
+                let mut live: Vec<Live> = Vec::new();
                 let mut parked: Vec<Tx> = Vec::new();
                 loop {
-                    let next = heap.peek().map(|std::cmp::Reverse((t, _)): &std::cmp::Reverse<(Instant, usize)>| *t);
+                    let next = heap
+                        .peek()
+                        .map(|std::cmp::Reverse((t, _)): &std::cmp::Reverse<(Instant, usize)>| *t);
                     let wait = next.map(|t| t.saturating_duration_since(Instant::now()));
                     let got = match wait {
                         Some(w) if w.is_zero() => rx.try_recv().ok(),
@@ -229,12 +233,17 @@ impl Scheduler {
                             break;
                         }
                         heap.pop();
-                        let Some((steps, tx)) = live[i].as_mut() else { continue };
-                        let Some((_, step)) = steps.next() else { continue };
+                        let Some((steps, tx)) = live[i].as_mut() else {
+                            continue;
+                        };
+                        let Some((_, step)) = steps.next() else {
+                            continue;
+                        };
                         let keep = match step {
                             Step::Data(b) => tx.send(Ok(b)).is_ok(),
                             Step::Reset => {
-                                let _ = tx.send(Err(std::io::Error::other("reset by the test server")));
+                                let _ =
+                                    tx.send(Err(std::io::Error::other("reset by the test server")));
                                 false
                             }
                             Step::Park => {
@@ -244,7 +253,10 @@ impl Scheduler {
                                 false
                             }
                         };
-                        match live[i].as_mut().and_then(|(steps, _)| steps.as_slice().first().map(|s| s.0)) {
+                        match live[i]
+                            .as_mut()
+                            .and_then(|(steps, _)| steps.as_slice().first().map(|s| s.0))
+                        {
                             Some(t) if keep => heap.push(std::cmp::Reverse((t, i))),
                             _ => live[i] = None,
                         }
@@ -270,7 +282,10 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
     let an = |event: &str, data: String| format!("event: {event}\ndata: {data}\n\n");
     // Start: a role-only chunk (OpenAI, llama.cpp) or message_start, at once.
     match s.wire {
-        Wire::OpenAiChat => send(arrival, oa("{\"role\":\"assistant\",\"content\":\"\"}", "null")),
+        Wire::OpenAiChat => send(
+            arrival,
+            oa("{\"role\":\"assistant\",\"content\":\"\"}", "null"),
+        ),
         Wire::Anthropic => {
             send(arrival, an(
                 "message_start",
@@ -297,7 +312,10 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
                 return out;
             }
             Fault::MalformedAfter(k) if i == k => {
-                send(at, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}\n\n".into());
+                send(
+                    at,
+                    "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}\n\n".into(),
+                );
                 send(at, oa("{}", "\"stop\"") + "data: [DONE]\n\n");
                 return out;
             }
@@ -338,7 +356,10 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             }
         }
         Wire::Anthropic => {
-            end.push_str(&an("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}".into()));
+            end.push_str(&an(
+                "content_block_stop",
+                "{\"type\":\"content_block_stop\",\"index\":0}".into(),
+            ));
             end.push_str(&an(
                 "message_delta",
                 format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens),
