@@ -497,3 +497,66 @@ fn scenario_files_describe_remote_backends() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("base_url"), "{}", stderr(&o));
 }
+
+/// A server without usage (llama.cpp's ignores include_usage): counts come from the configured
+/// tokenizer over the whole output text, else from the chunks; the length field is configurable
+/// and recorded.
+#[test]
+fn counts_without_usage_and_the_length_field() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script {
+        usage: false,
+        ..Script::openai(1, 1, 7)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    // A word-level tokenizer: the test server's content chunks are "w0 ", "w1 ", ...
+    let vocab: std::collections::HashMap<String, u32> = (0..20)
+        .map(|i| (format!("w{i}"), i))
+        .chain([("[UNK]".to_string(), 20)])
+        .collect();
+    let model = tokenizers::models::wordlevel::WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+    let tok_path = tmp.path().join("tokenizer.json");
+    tok.save(&tok_path, false).unwrap();
+    for (extra, source) in [
+        (vec!["--length-field", "max-completion-tokens"], "chunks"),
+        (vec!["--tokenizer", tok_path.to_str().unwrap()], "tokenizer"),
+    ] {
+        let run = tmp.path().join(source);
+        let mut args = vec!["--requests", "2", "--warmup", "0", "--max-tokens", "7"];
+        args.extend_from_slice(&extra);
+        let o = profile_openai(&srv.base_url(), &run, &args);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let rec = validated_record(&run);
+        assert_eq!(
+            rec["levels"][0]["summary"]["token_count_sources"][source],
+            2
+        );
+        for r in request_rows(&run) {
+            assert_eq!(r.token_count_source, source);
+            assert_eq!(r.output_tokens, 7, "{source}");
+        }
+        let field = if source == "chunks" {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        assert_eq!(rec["backend"]["remote"]["length_field"], field);
+    }
+    let bodies = srv.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies[0]["max_completion_tokens"], 7);
+    assert!(bodies[0].get("max_tokens").is_none());
+    assert_eq!(bodies[2]["max_tokens"], 7);
+    for b in bodies.iter() {
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        assert_eq!(b["model"], "test-model");
+        assert!(b["messages"][0]["content"].as_str().is_some());
+    }
+}

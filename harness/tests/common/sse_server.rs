@@ -82,6 +82,8 @@ pub struct TestServer {
     pub requests: Arc<AtomicU64>,
     /// Authorization / x-api-key headers seen.
     pub credentials: Arc<Mutex<Vec<String>>>,
+    /// Request bodies seen.
+    pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl TestServer {
@@ -94,8 +96,13 @@ impl TestServer {
         let script: Arc<ScriptFn> = Arc::new(script);
         let requests = Arc::new(AtomicU64::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (r2, c2) = (Arc::clone(&requests), Arc::clone(&credentials));
+        let (r2, c2, b2) = (
+            Arc::clone(&requests),
+            Arc::clone(&credentials),
+            Arc::clone(&bodies),
+        );
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -109,9 +116,18 @@ impl TestServer {
                     let _ = tcp.set_nodelay(true);
                 });
                 let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-                    let (script, requests, credentials) =
-                        (Arc::clone(&script), Arc::clone(&r2), Arc::clone(&c2));
-                    async move { respond(&*script, &requests, &credentials, headers, body) }
+                    let (script, requests, credentials, bodies) = (
+                        Arc::clone(&script),
+                        Arc::clone(&r2),
+                        Arc::clone(&c2),
+                        Arc::clone(&b2),
+                    );
+                    async move {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            bodies.lock().unwrap().push(v);
+                        }
+                        respond(&*script, &requests, &credentials, headers, body)
+                    }
                 });
                 axum::serve(listener, app).await.unwrap();
             });
@@ -121,6 +137,7 @@ impl TestServer {
             addr,
             requests,
             credentials,
+            bodies,
         }
     }
 }
