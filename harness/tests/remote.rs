@@ -221,6 +221,28 @@ fn faults_are_per_request_errors_of_the_right_kind() {
     assert_fault(Fault::Huge(10 << 20), "malformed", &[], |r| {
         assert!(r.error_message.as_deref().unwrap().contains("exceeds"));
     });
+    assert_fault(
+        Fault::SlowHeaders(std::time::Duration::from_millis(800)),
+        "timeout",
+        &["--headers-timeout", "200ms"],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("response-headers timeout"), "{m}");
+            assert_eq!(r.http_status, None);
+        },
+    );
+    // A whole-request limit shorter than the scripted stream (2 ms + 5 × 1 ms) of the faulty
+    // requests only: the others finish well within it.
+    assert_fault(
+        Fault::IdleAfter(3),
+        "timeout",
+        &["--total-timeout", "400ms"],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("total timeout"), "{m}");
+            assert_eq!(r.output_tokens, 3);
+        },
+    );
 }
 
 #[test]

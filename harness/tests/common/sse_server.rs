@@ -30,6 +30,8 @@ pub enum Fault {
     NoDone,
     /// One content chunk of this many bytes, then the normal end.
     Huge(usize),
+    /// Hold the response headers this long.
+    SlowHeaders(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,7 +128,12 @@ impl TestServer {
                         if let Ok(v) = serde_json::from_slice(&body) {
                             bodies.lock().unwrap().push(v);
                         }
-                        respond(&*script, &requests, &credentials, headers, body)
+                        let (response, hold) =
+                            respond(&*script, &requests, &credentials, headers, body);
+                        if !hold.is_zero() {
+                            tokio::time::sleep(hold).await;
+                        }
+                        response
                     }
                 });
                 axum::serve(listener, app).await.unwrap();
@@ -154,7 +161,7 @@ fn respond(
     credentials: &Mutex<Vec<String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> (Response, Duration) {
     let arrival = Instant::now();
     let n = requests.fetch_add(1, Ordering::SeqCst);
     let cred = headers
@@ -174,8 +181,12 @@ fn respond(
         if let Some(ra) = retry {
             r.headers_mut().insert("retry-after", ra.parse().unwrap());
         }
-        return r;
+        return (r, Duration::ZERO);
     }
+    let hold = match s.fault {
+        Fault::SlowHeaders(d) => d,
+        _ => Duration::ZERO,
+    };
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let include_usage = req
         .pointer("/stream_options/include_usage")
@@ -186,10 +197,11 @@ fn respond(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Response::builder()
+    let response = Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
-        .unwrap()
+        .unwrap();
+    (response, hold)
 }
 
 /// One step of a scripted response.
