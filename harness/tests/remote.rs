@@ -457,28 +457,35 @@ fn serve(args: &[&str]) -> Served {
 fn end_to_end_against_charter_serve_tiny_preset() {
     let _serial = serial();
     let srv = serve(&["--preset", "tiny-15m", "--threads", "1"]);
-    for endpoint in ["chat", "completions"] {
+    for (endpoint, http2) in [("chat", false), ("completions", false), ("chat", true)] {
         let tmp = tempfile::tempdir().unwrap();
         let run = tmp.path().join("run");
-        let o = profile_openai(
-            &srv.base,
-            &run,
-            &[
-                "--endpoint",
-                endpoint,
-                "--concurrency",
-                "2",
-                "--requests",
-                "4",
-                "--max-tokens",
-                "6",
-                "--prompt-tokens",
-                "12",
-            ],
-        );
+        let mut args = vec![
+            "--endpoint",
+            endpoint,
+            "--concurrency",
+            "2",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "6",
+            "--prompt-tokens",
+            "12",
+        ];
+        if http2 {
+            args.push("--http2-prior-knowledge");
+        }
+        let o = profile_openai(&srv.base, &run, &args);
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
         let rec = validated_record(&run);
         assert_eq!(rec["levels"][0]["summary"]["requests_completed"], 4);
+        assert_eq!(
+            rec["backend"]["remote"]["client"]
+                .as_str()
+                .unwrap()
+                .contains("prior knowledge"),
+            http2
+        );
         for r in request_rows(&run) {
             assert_eq!(r.error_kind, None, "{r:?}");
             // Presets have no EOS: exactly max_tokens, counted by the server's backend.
@@ -489,6 +496,8 @@ fn end_to_end_against_charter_serve_tiny_preset() {
             );
             assert_eq!(r.token_count_source, "usage");
             assert!(r.ttft_s.unwrap() > 0.0 && r.itl_s.unwrap() > 0.0);
+            let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
+            assert_eq!(r.http_version.as_deref(), Some(version));
         }
     }
 }

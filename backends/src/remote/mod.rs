@@ -737,6 +737,14 @@ impl Exchange<'_> {
         p.wire.connection_reused = Some(conn.is_none());
         let status = resp.status();
         p.wire.http_status = Some(status.as_u16());
+        p.wire.http_version = Some(match resp.version() {
+            reqwest::Version::HTTP_09 => "HTTP/0.9",
+            reqwest::Version::HTTP_10 => "HTTP/1.0",
+            reqwest::Version::HTTP_11 => "HTTP/1.1",
+            reqwest::Version::HTTP_2 => "HTTP/2.0",
+            reqwest::Version::HTTP_3 => "HTTP/3.0",
+            _ => "other",
+        });
         if !status.is_success() {
             p.wire.retry_after = resp
                 .headers()
