@@ -2,13 +2,16 @@
 //! (timing accuracy, faults, secrets) and against `charter serve`.
 
 mod common;
+// Only this test binary needs the scripted server (axum): the others do not compile it.
+#[path = "common/sse_server.rs"]
+mod sse_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::sse_server::{closed_port, Fault, Script, TestServer, Wire};
 use common::*;
+use sse_server::{closed_port, Fault, Script, TestServer, Wire};
 
 /// The tests of this file run one at a time: the timing test must not share the CPUs with the
 /// other tests' servers and clients.
@@ -169,6 +172,8 @@ fn assert_fault(
         "{fault:?}: stderr: {}",
         stderr(&o)
     );
+    // No retries: four requests, four arrivals.
+    assert_eq!(srv.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
     let rec = validated_record(&run);
     let s = &rec["levels"][0]["summary"];
     assert_eq!(s["requests_failed"], 2, "{fault:?}: {s}");
