@@ -271,6 +271,7 @@ fn connection_refused_is_recorded_and_the_run_goes_on() {
 fn api_key_never_reaches_any_output() {
     let _serial = serial();
     const KEY: &str = "sk-charter-test-0123456789abcdef";
+    const TEAM: &str = "team-secret-fedcba9876543210";
     let srv = TestServer::start(|n| {
         let s = Script::openai(1, 1, 4);
         if n % 3 == 0 {
@@ -292,6 +293,8 @@ fn api_key_never_reaches_any_output() {
             "m",
             "--api-key-env",
             "CHARTER_TEST_KEY",
+            "--header",
+            &format!("X-Team-Token: {TEAM}"),
             "--requests",
             "6",
             "--warmup",
@@ -336,6 +339,7 @@ fn api_key_never_reaches_any_output() {
     assert!(outputs.len() > 6);
     for out in &outputs {
         assert!(!out.contains(KEY), "the API key leaked into an output");
+        assert!(!out.contains(TEAM), "a header value leaked into an output");
     }
     let rows = request_rows(&run);
     assert!(rows

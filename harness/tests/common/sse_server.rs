@@ -171,6 +171,11 @@ fn respond(
         .unwrap_or("")
         .to_string();
     credentials.lock().unwrap().push(cred.clone());
+    // Echo custom headers too, as a careless server might.
+    let cred = match headers.get("x-team-token").and_then(|v| v.to_str().ok()) {
+        Some(t) => format!("{cred}; team token {t}"),
+        None => cred,
+    };
     let s = script(n);
     if let Fault::Status(code, retry) = &s.fault {
         let mut r = (
