@@ -132,6 +132,8 @@ pub struct WireInfo {
     /// `start` for remote APIs, per the metric definitions ("HTTP: request written").
     pub sent_at: Option<Instant>,
     pub http_status: Option<u16>,
+    /// `HTTP/1.1`, `HTTP/2.0`.
+    pub http_version: Option<&'static str>,
     /// Time to open a new connection (TCP, plus TLS for https); `None` when reused.
     pub connect: Option<std::time::Duration>,
     pub connection_reused: Option<bool>,

@@ -205,7 +205,7 @@ impl BackendKind {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Remote API backends (--backend openai|anthropic)")]
 pub struct RemoteArgs {
-    /// Server base URL, e.g. http://127.0.0.1:8000 or https://api.openai.com/v1 (a base that
+    /// Server base URL, e.g. `http://127.0.0.1:8000` or `https://api.openai.com/v1` (a base that
     /// ends in /v1 does not get a second one).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,

@@ -222,6 +222,7 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
         reasoning_chunks: wire.map(|w| w.reasoning_chunks),
         reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
         retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
+        http_version: wire.and_then(|w| w.http_version).map(str::to_string),
     };
     (row, t.chunk_gaps_s)
 }

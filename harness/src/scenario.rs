@@ -3,7 +3,9 @@
 //! names the file, the line and the key, and says what was expected.
 //!
 //! ```toml
-//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl, sim_cpu; for kind = "onnx":
+//! [backend]   # kind, model, preset, seed, threads, sim_ttft, sim_itl, sim_cpu; for kind = "openai" or
+//!             # "anthropic": base_url, api_key_env, endpoint, tokenizer (model = the served
+//!             # name); for kind = "onnx":
 //!             # ort_lib, onnx_mode, batch, seq_len, onnx_dim, intra_op_threads,
 //!             # inter_op_threads, onnx_spinning, graph_opt, execution_provider,
 //!             # onnx_sessions, tokenizer
@@ -247,6 +249,8 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
     // Where each key is, for errors about combinations of keys.
     let mut at: BTreeMap<String, usize> = BTreeMap::new();
     let mut slo_terms = Vec::new();
+    // Remote backends take a model name, not a path relative to the scenario.
+    let mut raw_model: Option<String> = None;
     for (section, table) in &doc {
         let Some((_, known)) = SECTIONS.iter().find(|(n, _)| n == section) else {
             let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
@@ -279,7 +283,11 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
             }
             match full.as_str() {
                 "backend.kind" => a.backend = Some(leaf.value_enum::<BackendKind>()?),
-                "backend.model" => a.model = Some(relative_to(&base, leaf.string()?)),
+                "backend.model" => {
+                    let m = leaf.string()?;
+                    raw_model = Some(m.clone());
+                    a.model = Some(relative_to(&base, m));
+                }
                 "backend.preset" => a.preset = Some(leaf.string()?),
                 "backend.seed" => a.seed = Some(leaf.int(0)? as u64),
                 "backend.threads" => a.threads = Some(leaf.int(1)? as usize),
@@ -391,13 +399,40 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
         ));
     }
     let simulated = a.backend == Some(BackendKind::Simulated);
+    let remote = a.backend.is_some_and(|b| b.is_remote());
+    if remote {
+        a.model = raw_model.map(PathBuf::from);
+    }
+    for key in [
+        "backend.base_url",
+        "backend.api_key_env",
+        "backend.endpoint",
+    ] {
+        if !remote && at.contains_key(key) {
+            return Err(conflict(
+                key,
+                "applies only to kind = \"openai\" or \"anthropic\"".into(),
+            ));
+        }
+    }
     if a.backend != Some(BackendKind::Onnx) {
         if let Some(key) = at.keys().find(|k| {
             k.starts_with("backend.")
                 && ![
-                    "kind", "model", "preset", "seed", "threads", "sim_ttft", "sim_itl", "sim_cpu",
+                    "kind",
+                    "model",
+                    "preset",
+                    "seed",
+                    "threads",
+                    "sim_ttft",
+                    "sim_itl",
+                    "sim_cpu",
+                    "base_url",
+                    "api_key_env",
+                    "endpoint",
                 ]
                 .contains(&&k["backend.".len()..])
+                && !(remote && k.as_str() == "backend.tokenizer")
         }) {
             return Err(conflict(key, "applies only to kind = \"onnx\"".into()));
         }
@@ -425,7 +460,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
                 ));
             }
         }
-        if let Some(m) = &a.model {
+        if let Some(m) = a.model.as_ref().filter(|_| !remote) {
             if !m.exists() {
                 return Err(conflict(
                     "backend.model",

@@ -1,7 +1,7 @@
 //! `charter serve`: expose an in-process backend as an OpenAI-compatible streaming endpoint
-//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`), so the same model can be measured
-//! in-process and over HTTP side by side, and the remote backends can be tested against a real
-//! server.
+//! (`/v1/chat/completions`, `/v1/completions`, `/v1/models`) over HTTP/1.1 or HTTP/2 without TLS
+//! (h2c, prior knowledge), so the same model can be measured in-process and over HTTP side by
+//! side, and the remote backends can be tested against a real server.
 //!
 //! The backend is built exactly as `charter profile` builds it. Each request takes a stream
 //! (KV cache) from a pool, or opens a new one, and generates on a blocking thread; every token

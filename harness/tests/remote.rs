@@ -2,13 +2,16 @@
 //! (timing accuracy, faults, secrets) and against `charter serve`.
 
 mod common;
+// Only this test binary needs the scripted server (axum): the others do not compile it.
+#[path = "common/sse_server.rs"]
+mod sse_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::sse_server::{closed_port, Fault, Script, TestServer, Wire};
 use common::*;
+use sse_server::{closed_port, Fault, Script, TestServer, Wire};
 
 /// The tests of this file run one at a time: the timing test must not share the CPUs with the
 /// other tests' servers and clients.
@@ -169,6 +172,8 @@ fn assert_fault(
         "{fault:?}: stderr: {}",
         stderr(&o)
     );
+    // No retries: four requests, four arrivals.
+    assert_eq!(srv.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
     let rec = validated_record(&run);
     let s = &rec["levels"][0]["summary"];
     assert_eq!(s["requests_failed"], 2, "{fault:?}: {s}");
@@ -221,6 +226,28 @@ fn faults_are_per_request_errors_of_the_right_kind() {
     assert_fault(Fault::Huge(10 << 20), "malformed", &[], |r| {
         assert!(r.error_message.as_deref().unwrap().contains("exceeds"));
     });
+    assert_fault(
+        Fault::SlowHeaders(std::time::Duration::from_millis(800)),
+        "timeout",
+        &["--headers-timeout", "200ms"],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("response-headers timeout"), "{m}");
+            assert_eq!(r.http_status, None);
+        },
+    );
+    // A whole-request limit shorter than the scripted stream (2 ms + 5 × 1 ms) of the faulty
+    // requests only: the others finish well within it.
+    assert_fault(
+        Fault::IdleAfter(3),
+        "timeout",
+        &["--total-timeout", "400ms"],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("total timeout"), "{m}");
+            assert_eq!(r.output_tokens, 3);
+        },
+    );
 }
 
 #[test]
@@ -244,6 +271,7 @@ fn connection_refused_is_recorded_and_the_run_goes_on() {
 fn api_key_never_reaches_any_output() {
     let _serial = serial();
     const KEY: &str = "sk-charter-test-0123456789abcdef";
+    const TEAM: &str = "team-secret-fedcba9876543210";
     let srv = TestServer::start(|n| {
         let s = Script::openai(1, 1, 4);
         if n % 3 == 0 {
@@ -265,6 +293,8 @@ fn api_key_never_reaches_any_output() {
             "m",
             "--api-key-env",
             "CHARTER_TEST_KEY",
+            "--header",
+            &format!("X-Team-Token: {TEAM}"),
             "--requests",
             "6",
             "--warmup",
@@ -309,6 +339,7 @@ fn api_key_never_reaches_any_output() {
     assert!(outputs.len() > 6);
     for out in &outputs {
         assert!(!out.contains(KEY), "the API key leaked into an output");
+        assert!(!out.contains(TEAM), "a header value leaked into an output");
     }
     let rows = request_rows(&run);
     assert!(rows
@@ -435,28 +466,35 @@ fn serve(args: &[&str]) -> Served {
 fn end_to_end_against_charter_serve_tiny_preset() {
     let _serial = serial();
     let srv = serve(&["--preset", "tiny-15m", "--threads", "1"]);
-    for endpoint in ["chat", "completions"] {
+    for (endpoint, http2) in [("chat", false), ("completions", false), ("chat", true)] {
         let tmp = tempfile::tempdir().unwrap();
         let run = tmp.path().join("run");
-        let o = profile_openai(
-            &srv.base,
-            &run,
-            &[
-                "--endpoint",
-                endpoint,
-                "--concurrency",
-                "2",
-                "--requests",
-                "4",
-                "--max-tokens",
-                "6",
-                "--prompt-tokens",
-                "12",
-            ],
-        );
+        let mut args = vec![
+            "--endpoint",
+            endpoint,
+            "--concurrency",
+            "2",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "6",
+            "--prompt-tokens",
+            "12",
+        ];
+        if http2 {
+            args.push("--http2-prior-knowledge");
+        }
+        let o = profile_openai(&srv.base, &run, &args);
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
         let rec = validated_record(&run);
         assert_eq!(rec["levels"][0]["summary"]["requests_completed"], 4);
+        assert_eq!(
+            rec["backend"]["remote"]["client"]
+                .as_str()
+                .unwrap()
+                .contains("prior knowledge"),
+            http2
+        );
         for r in request_rows(&run) {
             assert_eq!(r.error_kind, None, "{r:?}");
             // Presets have no EOS: exactly max_tokens, counted by the server's backend.
@@ -467,6 +505,98 @@ fn end_to_end_against_charter_serve_tiny_preset() {
             );
             assert_eq!(r.token_count_source, "usage");
             assert!(r.ttft_s.unwrap() > 0.0 && r.itl_s.unwrap() > 0.0);
+            let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
+            assert_eq!(r.http_version.as_deref(), Some(version));
         }
+    }
+}
+
+#[test]
+fn scenario_files_describe_remote_backends() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("remote.toml");
+    std::fs::write(
+        &f,
+        "[backend]\nkind = \"openai\"\nmodel = \"org/model-name\"\nbase_url = \"http://127.0.0.1:8000/v1\"\nendpoint = \"completions\"\n[load]\nconcurrency = 2\n",
+    )
+    .unwrap();
+    let o = charter(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("openai org/model-name at http://127.0.0.1:8000/v1"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(
+        &f,
+        "[backend]\nkind = \"candle\"\nbase_url = \"http://127.0.0.1:8000\"\n",
+    )
+    .unwrap();
+    let o = charter(&["validate", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("base_url"), "{}", stderr(&o));
+}
+
+/// A server without usage (llama.cpp's ignores include_usage): counts come from the configured
+/// tokenizer over the whole output text, else from the chunks; the length field is configurable
+/// and recorded.
+#[test]
+fn counts_without_usage_and_the_length_field() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script {
+        usage: false,
+        ..Script::openai(1, 1, 7)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    // A word-level tokenizer: the test server's content chunks are "w0 ", "w1 ", ...
+    let vocab: std::collections::HashMap<String, u32> = (0..20)
+        .map(|i| (format!("w{i}"), i))
+        .chain([("[UNK]".to_string(), 20)])
+        .collect();
+    let model = tokenizers::models::wordlevel::WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+    let tok_path = tmp.path().join("tokenizer.json");
+    tok.save(&tok_path, false).unwrap();
+    for (extra, source) in [
+        (vec!["--length-field", "max-completion-tokens"], "chunks"),
+        (vec!["--tokenizer", tok_path.to_str().unwrap()], "tokenizer"),
+    ] {
+        let run = tmp.path().join(source);
+        let mut args = vec!["--requests", "2", "--warmup", "0", "--max-tokens", "7"];
+        args.extend_from_slice(&extra);
+        let o = profile_openai(&srv.base_url(), &run, &args);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let rec = validated_record(&run);
+        assert_eq!(
+            rec["levels"][0]["summary"]["token_count_sources"][source],
+            2
+        );
+        for r in request_rows(&run) {
+            assert_eq!(r.token_count_source, source);
+            assert_eq!(r.output_tokens, 7, "{source}");
+        }
+        let field = if source == "chunks" {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        assert_eq!(rec["backend"]["remote"]["length_field"], field);
+    }
+    let bodies = srv.bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies[0]["max_completion_tokens"], 7);
+    assert!(bodies[0].get("max_tokens").is_none());
+    assert_eq!(bodies[2]["max_tokens"], 7);
+    for b in bodies.iter() {
+        assert_eq!(b["stream"], true);
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        assert_eq!(b["model"], "test-model");
+        assert!(b["messages"][0]["content"].as_str().is_some());
     }
 }

@@ -566,6 +566,9 @@ pub struct RequestRow {
     /// HTTP 429: the delay the server asked for in `Retry-After`.
     #[serde(default)]
     pub retry_after_s: Option<f64>,
+    /// Remote: the response's HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+    #[serde(default)]
+    pub http_version: Option<String>,
 }
 
 /// One row of `samples.csv` (fixed columns; per-core busy shares follow as `core{i}_busy`).

@@ -179,8 +179,9 @@ struct Shared {
     tokenizer: Option<Arc<Tokenizer>>,
     max_event_bytes: usize,
     http2_prior_knowledge: bool,
-    /// Scrubbed from every message (the API key).
-    secret: Option<String>,
+    /// Scrubbed from every message: the API key and the values of extra headers (which may
+    /// carry credentials too).
+    secrets: Vec<String>,
 }
 
 /// A remote API backend.
@@ -382,7 +383,17 @@ impl RemoteBackend {
                 tokenizer,
                 max_event_bytes: opts.max_event_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
-                secret,
+                secrets: secret
+                    .into_iter()
+                    .chain(
+                        opts.headers
+                            .iter()
+                            .map(|(_, v)| v.trim().to_string())
+                            // Short header values ("1", "true") are no secrets, and scrubbing
+                            // them would garble messages.
+                            .filter(|v| v.len() >= 8),
+                    )
+                    .collect(),
             }),
             vocab,
             record,
@@ -468,11 +479,13 @@ fn words_for(ids: &[u32]) -> String {
 }
 
 impl Shared {
-    fn scrub(&self, msg: String) -> String {
-        match &self.secret {
-            Some(k) if msg.contains(k.as_str()) => msg.replace(k.as_str(), "[redacted]"),
-            _ => msg,
+    fn scrub(&self, mut msg: String) -> String {
+        for k in &self.secrets {
+            if msg.contains(k.as_str()) {
+                msg = msg.replace(k.as_str(), "[redacted]");
+            }
         }
+        msg
     }
 
     /// The request body, and an estimate of the prompt's tokens for when usage is missing.
@@ -737,6 +750,14 @@ impl Exchange<'_> {
         p.wire.connection_reused = Some(conn.is_none());
         let status = resp.status();
         p.wire.http_status = Some(status.as_u16());
+        p.wire.http_version = Some(match resp.version() {
+            reqwest::Version::HTTP_09 => "HTTP/0.9",
+            reqwest::Version::HTTP_10 => "HTTP/1.0",
+            reqwest::Version::HTTP_11 => "HTTP/1.1",
+            reqwest::Version::HTTP_2 => "HTTP/2.0",
+            reqwest::Version::HTTP_3 => "HTTP/3.0",
+            _ => "other",
+        });
         if !status.is_success() {
             p.wire.retry_after = resp
                 .headers()

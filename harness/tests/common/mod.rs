@@ -1,8 +1,6 @@
 //! Shared helpers for the harness integration tests.
 #![allow(dead_code)]
 
-pub mod sse_server;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

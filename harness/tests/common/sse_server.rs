@@ -30,6 +30,8 @@ pub enum Fault {
     NoDone,
     /// One content chunk of this many bytes, then the normal end.
     Huge(usize),
+    /// Hold the response headers this long.
+    SlowHeaders(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +84,8 @@ pub struct TestServer {
     pub requests: Arc<AtomicU64>,
     /// Authorization / x-api-key headers seen.
     pub credentials: Arc<Mutex<Vec<String>>>,
+    /// Request bodies seen.
+    pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl TestServer {
@@ -94,8 +98,13 @@ impl TestServer {
         let script: Arc<ScriptFn> = Arc::new(script);
         let requests = Arc::new(AtomicU64::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (r2, c2) = (Arc::clone(&requests), Arc::clone(&credentials));
+        let (r2, c2, b2) = (
+            Arc::clone(&requests),
+            Arc::clone(&credentials),
+            Arc::clone(&bodies),
+        );
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -109,9 +118,23 @@ impl TestServer {
                     let _ = tcp.set_nodelay(true);
                 });
                 let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-                    let (script, requests, credentials) =
-                        (Arc::clone(&script), Arc::clone(&r2), Arc::clone(&c2));
-                    async move { respond(&*script, &requests, &credentials, headers, body) }
+                    let (script, requests, credentials, bodies) = (
+                        Arc::clone(&script),
+                        Arc::clone(&r2),
+                        Arc::clone(&c2),
+                        Arc::clone(&b2),
+                    );
+                    async move {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            bodies.lock().unwrap().push(v);
+                        }
+                        let (response, hold) =
+                            respond(&*script, &requests, &credentials, headers, body);
+                        if !hold.is_zero() {
+                            tokio::time::sleep(hold).await;
+                        }
+                        response
+                    }
                 });
                 axum::serve(listener, app).await.unwrap();
             });
@@ -121,6 +144,7 @@ impl TestServer {
             addr,
             requests,
             credentials,
+            bodies,
         }
     }
 }
@@ -137,7 +161,7 @@ fn respond(
     credentials: &Mutex<Vec<String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> (Response, Duration) {
     let arrival = Instant::now();
     let n = requests.fetch_add(1, Ordering::SeqCst);
     let cred = headers
@@ -147,6 +171,11 @@ fn respond(
         .unwrap_or("")
         .to_string();
     credentials.lock().unwrap().push(cred.clone());
+    // Echo custom headers too, as a careless server might.
+    let cred = match headers.get("x-team-token").and_then(|v| v.to_str().ok()) {
+        Some(t) => format!("{cred}; team token {t}"),
+        None => cred,
+    };
     let s = script(n);
     if let Fault::Status(code, retry) = &s.fault {
         let mut r = (
@@ -157,8 +186,12 @@ fn respond(
         if let Some(ra) = retry {
             r.headers_mut().insert("retry-after", ra.parse().unwrap());
         }
-        return r;
+        return (r, Duration::ZERO);
     }
+    let hold = match s.fault {
+        Fault::SlowHeaders(d) => d,
+        _ => Duration::ZERO,
+    };
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let include_usage = req
         .pointer("/stream_options/include_usage")
@@ -169,10 +202,11 @@ fn respond(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Response::builder()
+    let response = Response::builder()
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
-        .unwrap()
+        .unwrap();
+    (response, hold)
 }
 
 /// One step of a scripted response.
@@ -185,6 +219,8 @@ enum Step {
 }
 
 type Tx = tokio::sync::mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
+/// A response in progress: its remaining steps and where they go.
+type Live = Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>;
 
 /// One thread sends every response's steps at their deadlines (a thread per response would
 /// cost the server milliseconds of CPU in a 64-request burst).
@@ -200,7 +236,7 @@ impl Scheduler {
             std::thread::spawn(move || {
                 // (deadline, response, step) min-heap; responses' steps are in deadline order.
                 let mut heap = std::collections::BinaryHeap::new();
-                let mut live: Vec<Option<(std::vec::IntoIter<(Instant, Step)>, Tx)>> = Vec::new();
+                let mut live: Vec<Live> = Vec::new();
                 let mut parked: Vec<Tx> = Vec::new();
                 loop {
                     let next = heap
