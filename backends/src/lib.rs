@@ -76,6 +76,9 @@ pub struct GenRequest {
 pub struct TokenEvent {
     pub at: Instant,
     pub tokens: u32,
+    /// The token's id when the event is one token of an in-process model (lets `charter serve`
+    /// stream its text); `None` otherwise.
+    pub id: Option<u32>,
 }
 
 /// Why generation stopped.

@@ -158,6 +158,7 @@ impl Stream for SimulatedStream {
             if let ControlFlow::Break(()) = on_token(TokenEvent {
                 at: Instant::now(),
                 tokens: 1,
+                id: None,
             }) {
                 stop_reason = StopReason::Cancelled;
                 break;

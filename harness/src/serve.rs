@@ -5,9 +5,9 @@
 //!
 //! The backend is built exactly as `charter profile` builds it. Each request takes a stream
 //! (KV cache) from a pool, or opens a new one, and generates on a blocking thread; every token
-//! event becomes one SSE chunk as soon as it exists. The backends report token events, not
-//! text, so each chunk's content is a placeholder word per token (`" tok"`); `usage` carries the
-//! backend's exact counts (sent when `stream_options.include_usage` is set, and always in
+//! event becomes one SSE chunk as soon as it exists, carrying the newly decoded text when the
+//! model has a tokenizer (else a placeholder word per token, `" tok"`; a token that completes
+//! no character yet gives an empty chunk); `usage` carries the backend's exact counts (sent when `stream_options.include_usage` is set, and always in
 //! non-streaming responses). Backends without a tokenizer (random-weight presets) map each
 //! whitespace-separated word of a text prompt to one vocabulary id, so prompt lengths carry
 //! over. Sampling follows `temperature`, `top_p` and `seed`; `ignore_eos` (the vLLM extension)
@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use charter_backends::{
     Backend, ChatMessage, GenOutcome, GenRequest, Prompt, RequestError, RequestErrorKind, Sampling,
-    Stream,
+    Stream, TokenEvent,
 };
 use clap::Args;
 use serde_json::{json, Value};
@@ -302,7 +302,8 @@ enum Kind {
 }
 
 enum Msg {
-    Tokens(u32),
+    /// The text of one token event.
+    Text(String),
     Done(Result<GenOutcome, RequestError>),
 }
 
@@ -340,8 +341,10 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
                 return;
             }
         };
+        let mut text = TextStream::default();
         let r = stream.generate(&request, &mut |ev| {
-            if tx.send(Msg::Tokens(ev.tokens)).is_err() {
+            let piece = text.piece(st.backend.as_ref(), &ev);
+            if tx.send(Msg::Text(piece)).is_err() {
                 ControlFlow::Break(()) // the client went away
             } else {
                 ControlFlow::Continue(())
@@ -378,11 +381,11 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
         Kind::Completions => ("text_completion", format!("cmpl-{id}")),
     };
     if !c.stream {
-        let mut out = 0u32;
+        let mut text = String::new();
         let mut m = Some(first);
         let outcome = loop {
             match m {
-                Some(Msg::Tokens(n)) => out += n,
+                Some(Msg::Text(piece)) => text.push_str(&piece),
                 Some(Msg::Done(r)) => break r,
                 None => {
                     break Err(RequestError {
@@ -406,7 +409,6 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
                 )
             }
         };
-        let text = " tok".repeat(out as usize);
         let choice = match kind {
             Kind::Chat => {
                 json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish(&o)})
@@ -429,19 +431,18 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
     );
     let content = {
         let head = head.clone();
-        move |n: u32| -> Bytes {
-            let text = " tok".repeat(n as usize);
+        move |piece: &str| -> Bytes {
+            let text = Value::String(piece.to_string());
             Bytes::from(match kind {
             Kind::Chat => format!(
-                "{head}[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
+                "{head}[{{\"index\":0,\"delta\":{{\"content\":{text}}},\"finish_reason\":null}}]}}\n\n"
             ),
             Kind::Completions => format!(
-                "{head}[{{\"index\":0,\"text\":\"{text}\",\"finish_reason\":null}}]}}\n\n"
+                "{head}[{{\"index\":0,\"text\":{text},\"finish_reason\":null}}]}}\n\n"
             ),
         })
         }
     };
-    let one = content(1);
     let role = (kind == Kind::Chat).then(|| {
         Bytes::from(format!(
             "{head}[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\n"
@@ -481,7 +482,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
     let body = futures_util::stream::unfold(
         (St::Start(Some(first)), rx, role),
         move |(state, mut rx, mut role)| {
-            let (one, content, end) = (one.clone(), content.clone(), end.clone());
+            let (content, end) = (content.clone(), end.clone());
             async move {
                 let msg = match state {
                     St::Over => return None,
@@ -494,8 +495,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
                     St::Run => rx.recv().await,
                 };
                 match msg {
-                    Some(Msg::Tokens(1)) => Some((Ok(one), (St::Run, rx, None))),
-                    Some(Msg::Tokens(n)) => Some((Ok(content(n)), (St::Run, rx, None))),
+                    Some(Msg::Text(piece)) => Some((Ok(content(&piece)), (St::Run, rx, None))),
                     Some(Msg::Done(r)) => Some((Ok(end(&r)), (St::Over, rx, None))),
                     None => None,
                 }
@@ -507,6 +507,41 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Turns token events into text: with a token id and a tokenizer, the newly decoded suffix of
+/// everything generated so far (so multi-token characters and word-initial spaces come out
+/// right); without them (random-weight presets, the simulated backend), a placeholder word per
+/// token.
+#[derive(Default)]
+struct TextStream {
+    ids: Vec<u32>,
+    shown: usize,
+}
+
+impl TextStream {
+    fn piece(&mut self, backend: &dyn Backend, ev: &TokenEvent) -> String {
+        let placeholder = || " tok".repeat(ev.tokens as usize);
+        let Some(id) = ev.id else {
+            return placeholder();
+        };
+        self.ids.push(id);
+        let Some(text) = backend.decode(&self.ids) else {
+            return placeholder();
+        };
+        // Hold back a character still incomplete in UTF-8 (decoded as U+FFFD).
+        if text.ends_with('\u{FFFD}') {
+            return String::new();
+        }
+        match text.get(self.shown..) {
+            Some(new) => {
+                let new = new.to_string();
+                self.shown = text.len();
+                new
+            }
+            None => String::new(),
+        }
+    }
 }
 
 fn finish(o: &GenOutcome) -> &'static str {

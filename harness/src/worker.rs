@@ -40,7 +40,8 @@ struct Hello {
 enum FromWorker {
     Hello(Box<Hello>),
     LoadError(String),
-    T(u32),
+    /// Tokens of one event, and the token id when the event is one token.
+    T(u32, Option<u32>),
     Done(GenOutcome),
     Error(RequestError),
 }
@@ -233,9 +234,9 @@ impl Stream for WorkerStream {
             }
             let at = Instant::now();
             match serde_json::from_str::<FromWorker>(&self.line) {
-                Ok(FromWorker::T(n)) => {
+                Ok(FromWorker::T(n, id)) => {
                     tokens += u64::from(n);
-                    if let ControlFlow::Break(()) = on_token(TokenEvent { at, tokens: n }) {
+                    if let ControlFlow::Break(()) = on_token(TokenEvent { at, tokens: n, id }) {
                         if !cancelled {
                             cancelled = true;
                             let _ = self.send(&ToWorker::Cancel);
@@ -329,7 +330,7 @@ pub fn run_worker(threads: usize, profile_args: &[OsString]) -> Result<i32, CliE
     for request in rx {
         cancel.store(false, Ordering::SeqCst);
         let result = stream.generate(&request, &mut |ev| {
-            emit(&FromWorker::T(ev.tokens));
+            emit(&FromWorker::T(ev.tokens, ev.id));
             if cancel.load(Ordering::SeqCst) {
                 ControlFlow::Break(())
             } else {

@@ -311,7 +311,13 @@ impl CandleStream {
                 break StopReason::Eos;
             }
             out.push(next);
-            if on_token(TokenEvent { at, tokens: 1 }).is_break() {
+            if on_token(TokenEvent {
+                at,
+                tokens: 1,
+                id: Some(next),
+            })
+            .is_break()
+            {
                 break StopReason::Cancelled;
             }
             last[0] = next;

@@ -762,7 +762,13 @@ impl DecoderStream {
                     return Ok(StopReason::Eos);
                 }
                 out.push(next);
-                if on_token(TokenEvent { at, tokens: 1 }).is_break() {
+                if on_token(TokenEvent {
+                    at,
+                    tokens: 1,
+                    id: Some(next),
+                })
+                .is_break()
+                {
                     return Ok(StopReason::Cancelled);
                 }
                 input.clear();
@@ -802,7 +808,11 @@ impl Stream for OnnxStream {
                         wire: None,
                     })?;
                 let at = Instant::now();
-                let stop_reason = match on_token(TokenEvent { at, tokens: 1 }) {
+                let stop_reason = match on_token(TokenEvent {
+                    at,
+                    tokens: 1,
+                    id: None,
+                }) {
                     ControlFlow::Break(()) => StopReason::Cancelled,
                     ControlFlow::Continue(()) => StopReason::MaxTokens,
                 };

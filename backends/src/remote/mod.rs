@@ -886,7 +886,11 @@ impl Exchange<'_> {
                 if let Some(t) = &mut p.text {
                     t.push_str(c);
                 }
-                if let ControlFlow::Break(()) = on_token(TokenEvent { at, tokens: 1 }) {
+                if let ControlFlow::Break(()) = on_token(TokenEvent {
+                    at,
+                    tokens: 1,
+                    id: None,
+                }) {
                     cancelled = true;
                     break;
                 }
