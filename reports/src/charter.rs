@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cost::{self, CostConfig, HOURS_PER_MONTH};
 use crate::record::{
-    LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow, SCHEMA_VERSION,
+    ContextPoint, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
+    SCHEMA_VERSION,
 };
 use crate::summary::human_bytes;
 
@@ -25,6 +26,8 @@ pub struct LoadedRun {
     pub record: RunRecord,
     pub requests: Vec<RequestRow>,
     pub samples: Vec<SampleRow>,
+    /// `context.csv` (live context tokens and RSS per sample); empty for runs without one.
+    pub context: Vec<ContextPoint>,
 }
 
 /// A run directory that cannot be reported on, naming the file.
@@ -64,24 +67,33 @@ pub fn read_record(dir: &Path) -> Result<RunRecord, RunReadError> {
     serde_json::from_value(v).map_err(|e| bad(format!("not a charter run record: {e}")))
 }
 
-/// Read a run directory: the record, and the request and sample rows when present.
+/// Rows of `DIR/name` (header names matched to `T`'s fields); a missing file is no rows.
+fn csv_rows<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Vec<T>, RunReadError> {
+    let p = dir.join(name);
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    let bad = |e: csv::Error| RunReadError::Invalid {
+        path: p.display().to_string(),
+        what: e.to_string(),
+    };
+    let mut r = csv::Reader::from_path(&p).map_err(bad)?;
+    r.deserialize::<T>()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)
+}
+
+/// Read a run directory: the record, and the request, sample and context rows when present.
 pub fn load_run(dir: &Path) -> Result<LoadedRun, RunReadError> {
     let record = read_record(dir)?;
-    let rows = |name: &str| -> Result<Vec<_>, RunReadError> {
-        let p = dir.join(name);
-        if !p.exists() {
-            return Ok(Vec::new());
-        }
-        let bad = |e: csv::Error| RunReadError::Invalid {
-            path: p.display().to_string(),
-            what: e.to_string(),
-        };
-        let mut r = csv::Reader::from_path(&p).map_err(bad)?;
-        r.deserialize::<RequestRow>()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)
+    let requests: Vec<RequestRow> = csv_rows(dir, &record.files.requests_csv)?;
+    let context: Vec<ContextPoint> = match &record.files.context_csv {
+        Some(name) => csv_rows(dir, name)?,
+        None => Vec::new(),
     };
-    let requests = rows(&record.files.requests_csv)?;
     let samples = {
         let p = dir.join(&record.files.samples_csv);
         let mut out = Vec::new();
@@ -117,6 +129,7 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunReadError> {
         record,
         requests,
         samples,
+        context,
     })
 }
 

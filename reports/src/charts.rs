@@ -405,7 +405,7 @@ fn draw_timeline<DB: DrawingBackend>(
         * 1.15;
     let rmax = s
         .iter()
-        .map(|x| x.rss_bytes as f64 / 1048576.0)
+        .map(|x| x.rss_bytes as f64 / MIB)
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.15;
@@ -457,8 +457,7 @@ fn draw_timeline<DB: DrawingBackend>(
     .label("CPU cores")
     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue.stroke_width(2)));
     c.draw_secondary_series(LineSeries::new(
-        s.iter()
-            .map(|x| (x.t_s - t0, x.rss_bytes as f64 / 1048576.0)),
+        s.iter().map(|x| (x.t_s - t0, x.rss_bytes as f64 / MIB)),
         green.stroke_width(2),
     ))
     .map_err(err)?
@@ -468,6 +467,146 @@ fn draw_timeline<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+const MIB: f64 = 1048576.0;
+
+/// One level's points on the RSS-against-context chart, and its fitted line when the record
+/// has one: `(label, points (tokens, MiB), line ((tokens, MiB) at both ends))`.
+type ContextSeries = (String, Vec<(f64, f64)>, Option<[(f64, f64); 2]>);
+
+/// RSS against live context tokens, one chart per run with `context.csv` points: points
+/// coloured per level, and each level's least-squares fit (`ram_per_1k_tokens`) drawn over the
+/// live-token range it was fitted on.
+pub fn ram_vs_context(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
+    let mut out = Vec::new();
+    for (ri, run) in runs.iter().enumerate() {
+        if run.context.is_empty() {
+            continue;
+        }
+        let mut indices: Vec<u32> = run.context.iter().map(|p| p.level).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let series: Vec<ContextSeries> = indices
+            .iter()
+            .map(|&i| {
+                let level = run.record.levels.iter().find(|l| l.index == i);
+                let pts = run
+                    .context
+                    .iter()
+                    .filter(|p| p.level == i)
+                    .map(|p| (p.live_context_tokens as f64, p.rss_bytes as f64 / MIB))
+                    .collect();
+                let fit = level.and_then(|l| l.resources.ram_per_1k_tokens.as_ref());
+                let label = match (level, fit) {
+                    (_, Some(f)) => format!(
+                        "level {i}: {:.2} MiB per 1k tokens, R² {:.2}",
+                        f.bytes_per_1k_tokens / MIB,
+                        f.r_squared
+                    ),
+                    (Some(l), None) => format!("level {i} ({}): no fit", l.load.label()),
+                    (None, None) => format!("level {i}: no fit"),
+                };
+                let line = fit.map(|f| {
+                    let at = |x: f64| {
+                        (
+                            x,
+                            (f.baseline_bytes + f.bytes_per_1k_tokens * x / 1e3) / MIB,
+                        )
+                    };
+                    [at(f.live_tokens_min as f64), at(f.live_tokens_max as f64)]
+                });
+                (label, pts, line)
+            })
+            .collect();
+        let title = format!(
+            "RSS vs live context tokens — {}",
+            short(&run.record.backend.model)
+        );
+        out.push(render(
+            &format!("ram-vs-context-{ri}"),
+            &title,
+            &|a| draw_ram_vs_context(a, &title, &series),
+            &|a| draw_ram_vs_context(a, &title, &series),
+        )?);
+    }
+    Ok(out)
+}
+
+/// `[lo, hi]` widened by 5 % of the span on each side (and to at least `min_span`).
+fn padded(lo: f64, hi: f64, min_span: f64) -> (f64, f64) {
+    let mid = (lo + hi) / 2.0;
+    let half = ((hi - lo).max(min_span) / 2.0) * 1.1;
+    (mid - half, mid + half)
+}
+
+fn draw_ram_vs_context<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[ContextSeries],
+) -> Result<(), String> {
+    let all = series
+        .iter()
+        .flat_map(|(_, pts, line)| pts.iter().chain(line.iter().flatten()).copied());
+    let (x0, x1, y0, y1) = all.fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), (x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    let (x0, x1) = padded(x0, x1, 10.0);
+    let (y0, y1) = padded(y0, y1, 1.0);
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0.max(0.0)..x1, y0.max(0.0)..y1)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("live context tokens (prompt + generated, in-flight requests)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("RSS (MiB)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, (label, pts, line)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points = c
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new(*p, 3, color.mix(0.6).filled())),
+            )
+            .map_err(err)?;
+        match line {
+            Some(ends) => {
+                c.draw_series(LineSeries::new(ends.iter().copied(), color.stroke_width(2)))
+                    .map_err(err)?
+                    .label(label.clone())
+                    .legend(move |(x, y)| {
+                        EmptyElement::at((x, y))
+                            + PathElement::new(vec![(0, 0), (18, 0)], color.stroke_width(2))
+                            + Circle::new((9, 0), 3, color.filled())
+                    });
+            }
+            None => {
+                points
+                    .label(label.clone())
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
+            }
+        }
+    }
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperLeft)
         .label_font(("sans-serif", 14))
         .draw()
         .map_err(err)?;
@@ -683,6 +822,7 @@ pub fn all(runs: &[LoadedRun], ch: &Charter) -> Result<Vec<Chart>, String> {
     let mut v = latency_cdfs(runs)?;
     v.extend(load_curves(runs)?);
     v.extend(resource_timelines(runs)?);
+    v.extend(ram_vs_context(runs)?);
     v.extend(cost_charts(ch)?);
     Ok(v)
 }

@@ -513,3 +513,15 @@ pub struct SampleRow {
     pub rss_bytes: u64,
     pub system_busy_cores: f64,
 }
+
+/// One row of `context.csv`: a resource sample taken while requests were in flight, with the
+/// live context tokens (prompt + generated, summed over in-flight requests) and the RSS that the
+/// level's `ram_per_1k_tokens` fit used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextPoint {
+    pub t_s: f64,
+    /// Level index (`LevelRecord::index`).
+    pub level: u32,
+    pub live_context_tokens: u64,
+    pub rss_bytes: u64,
+}
