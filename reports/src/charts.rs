@@ -405,7 +405,7 @@ fn draw_timeline<DB: DrawingBackend>(
         * 1.15;
     let rmax = s
         .iter()
-        .map(|x| x.rss_bytes as f64 / 1048576.0)
+        .map(|x| x.rss_bytes as f64 / MIB)
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.15;
@@ -457,8 +457,7 @@ fn draw_timeline<DB: DrawingBackend>(
     .label("CPU cores")
     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue.stroke_width(2)));
     c.draw_secondary_series(LineSeries::new(
-        s.iter()
-            .map(|x| (x.t_s - t0, x.rss_bytes as f64 / 1048576.0)),
+        s.iter().map(|x| (x.t_s - t0, x.rss_bytes as f64 / MIB)),
         green.stroke_width(2),
     ))
     .map_err(err)?
@@ -573,6 +572,7 @@ fn draw_ram_vs_context<DB: DrawingBackend>(
         .map_err(err)?;
     c.configure_mesh()
         .x_desc("live context tokens (prompt + generated, in-flight requests)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("RSS (MiB)")
         .label_style(("sans-serif", 14))
         .draw()
