@@ -600,3 +600,56 @@ fn counts_without_usage_and_the_length_field() {
         assert!(b["messages"][0]["content"].as_str().is_some());
     }
 }
+
+/// POST `body` to `path` on `base` (plain HTTP/1.1, connection closed) and return the body.
+fn post(base: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let addr = addr.split('/').next().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or(out)
+}
+
+/// A real model's text comes through `charter serve`: greedy SmolLM2 answers the question, and
+/// the streamed chunks put together give the same text as the non-streamed answer.
+#[test]
+fn charter_serve_streams_the_decoded_text_of_a_real_model() {
+    let _serial = serial();
+    let model = smollm2_gguf();
+    let srv = serve(&["--model", model.to_str().unwrap(), "--threads", "2"]);
+    // The completions endpoint with SmolLM2's ChatML written out (as the candle tests do).
+    let ask = |stream: bool| {
+        serde_json::json!({
+            "model": "m",
+            "prompt": "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+            "max_tokens": 24,
+            "temperature": 0,
+            "stream": stream,
+        })
+        .to_string()
+    };
+    let whole: serde_json::Value =
+        serde_json::from_str(&post(&srv.base, "/v1/completions", &ask(false))).unwrap();
+    let text = whole["choices"][0]["text"].as_str().unwrap().to_string();
+    assert!(text.contains("Paris"), "{text:?}");
+    let sse = post(&srv.base, "/v1/completions", &ask(true));
+    // A chunked body: take the SSE `data:` lines wherever they are.
+    let streamed: String = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| v["choices"][0]["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(streamed, text);
+}
