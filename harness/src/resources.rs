@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use charter_reports::{
-    least_squares, EnergySummary, GpuSummary, IdleBaseline, InstancesSummary, ProcessResources,
-    RamFit, ResourceSummary, RunSummary, ValueSummary,
+    least_squares, mean, EnergySummary, GpuSummary, IdleBaseline, InstancesSummary,
+    ProcessResources, RamFit, ResourceSummary, RunSummary, ValueSummary,
 };
 
 use crate::runner::Finished;
@@ -164,11 +164,6 @@ fn per_target(samples: &[Sample], inside: &[usize], target: &Target) -> ProcessR
         cpu_cores_samples: ValueSummary::from_values(&cores),
         rss_bytes: ValueSummary::from_values(&rss),
     }
-}
-
-fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| s / n as f64)
 }
 
 fn gpu_summaries(samples: &[Sample], inside: &[usize], names: &[String]) -> Vec<GpuSummary> {

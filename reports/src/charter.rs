@@ -318,21 +318,16 @@ fn level_charter(l: &LevelRecord) -> LevelCharter {
             .or(r.peak_rss_bytes),
         ram_baseline_bytes: r.ram_baseline_bytes,
         ram_per_1k_tokens_bytes: r.ram_per_1k_tokens.as_ref().map(|f| f.bytes_per_1k_tokens),
-        gpu_utilisation: mean_of(
+        gpu_utilisation: crate::stats::mean(
             r.gpus
                 .iter()
                 .filter_map(|g| g.utilization_pct.as_ref().map(|u| u.mean / 100.0)),
         ),
-        gpu_idle_fraction: mean_of(r.gpus.iter().filter_map(|g| g.idle_fraction)),
+        gpu_idle_fraction: crate::stats::mean(r.gpus.iter().filter_map(|g| g.idle_fraction)),
         energy_per_output_token_j: r.energy.as_ref().and_then(|e| e.per_output_token_j),
         sustainable: l.sustainable,
         client_bound: l.client_bound.flagged,
     }
-}
-
-fn mean_of(v: impl Iterator<Item = f64>) -> Option<f64> {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    (n > 0).then(|| s / n as f64)
 }
 
 /// The level a run is priced and summarised by: the highest-throughput measured level that was
@@ -536,7 +531,7 @@ fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
         let per_token = match (&l.resources.ram_per_1k_tokens, l.resources.unmeasured.get("ram_per_1k_tokens")) {
             (Some(f), _) => format!(
                 "each additional 1k tokens of live context added about {} (least-squares fit, R² {:.2}, {} samples)",
-                if f.bytes_per_1k_tokens < 0.0 { format!("−{}", human_bytes((-f.bytes_per_1k_tokens) as u64)) } else { human_bytes(f.bytes_per_1k_tokens as u64) },
+                crate::summary::signed_human_bytes(f.bytes_per_1k_tokens),
                 f.r_squared,
                 f.samples
             ),

@@ -132,14 +132,22 @@ fn draw_cdf<DB: DrawingBackend>(
         .label(name.clone())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
+    draw_legend(&mut c, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// The legend every chart uses, at `pos`.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    c: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<(), String> {
     c.configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::LowerRight)
+        .position(pos)
         .label_font(("sans-serif", 14))
         .draw()
-        .map_err(err)?;
-    Ok(())
+        .map_err(err)
 }
 
 /// Latency CDFs (TTFT, ITL, E2E), one line per run, over measured requests.
@@ -346,13 +354,7 @@ fn draw_load<DB: DrawingBackend>(
         )))
         .map_err(err)?;
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -463,13 +465,7 @@ fn draw_timeline<DB: DrawingBackend>(
     .map_err(err)?
     .label("RSS (MiB, right axis)")
     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], green.stroke_width(2)));
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut c, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -603,13 +599,7 @@ fn draw_ram_vs_context<DB: DrawingBackend>(
             }
         }
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -807,13 +797,7 @@ fn draw_break_even<DB: DrawingBackend>(
         )))
         .map_err(err)?;
     }
-    c.configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut c, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 

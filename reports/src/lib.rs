@@ -20,4 +20,4 @@ pub mod summary;
 pub use aggregate::Aggregator;
 pub use metrics::{request_timings, RequestTimings};
 pub use record::*;
-pub use stats::{least_squares, LatencyHistogram, LatencySummary, LineFit, ValueSummary};
+pub use stats::{least_squares, mean, LatencyHistogram, LatencySummary, LineFit, ValueSummary};

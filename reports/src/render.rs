@@ -80,13 +80,7 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
         num(l.cpu_cores_p95, 2),
         bytes(l.rss_peak_bytes),
         l.ram_per_1k_tokens_bytes
-            .map(|b| {
-                if b < 0.0 {
-                    format!("−{}", human_bytes((-b) as u64))
-                } else {
-                    human_bytes(b as u64)
-                }
-            })
+            .map(crate::summary::signed_human_bytes)
             .unwrap_or_else(|| "not measured".into()),
         l.gpu_idle_fraction
             .map(|f| format!("{:.0}%", f * 100.0))

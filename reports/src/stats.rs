@@ -137,6 +137,14 @@ mod tests {
     }
 }
 
+/// Arithmetic mean; `None` for no values.
+pub fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
 /// An ordinary least-squares line y = intercept + slope · x.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LineFit {

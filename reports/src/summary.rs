@@ -181,7 +181,7 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
             let _ = writeln!(
                 out,
                 "  RAM per 1k tokens of context: {} (R² {:.2}, {} samples, {}–{} live tokens; fitted baseline {})",
-                signed_bytes(f.bytes_per_1k_tokens),
+                signed_human_bytes(f.bytes_per_1k_tokens),
                 f.r_squared,
                 f.samples,
                 f.live_tokens_min,
@@ -256,7 +256,8 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
     }
 }
 
-fn signed_bytes(v: f64) -> String {
+/// [`human_bytes`] of a possibly negative amount (e.g. a fitted slope).
+pub fn signed_human_bytes(v: f64) -> String {
     if v < 0.0 {
         format!("−{}", human_bytes((-v) as u64))
     } else {
