@@ -210,3 +210,80 @@ pub trait Stream: Send {
         ComputeSite::Threads(Arc::default())
     }
 }
+
+/// Which backend to load, with every option resolved: what `charter profile` and `charter serve`
+/// build from their settings, and what a `charter worker` process is sent (as JSON) to load its
+/// own copy. Never written to records or logs: remote options may carry header values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BackendSpec {
+    /// candle in-process: GGUF, safetensors directory, or random-weight preset.
+    Candle(candle::CandleOptions),
+    /// ONNX Runtime in-process.
+    Onnx(onnx::OnnxOptions),
+    /// An OpenAI-compatible or Anthropic HTTP API.
+    Remote(remote::RemoteOptions),
+    /// The SIMULATED test tool.
+    Simulated(simulated::SimulatedTimings),
+}
+
+impl BackendSpec {
+    /// Load the model (or connect the client).
+    pub fn load(&self) -> Result<Box<dyn Backend>, LoadError> {
+        Ok(match self {
+            BackendSpec::Candle(o) => {
+                candle::configure_threads(o.threads);
+                Box::new(candle::CandleBackend::load(o)?)
+            }
+            BackendSpec::Onnx(o) => Box::new(onnx::OnnxBackend::load(o)?),
+            BackendSpec::Remote(o) => Box::new(remote::RemoteBackend::new(o)?),
+            BackendSpec::Simulated(t) => Box::new(simulated::SimulatedBackend::new(*t)),
+        })
+    }
+
+    /// Whether the model runs outside charter (no in-process instances to sample).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, BackendSpec::Remote(_))
+    }
+
+    /// A short name for run directories: the model file's stem, the preset, or the API and
+    /// served model name.
+    pub fn label(&self) -> String {
+        let stem = |p: &std::path::Path| p.file_stem().map(|s| s.to_string_lossy().into_owned());
+        match self {
+            BackendSpec::Candle(o) => match &o.source {
+                candle::ModelSource::Path(p) => stem(p).unwrap_or_else(|| "model".into()),
+                candle::ModelSource::Preset { name, .. } => name.clone(),
+            },
+            BackendSpec::Simulated(_) => "simulated".into(),
+            BackendSpec::Remote(o) => format!("{}-{}", o.api.as_str(), o.model.replace('/', "_")),
+            // `model.onnx` says little: Optimum exports name the directory after the model.
+            BackendSpec::Onnx(o) => match stem(&o.model) {
+                Some(s) if !s.starts_with("model") && !s.starts_with("decoder_model") => s,
+                _ => o
+                    .model
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| {
+                        p.parent()?
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                    })
+                    .unwrap_or_else(|| "onnx".into()),
+            },
+        }
+    }
+
+    /// One line saying what will be loaded (for `charter validate`).
+    pub fn describe(&self) -> String {
+        match self {
+            BackendSpec::Candle(o) => match &o.source {
+                candle::ModelSource::Preset { name, .. } => format!("candle preset {name}"),
+                candle::ModelSource::Path(p) => format!("candle {}", p.display()),
+            },
+            BackendSpec::Simulated(_) => "simulated backend".into(),
+            BackendSpec::Onnx(o) => format!("onnx {}", o.model.display()),
+            BackendSpec::Remote(o) => format!("{} {} at {}", o.api.as_str(), o.model, o.base_url),
+        }
+    }
+}

@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Configured service times.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimulatedTimings {
     pub ttft: Duration,
     pub itl: Duration,

@@ -11,8 +11,77 @@ use std::path::{Path, PathBuf};
 use charter_reports::gate::{self, GateRules, MetricName, TrialValues};
 use charter_reports::{LevelRole, RunRecord};
 
-use crate::cli::{GateArgs, GateCommand};
+use clap::{Args, Subcommand};
+
 use crate::CliError;
+
+pub(crate) const GATE_EXIT_CODES: &str = "\
+Exit codes:
+  0  pass (or improvement; or inconclusive without --fail-on-inconclusive)
+  1  regression: a metric changed beyond its threshold, significantly
+  2  error: bad rules file, missing or unreadable run, newer record schema
+  3  inconclusive (only with --fail-on-inconclusive): too few trials, or the interval straddles the threshold";
+
+/// Arguments of `charter gate`.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GateArgs {
+    #[command(subcommand)]
+    pub command: Option<GateCommand>,
+    /// Baseline run directories.
+    #[arg(long, num_args = 1.., value_name = "RUN")]
+    pub baseline: Vec<PathBuf>,
+    /// Candidate run directories.
+    #[arg(long, num_args = 1.., value_name = "RUN")]
+    pub candidate: Vec<PathBuf>,
+    /// Rules file (see reports/examples/gate.toml).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Which distinct measured load of the runs to gate (0 = the first).
+    #[arg(long, default_value_t = 0)]
+    pub load_index: usize,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML (one testcase per gated metric).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown table (also appended to $GITHUB_STEP_SUMMARY when it is set).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write Bencher Metric Format JSON.
+    #[arg(long, value_name = "FILE")]
+    pub bmf: Option<PathBuf>,
+    /// Benchmark name used in the BMF output.
+    #[arg(long, default_value = "charter")]
+    pub benchmark: String,
+    /// Exit 3 when any metric is inconclusive.
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GateCommand {
+    /// Estimate each metric's run-to-run noise from A/A trials (e.g. `charter profile
+    /// --trials 10`) and suggest thresholds.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// A/A run directories (the same configuration, repeated).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Calibrate the metrics of this rules file (default: a standard set).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Trials per side the gate will have.
+    #[arg(long, default_value_t = 7)]
+    pub trials_per_side: usize,
+    /// Which distinct measured load to use (0 = the first).
+    #[arg(long, default_value_t = 0)]
+    pub load_index: usize,
+}
 
 /// Read and check `DIR/run.json`: a finished run of a schema this charter reads.
 pub fn read_run(dir: &Path) -> Result<RunRecord, CliError> {

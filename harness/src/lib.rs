@@ -10,7 +10,6 @@
 //! - 130: interrupted (Ctrl-C): the partial record is written with `"complete": false`
 
 pub mod cli;
-pub mod config;
 pub mod gate;
 pub mod host;
 pub mod profile;
@@ -20,15 +19,14 @@ pub mod resources;
 pub mod rundir;
 pub mod runner;
 pub mod sampler;
-pub mod scenario;
 pub mod serve;
 pub mod telemetry;
+pub mod values;
 pub mod worker;
 
 use std::ffi::OsString;
-use std::sync::OnceLock;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 pub use cli::Cli;
 
@@ -73,28 +71,17 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
-/// The command line charter was started with (worker processes get the same profile arguments).
-static ARGS: OnceLock<Vec<OsString>> = OnceLock::new();
-
-/// The arguments after the `profile` subcommand of this process's command line.
-pub fn profile_args() -> Vec<OsString> {
-    let args = ARGS.get().cloned().unwrap_or_default();
-    match args.iter().position(|a| a == "profile") {
-        Some(i) => args[i + 1..].to_vec(),
-        None => Vec::new(),
-    }
-}
-
 /// Parse `args` (program name first), run the command, print errors, return the exit code.
 pub fn main_with_args<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let _ = ARGS.set(args.clone());
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (cli, matches) = match parsed {
+        Ok(p) => p,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -104,7 +91,7 @@ where
             };
         }
     };
-    match cli::run(cli) {
+    match cli::run(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("charter: error: {e}");

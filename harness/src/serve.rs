@@ -16,9 +16,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -35,34 +33,14 @@ use clap::Args;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::cli::{BackendKind, OnnxArgs, ProfileArgs};
-use crate::config::{BackendChoice, ProfileConfig};
+use crate::profile::backend::BackendArgs;
+use crate::profile::scenario::Origins;
 use crate::{CliError, EXIT_OK};
 
-/// Arguments of `charter serve`.
+/// Arguments of `charter serve`: the backend's settings exactly as `charter profile` takes
+/// them, plus the server's own.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// In-process backend to serve [default: candle].
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendKind>,
-    /// Model to load (as for `charter profile`); without it, --preset.
-    #[arg(long, value_name = "PATH", conflicts_with = "preset")]
-    pub model: Option<PathBuf>,
-    /// Built-in architecture with random weights [default: tiny-15m].
-    #[arg(long, value_name = "NAME")]
-    pub preset: Option<String>,
-    /// Seed for preset weights [default: 0].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Compute threads per stream [default: logical cores].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Simulated backend: time to first token [default: 20ms].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub sim_ttft: Option<Duration>,
-    /// Simulated backend: time between tokens [default: 5ms].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub sim_itl: Option<Duration>,
     /// Address to listen on (port 0: any free port; the address is printed on stderr).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: String,
@@ -73,8 +51,9 @@ pub struct ServeArgs {
     /// [default: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub http_threads: Option<u32>,
+    /// The in-process backend to serve; --threads defaults to every logical core here.
     #[command(flatten)]
-    pub onnx: OnnxArgs,
+    pub backend: BackendArgs,
 }
 
 struct AppState {
@@ -84,43 +63,30 @@ struct AppState {
     vocab: Vec<u32>,
 }
 
-/// Run `charter serve` until the process is stopped.
-pub fn serve(args: &ServeArgs) -> Result<i32, CliError> {
-    if args.backend.is_some_and(|b| b.is_remote()) {
-        return Err(CliError::BadInput(
-            "--backend: charter serve exposes in-process backends (candle, onnx, simulated), not remote APIs".into(),
+/// Run `charter serve` until the process is stopped; `origins` says which settings were given.
+pub fn serve(args: &ServeArgs, origins: &Origins) -> Result<i32, CliError> {
+    if args.backend.kind().is_remote() {
+        return Err(origins.bad(
+            "kind",
+            "charter serve exposes in-process backends (candle, onnx, simulated), not remote APIs",
         ));
     }
-    let pargs = ProfileArgs {
-        backend: args.backend,
-        model: args.model.clone(),
-        preset: args.preset.clone(),
-        seed: args.seed,
-        threads: args.threads,
-        sim_ttft: args.sim_ttft,
-        sim_itl: args.sim_itl,
-        onnx: args.onnx.clone(),
-        ..Default::default()
-    };
-    let cfg = ProfileConfig::resolve(&pargs)?;
-    cfg.check_inputs()?;
     let addr: SocketAddr = args.listen.parse().map_err(|_| {
         CliError::BadInput(format!(
             "--listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8000",
             args.listen
         ))
     })?;
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let backend = crate::profile::load_backend(&cfg, threads)?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let spec = args.backend.resolve(origins, cores)?;
+    let backend = spec.load()?;
     let model = args
         .served_model_name
         .clone()
-        .unwrap_or_else(|| match &cfg.backend {
-            BackendChoice::Simulated { .. } => "simulated".into(),
+        .unwrap_or_else(|| match &spec {
+            charter_backends::BackendSpec::Simulated(_) => "simulated".into(),
             _ => backend.record().model.clone(),
         });
     let vocab = backend.prompt_token_ids().to_vec();

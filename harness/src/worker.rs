@@ -2,16 +2,16 @@
 //! the backend itself and serves one request at a time for the runner, so its CPU time and RSS
 //! can be sampled on their own.
 //!
-//! Protocol: JSON lines. The worker starts with `{"hello": …}` (its backend record, prompt
-//! vocabulary, pid) or `{"load_error": "…"}`. The runner sends `{"generate": GenRequest}`; the
-//! worker answers `{"t": tokens}` per token event, then `{"done": GenOutcome}` or
-//! `{"error": RequestError}`. The runner may send `"cancel"` to stop the current generation
-//! at its next token. End of input ends the worker.
+//! Protocol: JSON lines. The runner's first line is `{"load": BackendSpec}` (the backend with
+//! every option resolved, threads included); the worker loads it and answers `{"hello": …}`
+//! (its backend record, prompt vocabulary, pid) or `{"load_error": "…"}`. The runner then
+//! sends `{"generate": GenRequest}`; the worker answers `{"t": tokens}` per token event, then
+//! `{"done": GenOutcome}` or `{"error": RequestError}`. The runner may send `"cancel"` to stop
+//! the current generation at its next token. End of input ends the worker.
 //!
 //! Token events are stamped by the runner when the worker's line arrives (the pipe adds
 //! microseconds, as a network adds its latency to a remote backend).
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::ops::ControlFlow;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -20,8 +20,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use charter_backends::{
-    Backend, BackendRecord, ComputeSite, GenOutcome, GenRequest, LoadError, RequestError,
-    RequestErrorKind, Stream, TokenEvent, TokenSink,
+    Backend, BackendRecord, BackendSpec, ComputeSite, GenOutcome, GenRequest, LoadError,
+    RequestError, RequestErrorKind, Stream, TokenEvent, TokenSink,
 };
 use serde::{Deserialize, Serialize};
 
@@ -49,39 +49,14 @@ enum FromWorker {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ToWorker {
+    Load(Box<BackendSpec>),
     Generate(GenRequest),
     Cancel,
 }
 
-/// How to start a worker: the executable and its arguments.
-#[derive(Debug, Clone)]
-pub struct WorkerCommand {
-    pub exe: std::path::PathBuf,
-    pub args: Vec<OsString>,
-}
-
-impl WorkerCommand {
-    /// `charter worker --threads T -- <profile args>` with this very binary.
-    pub fn for_profile(profile_args: &[OsString], threads: usize) -> Result<Self, CliError> {
-        let exe = std::env::current_exe().map_err(|e| {
-            CliError::Failure(anyhow::anyhow!(
-                "--isolation process: cannot find charter's own executable: {e}"
-            ))
-        })?;
-        let mut args: Vec<OsString> = vec![
-            "worker".into(),
-            "--threads".into(),
-            threads.to_string().into(),
-            "--".into(),
-        ];
-        args.extend(profile_args.iter().cloned());
-        Ok(Self { exe, args })
-    }
-}
-
 /// A backend whose streams are worker processes.
 pub struct ProcessBackend {
-    command: WorkerCommand,
+    spec: BackendSpec,
     hello: Hello,
     first: Mutex<Option<WorkerStream>>,
 }
@@ -89,35 +64,47 @@ pub struct ProcessBackend {
 impl ProcessBackend {
     /// Start the first worker (it reports the backend's record) and keep it for the first
     /// stream.
-    pub fn start(command: WorkerCommand) -> Result<Self, CliError> {
-        let (stream, hello) = spawn(&command)?;
+    pub fn start(spec: &BackendSpec) -> Result<Self, CliError> {
+        let (stream, hello) = spawn(spec)?;
         let mut hello = hello;
         hello.record.threads_note = format!(
             "{} (per worker process: --isolation process)",
             hello.record.threads_note
         );
         Ok(Self {
-            command,
+            spec: spec.clone(),
             hello,
             first: Mutex::new(Some(stream)),
         })
     }
 }
 
-fn spawn(command: &WorkerCommand) -> Result<(WorkerStream, Hello), CliError> {
-    let mut child = Command::new(&command.exe)
-        .args(&command.args)
+/// `charter worker` with this very binary, sent `spec` to load.
+fn spawn(spec: &BackendSpec) -> Result<(WorkerStream, Hello), CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Failure(anyhow::anyhow!(
+            "--isolation process: cannot find charter's own executable: {e}"
+        ))
+    })?;
+    let mut child = Command::new(&exe)
+        .arg("worker")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| {
-            CliError::Failure(anyhow::anyhow!(
-                "starting worker {}: {e}",
-                command.exe.display()
-            ))
+            CliError::Failure(anyhow::anyhow!("starting worker {}: {e}", exe.display()))
         })?;
-    let stdin = child.stdin.take().expect("piped stdin");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let load = serde_json::to_string(&ToWorker::Load(Box::new(spec.clone())))
+        .map_err(|e| CliError::Failure(e.into()))?;
+    if let Err(e) = writeln!(stdin, "{load}").and_then(|_| stdin.flush()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(CliError::Failure(anyhow::anyhow!(
+            "sending the backend to a worker process: {e}"
+        )));
+    }
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut line = String::new();
     let read = stdout.read_line(&mut line);
@@ -174,7 +161,7 @@ impl Backend for ProcessBackend {
         if let Some(s) = self.first.lock().ok().and_then(|mut f| f.take()) {
             return Ok(Box::new(s));
         }
-        spawn(&self.command)
+        spawn(&self.spec)
             .map(|(s, _)| Box::new(s) as Box<dyn Stream>)
             .map_err(|e| LoadError::Setting {
                 what: format!("starting a worker process: {e}"),
@@ -276,9 +263,9 @@ impl Drop for WorkerStream {
     }
 }
 
-/// `charter worker`: load the backend described by `profile_args` and serve requests on
+/// `charter worker`: load the backend its first input line names and serve requests on
 /// stdin/stdout until stdin closes.
-pub fn run_worker(threads: usize, profile_args: &[OsString]) -> Result<i32, CliError> {
+pub fn run_worker() -> Result<i32, CliError> {
     // Ctrl-C goes to the whole process group: the runner decides what to cancel.
     let _ = ctrlc::set_handler(|| {});
     let stdout = std::io::stdout();
@@ -288,11 +275,24 @@ pub fn run_worker(threads: usize, profile_args: &[OsString]) -> Result<i32, CliE
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     };
-    let backend = match crate::profile::load_worker_backend(threads, profile_args) {
+    let mut lines = std::io::stdin().lock().lines();
+    let spec = match lines
+        .next()
+        .map(|l| l.map(|l| serde_json::from_str::<ToWorker>(&l)))
+    {
+        Some(Ok(Ok(ToWorker::Load(spec)))) => spec,
+        _ => {
+            let e = "charter worker: expected a {\"load\": BackendSpec} line first (it is started by `charter profile --isolation process`)";
+            emit(&FromWorker::LoadError(e.into()));
+            return Ok(crate::EXIT_BAD_INPUT);
+        }
+    };
+    drop(lines);
+    let backend = match spec.load() {
         Ok(b) => b,
         Err(e) => {
             emit(&FromWorker::LoadError(e.to_string()));
-            return Ok(e.exit_code());
+            return Ok(crate::EXIT_BAD_INPUT);
         }
     };
     let mut stream = match backend.new_stream() {
@@ -321,6 +321,9 @@ pub fn run_worker(threads: usize, profile_args: &[OsString]) -> Result<i32, CliE
                     }
                 }
                 Ok(ToWorker::Cancel) => cancel2.store(true, Ordering::SeqCst),
+                Ok(ToWorker::Load(_)) => {
+                    eprintln!("charter worker: ignoring a second load message");
+                }
                 Err(e) => {
                     eprintln!("charter worker: ignoring a malformed message: {e}");
                 }

@@ -284,6 +284,29 @@ impl std::str::FromStr for PromptSpec {
     }
 }
 
+impl std::fmt::Display for PromptSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PromptSpec::Synthetic => f.write_str("synthetic"),
+            PromptSpec::Corpus => f.write_str("corpus"),
+            PromptSpec::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            PromptSpec::ShareGpt(p) => write!(f, "sharegpt:{}", p.display()),
+        }
+    }
+}
+
+impl PromptSpec {
+    /// The same source with a relative prompt-file path taken from `base` (a scenario's
+    /// directory).
+    pub fn rebased(&self, base: &std::path::Path) -> PromptSpec {
+        match self {
+            PromptSpec::Jsonl(p) => PromptSpec::Jsonl(base.join(p)),
+            PromptSpec::ShareGpt(p) => PromptSpec::ShareGpt(base.join(p)),
+            other => other.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Where the weights come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSource {
     /// A named architecture with deterministic random weights.
     Preset { name: String, seed: u64 },
@@ -38,7 +38,7 @@ pub enum ModelSource {
 }
 
 /// How to set the backend up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CandleOptions {
     pub source: ModelSource,
     /// Compute threads per stream (instance), at least 1.

@@ -48,7 +48,9 @@ use inputs::{DimBindings, SynthInput};
 use runtime::Runtime;
 
 /// How to drive the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum OnnxMode {
     /// Any model: synthesised inputs, one request = one inference call.
     Any,
@@ -66,7 +68,17 @@ impl OnnxMode {
 }
 
 /// One session for all streams, or one per stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum SessionSharing {
     /// One session; calls from concurrent streams are serialised (ort needs `&mut` to run).
     Shared,
@@ -85,7 +97,17 @@ impl SessionSharing {
 }
 
 /// ONNX Runtime graph optimisation level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum GraphOpt {
     Disable,
     Basic,
@@ -115,7 +137,17 @@ impl GraphOpt {
 }
 
 /// Execution provider to run the graph on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum ExecutionProviderKind {
     #[default]
     Cpu,
@@ -144,7 +176,7 @@ impl ExecutionProviderKind {
 }
 
 /// Session options, all recorded in the run record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionSettings {
     /// Threads inside one operator (ONNX Runtime counts the calling thread as one of them).
     pub intra_op_threads: usize,
@@ -184,7 +216,7 @@ impl SessionSettings {
 }
 
 /// How to set the backend up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OnnxOptions {
     pub model: PathBuf,
     /// `--ort-lib`; `None`: `ORT_DYLIB_PATH`, then the project cache.

@@ -48,7 +48,9 @@ use crate::{
 use wire::{Format, Usage};
 
 /// Which API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Api {
     /// OpenAI-compatible: OpenAI, vLLM, TGI, llama.cpp's server, Ollama, `charter serve`.
     Openai,
@@ -66,7 +68,17 @@ impl Api {
 }
 
 /// OpenAI endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Endpoint {
     /// `/v1/chat/completions` (messages).
     #[default]
@@ -76,7 +88,17 @@ pub enum Endpoint {
 }
 
 /// The request field that caps output length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum LengthField {
     /// `max_tokens`: honoured by every OpenAI-compatible server (llama.cpp's only limit).
     #[default]
@@ -95,7 +117,7 @@ impl LengthField {
 }
 
 /// The four timeouts of a request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Timeouts {
     /// Opening a connection (DNS, TCP, TLS).
     pub connect: Duration,
@@ -119,7 +141,7 @@ impl Default for Timeouts {
 }
 
 /// How to drive a remote API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RemoteOptions {
     pub api: Api,
     pub base_url: String,

@@ -1,38 +1,34 @@
-//! `charter profile`: load a backend, run each load level of the plan (warm-up, measured window,
-//! cool-down) while the sampler runs, stream every request to `requests.csv`, and rewrite the
-//! run record after every level.
+//! One `charter profile` run in progress: the plan loop (levels, sweeps, the saturation probe and
+//! the SLO search) and one level (warm-up, measured window, cool-down) while the sampler runs;
+//! every request is streamed to `requests.csv` and the run record rewritten after every level.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::Instant;
 
-use charter_backends::candle::{self, CandleBackend, CandleOptions, ModelSource};
-use charter_backends::simulated::{SimulatedBackend, SimulatedTimings};
 use charter_backends::{Backend, Sampling};
 use charter_reports::{
-    request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, PromptSpec,
-    RequestRow, ResourceSummary, RunFiles, RunRecord, RunStatus, SamplingRecord, SearchRecord,
-    WorkloadRecord, SCHEMA_VERSION,
+    request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, RequestRow,
+    ResourceSummary, RunRecord, RunStatus, SearchRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
 
-use crate::cli::ProfileArgs;
-use crate::config::{BackendChoice, Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
+use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
 use crate::resources::{self, ContextSpan, WindowInputs};
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, Finished, OpenLevel, Phase, StreamPool};
-use crate::sampler::{self, Instances, Isolation, Sampler, Sources};
-use crate::worker::{ProcessBackend, WorkerCommand};
-use crate::{host, CliError, EXIT_INTERRUPTED, EXIT_OK};
+use crate::sampler::{self, Instances, Sampler, Sources};
+use crate::{CliError, EXIT_INTERRUPTED, EXIT_OK};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static CTRLC: Once = Once::new();
 
 /// First Ctrl-C: stop issuing requests, cut in-flight ones short, write the partial record.
 /// Second Ctrl-C: exit at once with 130.
-fn install_ctrlc() {
+pub(super) fn install_ctrlc() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
     CTRLC.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -41,119 +37,6 @@ fn install_ctrlc() {
             eprintln!("charter: interrupted; finishing the record (Ctrl-C again to quit at once)");
         });
     });
-}
-
-/// Load the backend for a `charter worker` from the profile arguments it was given.
-pub(crate) fn load_worker_backend(
-    threads: usize,
-    profile_args: &[std::ffi::OsString],
-) -> Result<Box<dyn Backend>, CliError> {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: ProfileArgs,
-    }
-    let mut argv = vec![std::ffi::OsString::from("charter-worker")];
-    argv.extend(profile_args.iter().cloned());
-    let w = <Wrapper as clap::Parser>::try_parse_from(argv)
-        .map_err(|e| CliError::BadInput(format!("worker arguments: {e}")))?;
-    let cfg = ProfileConfig::resolve(&w.args)?;
-    load_backend(&cfg, threads)
-}
-
-/// Load the backend the configuration names.
-pub(crate) fn load_backend(
-    cfg: &ProfileConfig,
-    threads: usize,
-) -> Result<Box<dyn Backend>, CliError> {
-    Ok(match &cfg.backend {
-        BackendChoice::Candle { source, .. } => {
-            candle::configure_threads(threads);
-            Box::new(CandleBackend::load(&CandleOptions {
-                source: source.clone(),
-                threads,
-            })?)
-        }
-        BackendChoice::Simulated {
-            ttft,
-            itl,
-            cpu_fraction,
-        } => Box::new(SimulatedBackend::new(SimulatedTimings {
-            ttft: *ttft,
-            itl: *itl,
-            cpu_fraction: *cpu_fraction,
-        })),
-        BackendChoice::Onnx {
-            model,
-            threads: explicit,
-            args,
-        } => {
-            use charter_backends::onnx::{self, OnnxBackend, OnnxOptions, SessionSharing};
-            let sharing = args.onnx_sessions.unwrap_or_default();
-            // A shared session serves one call at a time, so by default it gets every core.
-            let default_threads = match sharing {
-                SessionSharing::Shared => std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1),
-                SessionSharing::PerInstance => threads,
-            };
-            let mut opts = OnnxOptions::new(model.clone());
-            opts.ort_lib = args.ort_lib.clone();
-            opts.mode = args.onnx_mode;
-            opts.batch = args.batch.map(|b| b as usize);
-            opts.seq_len = args.seq_len.map(|s| s as usize);
-            opts.dims = args.onnx_dim.clone();
-            opts.session = onnx::SessionSettings {
-                intra_op_threads: args
-                    .intra_op_threads
-                    .map(|t| t as usize)
-                    .or(*explicit)
-                    .unwrap_or(default_threads),
-                inter_op_threads: args.inter_op_threads.unwrap_or(1) as usize,
-                spinning: args.onnx_spinning != Some(crate::cli::OnOff::Off),
-                graph_opt: args.graph_opt.unwrap_or_default(),
-                execution_provider: args.execution_provider.unwrap_or_default(),
-            };
-            opts.sharing = sharing;
-            opts.tokenizer = args.tokenizer.clone();
-            opts.seed = cfg.seed;
-            Box::new(OnnxBackend::load(&opts)?)
-        }
-        BackendChoice::Remote(o) => Box::new(charter_backends::remote::RemoteBackend::new(o)?),
-    })
-}
-
-fn label(cfg: &ProfileConfig) -> String {
-    match &cfg.backend {
-        BackendChoice::Candle {
-            source: ModelSource::Path(p),
-            ..
-        } => p
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into()),
-        BackendChoice::Candle {
-            source: ModelSource::Preset { name, .. },
-            ..
-        } => name.clone(),
-        BackendChoice::Simulated { .. } => "simulated".into(),
-        BackendChoice::Remote(o) => format!("{}-{}", o.api.as_str(), o.model.replace('/', "_")),
-        // `model.onnx` says little: Optimum exports name the directory after the model.
-        BackendChoice::Onnx { model, .. } => match model.file_stem().map(|s| s.to_string_lossy()) {
-            Some(stem) if !stem.starts_with("model") && !stem.starts_with("decoder_model") => {
-                stem.into_owned()
-            }
-            _ => model
-                .canonicalize()
-                .ok()
-                .and_then(|p| {
-                    p.parent()?
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                })
-                .unwrap_or_else(|| "onnx".into()),
-        },
-    }
 }
 
 /// Turn a finished request into its CSV row and chunk gaps, on the run's clock.
@@ -227,70 +110,11 @@ pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
     (row, t.chunk_gaps_s)
 }
 
-/// Run `charter profile`; returns the exit code.
-pub fn profile(args: &ProfileArgs) -> Result<i32, CliError> {
-    let cfg = ProfileConfig::resolve(args)?;
-    cfg.check_inputs()?;
-    install_ctrlc();
-    INTERRUPTED.store(false, Ordering::SeqCst);
-    let host = host::host_info();
-    let threads = match &cfg.backend {
-        BackendChoice::Candle {
-            threads: Some(t), ..
-        } => *t,
-        _ => (host.logical_cores / cfg.max_instances()).max(1) as usize,
-    };
-    let dir = RunDir::create(
-        cfg.out
-            .clone()
-            .unwrap_or_else(|| rundir::default_path(&label(&cfg))),
-    )?;
-    let loaded = match cfg.isolation {
-        Isolation::Thread => load_backend(&cfg, threads),
-        Isolation::Process => {
-            let args = crate::profile_args();
-            if args.is_empty() {
-                Err(CliError::BadInput(
-                    "--isolation process starts `charter worker` processes with charter's own command line; it is available from the charter binary only".into(),
-                ))
-            } else {
-                WorkerCommand::for_profile(&args, threads)
-                    .and_then(ProcessBackend::start)
-                    .map(|b| Box::new(b) as Box<dyn Backend>)
-            }
-        }
-    };
-    let prepared = loaded.and_then(|backend| {
-        let default = if backend.accepts_text() && !cfg.prompt_tokens_explicit {
-            charter_workloads::PromptSpec::Corpus
-        } else {
-            charter_workloads::PromptSpec::Synthetic
-        };
-        let prompts = cfg.prompt_source(
-            cfg.prompts.as_ref().unwrap_or(&default),
-            backend.accepts_text(),
-        )?;
-        Ok((backend, prompts))
-    });
-    let (backend, prompts) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            dir.discard();
-            return Err(e);
-        }
-    };
-    let result = Session::new(&cfg, &host, backend.as_ref(), prompts, &dir).and_then(|s| s.run());
-    if let Err(CliError::BadInput(_)) = &result {
-        dir.discard();
-    }
-    result
-}
-
 /// Open the sampler's sources the configuration asks for; what cannot be opened is recorded
 /// as unavailable with its reason.
 fn open_sources(cfg: &ProfileConfig) -> Sources {
     let mut src = Sources::default();
-    for &pid in &cfg.watch_pids {
+    for &pid in &cfg.sampler.watch_pids {
         let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into());
@@ -299,20 +123,20 @@ fn open_sources(cfg: &ProfileConfig) -> Sources {
             name: format!("{name} ({pid})"),
         });
     }
-    if cfg.no_gpu {
+    if cfg.sampler.no_gpu {
         src.unavailable
             .push(("gpu".into(), "not sampled (--no-gpu)".into()));
     } else {
-        match crate::telemetry::gpu::GpuSource::open(cfg.nvml_lib.as_deref()) {
+        match crate::telemetry::gpu::GpuSource::open(cfg.sampler.nvml_lib.as_deref()) {
             Ok(g) => src.gpu = Some(Box::new(g)),
             Err(u) => src.unavailable.push(("gpu".into(), u.reason)),
         }
     }
-    match crate::telemetry::rapl::RaplSource::open(&cfg.powercap_root) {
+    match crate::telemetry::rapl::RaplSource::open(&cfg.sampler.powercap_root) {
         Ok(r) => src.cpu_energy = Some(Box::new(r)),
         Err(u) => src.unavailable.push(("rapl".into(), u.reason)),
     }
-    for name in &cfg.watch_processes {
+    for name in &cfg.sampler.watch_processes {
         for w in sampler::find_processes(name) {
             if !src.watched.iter().any(|x| x.pid == w.pid) {
                 src.watched.push(sampler::Watched {
@@ -326,7 +150,7 @@ fn open_sources(cfg: &ProfileConfig) -> Sources {
 }
 
 /// One `charter profile` run in progress.
-struct Session<'a> {
+pub(super) struct Session<'a> {
     cfg: &'a ProfileConfig,
     backend: &'a dyn Backend,
     dir: &'a RunDir,
@@ -348,71 +172,14 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(
+    pub(super) fn new(
         cfg: &'a ProfileConfig,
         host: &charter_reports::HostInfo,
         backend: &'a dyn Backend,
         prompts: PromptSource,
         dir: &'a RunDir,
     ) -> Result<Self, CliError> {
-        let plan = match &cfg.plan {
-            Plan::Levels(l) if l.len() == 1 => "single",
-            Plan::Levels(_) => "list",
-            Plan::Auto => "auto",
-            Plan::Search => "slo_search",
-        };
-        let license = matches!(&prompts, PromptSource::Entries { name, .. } if name == "corpus")
-            .then(|| charter_workloads::prompts::CORPUS_LICENSE.to_string());
-        let record = RunRecord {
-            schema_version: SCHEMA_VERSION,
-            complete: false,
-            status: RunStatus::Running,
-            started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            tool: host::tool_info(),
-            host: host.clone(),
-            backend: backend.record().clone(),
-            workload: WorkloadRecord {
-                plan: plan.into(),
-                requests: cfg.requests,
-                trials: cfg.trials,
-                duration_s: cfg.duration.map(|d| d.as_secs_f64()),
-                warmup_requests: cfg.warmup,
-                cooldown_s: cfg.cooldown.as_secs_f64(),
-                prompt: PromptSpec {
-                    source: prompts.describe(),
-                    license,
-                    seed: cfg.seed,
-                },
-                max_tokens: match cfg.max_tokens {
-                    Some(d) => d.to_string(),
-                    None if matches!(prompts, PromptSource::Entries { .. }) => {
-                        format!(
-                            "from the prompt file, else {}",
-                            charter_workloads::DEFAULT_MAX_TOKENS
-                        )
-                    }
-                    None => charter_workloads::DEFAULT_MAX_TOKENS.to_string(),
-                },
-                ignore_eos: cfg.ignore_eos,
-                sampling: SamplingRecord {
-                    temperature: cfg.temperature,
-                    top_p: cfg.top_p,
-                    seed: cfg.seed,
-                },
-                slo: cfg.slo.clone(),
-                slo_attainment_target: cfg.slo.as_ref().map(|_| cfg.attainment),
-                scenario: cfg.scenario.as_ref().map(|p| p.display().to_string()),
-            },
-            levels: Vec::new(),
-            search: None,
-            files: RunFiles {
-                requests_csv: rundir::REQUESTS_CSV.into(),
-                samples_csv: rundir::SAMPLES_CSV.into(),
-                instances_csv: Some(rundir::INSTANCES_CSV.into()),
-                gpu_csv: Some(rundir::GPU_CSV.into()),
-                context_csv: Some(rundir::CONTEXT_CSV.into()),
-            },
-        };
+        let record = super::record::initial(cfg, host, backend, &prompts);
         dir.write_record(&record)?;
         let requests_out = dir.requests_writer()?;
         let epoch = Instant::now();
@@ -425,7 +192,7 @@ impl<'a> Session<'a> {
             instances: dir.data_file(rundir::INSTANCES_CSV)?,
             gpu: dir.data_file(rundir::GPU_CSV)?,
         };
-        let sampler = Sampler::start(epoch, cfg.sample_interval, outputs, sources)
+        let sampler = Sampler::start(epoch, cfg.sampler.interval, outputs, sources)
             .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
         let mut context_out = csv::Writer::from_writer(dir.data_file(rundir::CONTEXT_CSV)?);
         context_out
@@ -479,7 +246,7 @@ impl<'a> Session<'a> {
             );
         }
         // One more tick so the last sample covers the end.
-        std::thread::sleep(self.cfg.sample_interval);
+        std::thread::sleep(self.cfg.sampler.interval);
         let b = self.epoch.elapsed().as_secs_f64();
         self.idle = Some(resources::idle_baseline(
             &self.sampler.snapshot(),
@@ -490,8 +257,8 @@ impl<'a> Session<'a> {
     }
 
     /// Run every level of the plan, then finish the record.
-    fn run(mut self) -> Result<i32, CliError> {
-        if let Some(d) = self.cfg.baseline {
+    pub(super) fn run(mut self) -> Result<i32, CliError> {
+        if let Some(d) = self.cfg.sampler.baseline {
             self.idle_baseline(d);
         }
         match self.cfg.plan.clone() {
@@ -514,22 +281,13 @@ impl<'a> Session<'a> {
                         if Self::interrupted() {
                             break;
                         }
-                        self.level(self.open(sat * f), LevelRole::Measure)?;
+                        self.level(self.cfg.open_level(sat * f), LevelRole::Measure)?;
                     }
                 }
             }
             Plan::Search => self.search()?,
         }
         self.finish()
-    }
-
-    fn open(&self, rate: f64) -> LoadLevel {
-        LoadLevel::Open {
-            rate,
-            arrivals: self.cfg.arrivals,
-            burstiness: self.cfg.burstiness,
-            max_in_flight: self.cfg.max_in_flight,
-        }
     }
 
     /// Closed-loop probe at the probe concurrency: its request throughput is saturation.
@@ -569,7 +327,7 @@ impl<'a> Session<'a> {
                 if Self::interrupted() {
                     break;
                 }
-                let l = self.level(self.open(rate), LevelRole::Search)?;
+                let l = self.level(self.cfg.open_level(rate), LevelRole::Search)?;
                 let attainment = l.summary.slo_attainment.unwrap_or(0.0);
                 let met = attainment >= self.cfg.attainment;
                 search.record(Trial {
@@ -603,20 +361,7 @@ impl<'a> Session<'a> {
             std::thread::sleep(self.cfg.cooldown);
         }
         let mut agg = Aggregator::with_slo(self.cfg.slo.clone());
-        let (default_warmup, default_requests) = match load {
-            LoadLevel::Closed { concurrency } => {
-                (u64::from(concurrency), 4 * u64::from(concurrency))
-            }
-            LoadLevel::Open { .. } => (2, 40),
-        };
-        let warmup = self.cfg.warmup.unwrap_or(default_warmup);
-        let stop = StopCondition {
-            requests: match (self.cfg.requests, self.cfg.duration) {
-                (None, None) => Some(default_requests),
-                (r, _) => r,
-            },
-            duration: self.cfg.duration,
-        };
+        let (warmup, stop) = self.cfg.level_bounds(load);
         let profile_rec = match load {
             LoadLevel::Closed { concurrency } => LoadProfile::ClosedLoop { concurrency },
             LoadLevel::Open {
@@ -734,7 +479,8 @@ impl<'a> Session<'a> {
         // The requests' context must be complete before the last samples are read.
         std::thread::sleep(
             self.cfg
-                .sample_interval
+                .sampler
+                .interval
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
@@ -748,7 +494,7 @@ impl<'a> Session<'a> {
                 gpu_names: self.sampler.gpu_names(),
                 spans: &spans,
                 summary: &summary,
-                cpu_tdp_w: self.cfg.cpu_tdp_w,
+                cpu_tdp_w: self.cfg.sampler.cpu_tdp_w,
                 logical_cores: self.record.host.logical_cores,
                 idle: self.idle.as_ref(),
                 unavailable: &self.unavailable,

@@ -1,0 +1,243 @@
+//! The settings of `charter profile`, each defined once: a clap argument in the group of its
+//! scenario section. The command line and scenario files read the same definitions (see
+//! [`super::scenario`]): a setting's scenario key is its argument id (the field name) in the
+//! section of its group, e.g. `--max-in-flight` is `[load] max_in_flight`. Every value is
+//! optional so that a scenario file can supply it; defaults apply last, in
+//! [`super::config`], and are given in brackets.
+//!
+//! The backend's own settings are in [`super::backend`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueHint};
+
+use crate::values::*;
+
+pub use super::backend::BackendArgs;
+
+/// Arguments of `charter profile`: one group per scenario section.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProfileArgs {
+    /// Scenario TOML describing backend, workload, load levels, SLOs, sampler and outputs; every
+    /// flag is also a key of its section (`--max-in-flight 8` is `[load] max_in_flight = 8`), and
+    /// flags given here override the file.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    #[command(flatten)]
+    pub slo: SloArgs,
+
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `[workload]`: what each request asks for.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "workload")]
+#[command(next_help_heading = "Workload ([workload] in a scenario)")]
+pub struct WorkloadArgs {
+    /// Prompt source: synthetic, corpus (built-in), FILE.jsonl / jsonl:FILE, sharegpt:FILE
+    /// [default: corpus when the model has a tokenizer and --prompt-tokens is not given, else
+    /// synthetic].
+    #[arg(long, value_name = "SOURCE")]
+    pub prompts: Option<charter_workloads::PromptSpec>,
+
+    /// Synthetic prompt length: N, uniform:MIN:MAX, normal:MEAN:SD, lognormal:MEDIAN:SIGMA
+    /// [default: 128].
+    #[arg(long, value_name = "DIST")]
+    pub prompt_tokens: Option<charter_workloads::LengthDist>,
+
+    /// Output cap per request (same forms as --prompt-tokens; a prompt file's own max_tokens
+    /// wins) [default: 64].
+    #[arg(long, value_name = "DIST")]
+    pub max_tokens: Option<charter_workloads::LengthDist>,
+
+    /// Keep generating through end-of-sequence tokens (fixed output lengths).
+    #[arg(long)]
+    pub ignore_eos: bool,
+
+    /// Sampling temperature; 0 is greedy [default: 0].
+    #[arg(long, value_parser = parse_non_negative)]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling threshold (with --temperature > 0), in (0, 1].
+    #[arg(long, value_parser = parse_fraction)]
+    pub top_p: Option<f64>,
+
+    /// Warm-up requests per level, excluded from its window [default: one per stream, or 2 in
+    /// open loop].
+    #[arg(long, value_name = "N", value_parser = whole::<u64>)]
+    pub warmup: Option<u64>,
+}
+
+/// `--sweep` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SweepMode {
+    /// Find saturation throughput with a closed-loop probe, then run open-loop rates below it.
+    Auto,
+}
+
+/// `[load]`: the load levels and how long each runs.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "load")]
+#[command(next_help_heading = "Load ([load] in a scenario)")]
+pub struct LoadArgs {
+    /// Closed-loop streams; a comma-separated list sweeps them (e.g. 1,2,4,8) [default: 1].
+    #[arg(short, long, value_delimiter = ',', num_args = 1.., value_parser = at_least_one::<u32>)]
+    pub concurrency: Option<Vec<u32>>,
+
+    /// Open-loop rate in requests/s; a comma-separated list sweeps them (e.g. 0.5,1,2,4).
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "concurrency", value_parser = parse_rate)]
+    pub rate: Option<Vec<f64>>,
+
+    /// Open-loop arrival process [default: poisson].
+    #[arg(long, value_enum)]
+    pub arrivals: Option<charter_workloads::Arrivals>,
+
+    /// Gamma shape for --arrivals gamma: 1 = Poisson, < 1 burstier, > 1 smoother [default: 1].
+    #[arg(long, value_parser = parse_positive)]
+    pub burstiness: Option<f64>,
+
+    /// Open loop: at most this many requests in flight; later arrivals wait, and the wait counts
+    /// as schedule lag [default: 64].
+    #[arg(long, value_parser = at_least_one::<u32>)]
+    pub max_in_flight: Option<u32>,
+
+    /// `auto`: find saturation throughput, then sweep open-loop rates below it.
+    #[arg(long, value_enum, conflicts_with = "rate")]
+    pub sweep: Option<SweepMode>,
+
+    /// Measured requests per level [default: 4 per stream (closed loop) or 40 (open loop),
+    /// unless --duration is given].
+    #[arg(short = 'n', long, value_parser = at_least_one::<u64>)]
+    pub requests: Option<u64>,
+
+    /// Stop issuing measured requests after this long per level (e.g. 30s, 2m); with
+    /// --requests, whichever comes first.
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+
+    /// Pause between levels [default: 0 for one level, 1s for sweeps].
+    #[arg(long, value_parser = parse_duration)]
+    pub cooldown: Option<Duration>,
+
+    /// Flag an open-loop level as client-bound when its schedule-lag p99 exceeds this
+    /// [default: 5ms].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub lag_threshold: Option<Duration>,
+
+    /// Repeat each load level this many times, interleaved (trial 0 of every level, then
+    /// trial 1, ...): per-trial summaries are what `charter gate` compares [default: 1].
+    #[arg(long, value_parser = at_least_one::<u32>)]
+    pub trials: Option<u32>,
+
+    /// Model instances, each serving one request at a time: sets the closed-loop concurrency
+    /// (and caps open-loop requests in flight) [default: the concurrency].
+    #[arg(long, value_parser = at_least_one::<u32>)]
+    pub instances: Option<u32>,
+
+    /// thread: instances are streams inside charter sharing the weights, CPU per instance from
+    /// per-thread CPU time; process: each instance is a `charter worker` process with its own
+    /// copy of the model, sampled separately (CPU and RSS) [default: thread].
+    #[arg(long, value_enum)]
+    pub isolation: Option<crate::sampler::Isolation>,
+}
+
+/// `[slo]`: service-level objectives and the search for the rate that meets them.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "slo")]
+#[command(next_help_heading = "SLOs ([slo] in a scenario)")]
+pub struct SloArgs {
+    /// SLOs, e.g. ttft_p99=500ms,itl_p50=50ms: reported per level (attainment, goodput); without
+    /// --rate/--concurrency lists they start a search for the highest rate meeting them. In a
+    /// scenario, `terms = "..."` or one key per term (`ttft_p99 = "500ms"`).
+    #[arg(long = "slo", value_name = "TERMS", value_parser = parse_slo)]
+    pub terms: Option<charter_reports::slo::Slo>,
+
+    /// Share of requests that must meet every SLO bound, in (0, 1] [default: 0.9].
+    #[arg(long, value_parser = parse_fraction)]
+    pub attainment: Option<f64>,
+
+    /// Search for the highest open-loop rate meeting --slo (implied by --slo without levels).
+    #[arg(long)]
+    pub search: bool,
+
+    /// Most levels an SLO search runs [default: 6].
+    #[arg(long, value_parser = at_least_one::<u32>)]
+    pub search_steps: Option<u32>,
+}
+
+/// `[sampler]`: resource telemetry.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "sampler")]
+#[command(next_help_heading = "Sampler and telemetry ([sampler] in a scenario)")]
+pub struct SamplerArgs {
+    /// Resource sampling interval, at least 1ms [default: 100ms = 10 Hz].
+    #[arg(long = "sample-interval", value_parser = parse_positive_duration)]
+    pub interval: Option<Duration>,
+
+    /// NVML library to load instead of libnvidia-ml.so.1 from the dynamic loader's path.
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub nvml_lib: Option<PathBuf>,
+
+    /// Do not sample GPUs (NVML).
+    #[arg(long)]
+    pub no_gpu: bool,
+
+    /// Root of the Linux powercap tree for RAPL CPU energy [default: /sys/class/powercap].
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub powercap_root: Option<PathBuf>,
+
+    /// Declared CPU TDP in watts: when RAPL is unreadable, CPU energy is estimated as TDP ×
+    /// measured busy share (labelled `estimated`).
+    #[arg(long, value_name = "WATTS", value_parser = parse_positive)]
+    pub cpu_tdp: Option<f64>,
+
+    /// Measure the idle machine (power, CPU, RSS) for this long after loading, before any
+    /// traffic; energy is then also reported net of idle power (e.g. 10s).
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub baseline: Option<Duration>,
+
+    /// Also sample this process (CPU, RSS, GPU memory), e.g. a local inference server that
+    /// charter drives over HTTP; repeatable.
+    #[arg(long, value_name = "PID", value_parser = at_least_one::<u32>)]
+    pub watch_pid: Option<Vec<u32>>,
+
+    /// Also sample every process with this command name (e.g. llama-server); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub watch_process: Option<Vec<String>>,
+}
+
+/// `[output]`: where results go and how they are printed.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "output")]
+#[command(next_help_heading = "Output ([output] in a scenario)")]
+pub struct OutputArgs {
+    /// Run directory, relative to the current directory also in a scenario [default:
+    /// runs/<UTC timestamp>-<model>].
+    // No path hint: a scenario's input paths are taken from its directory, this output one is
+    // not.
+    #[arg(long = "out", value_name = "DIR", value_hint = ValueHint::Unknown)]
+    pub dir: Option<PathBuf>,
+
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Never draw a progress bar (plain progress lines are printed when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}

@@ -1,0 +1,417 @@
+//! The backend's settings (`[backend]` in a scenario; shared by `charter profile` and `charter
+//! serve`) and their resolution into a [`BackendSpec`] with every default applied.
+//!
+//! Settings of one backend kind live in that kind's group ([`SimulatedArgs`], [`OnnxArgs`],
+//! [`RemoteArgs`]); giving one of them with another kind is refused by one generic check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use charter_backends::candle::{presets, CandleOptions, ModelSource};
+use charter_backends::onnx::{OnnxOptions, SessionSettings, SessionSharing};
+use charter_backends::remote::{Api, Endpoint, RemoteOptions, Timeouts};
+use charter_backends::simulated::SimulatedTimings;
+use charter_backends::BackendSpec;
+use clap::{Args, ValueHint};
+
+use super::scenario::Origins;
+use crate::values::*;
+use crate::CliError;
+
+/// Backends charter can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// candle in-process: GGUF, safetensors directory, or random-weight preset.
+    Candle,
+    /// SIMULATED test tool: fixed sleeps (--sim-ttft, --sim-itl); not a model.
+    Simulated,
+    /// ONNX Runtime (through ort; library from --ort-lib, ORT_DYLIB_PATH or
+    /// scripts/fetch-onnxruntime.sh): any model (synthesised inputs) or an Optimum decoder.
+    Onnx,
+    /// OpenAI-compatible HTTP API, streaming (OpenAI, vLLM, TGI, llama.cpp, Ollama, charter
+    /// serve): --base-url, --model NAME, --api-key-env VAR, --endpoint chat|completions.
+    Openai,
+    /// Anthropic messages API, streaming: --base-url, --model NAME, --api-key-env VAR.
+    Anthropic,
+}
+
+impl BackendKind {
+    pub fn is_remote(self) -> bool {
+        matches!(self, BackendKind::Openai | BackendKind::Anthropic)
+    }
+
+    /// How a scenario names this kind, beside the flag.
+    fn named(self) -> &'static str {
+        match self {
+            BackendKind::Candle => "--backend candle (kind = \"candle\" in a scenario)",
+            BackendKind::Simulated => "--backend simulated (kind = \"simulated\" in a scenario)",
+            BackendKind::Onnx => "--backend onnx (kind = \"onnx\" in a scenario)",
+            BackendKind::Openai | BackendKind::Anthropic => {
+                "--backend openai|anthropic (kind = \"openai\" or \"anthropic\" in a scenario)"
+            }
+        }
+    }
+}
+
+/// `[backend]`: what runs the model.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "backend")]
+#[command(next_help_heading = "Backend ([backend] in a scenario)")]
+pub struct BackendArgs {
+    /// Backend [default: candle].
+    #[arg(long = "backend", value_enum)]
+    pub kind: Option<BackendKind>,
+
+    /// Model to load: a .gguf file (quantized Llama family) or a safetensors directory
+    /// (config.json + *.safetensors + tokenizer.json); with --backend onnx, an .onnx file;
+    /// with --backend openai|anthropic, the model name the server serves.
+    /// Without it, --preset is used.
+    #[arg(long, value_name = "PATH", conflicts_with = "preset", value_hint = ValueHint::AnyPath)]
+    pub model: Option<PathBuf>,
+
+    /// Built-in architecture with deterministic random weights [default: tiny-15m]
+    /// (see `charter presets`).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+
+    /// Seed for preset weights, prompts, arrivals and sampling [default: 0].
+    #[arg(long, value_parser = whole::<u64>)]
+    pub seed: Option<u64>,
+
+    /// Compute threads per instance [default: logical cores ÷ instances, at least 1].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    pub threads: Option<usize>,
+
+    /// tokenizer.json: ONNX decoder mode, the text of prompts [default: tokenizer.json next to
+    /// the model]; remote APIs, output tokens when the server sends no usage.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub tokenizer: Option<PathBuf>,
+
+    // Last: their help headings apply to the flags after them.
+    #[command(flatten)]
+    pub sim: SimulatedArgs,
+
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Settings of the simulated backend.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Simulated backend (--backend simulated; a test tool)")]
+pub struct SimulatedArgs {
+    /// Simulated backend: time to first token [default: 20ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub sim_ttft: Option<Duration>,
+
+    /// Simulated backend: time between tokens [default: 5ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub sim_itl: Option<Duration>,
+
+    /// Simulated backend: share of every wait spent busy on a CPU, in [0, 1] [default: 0].
+    #[arg(long, value_parser = parse_unit_interval)]
+    pub sim_cpu: Option<f64>,
+}
+
+/// `--onnx-spinning` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Settings of the ONNX Runtime backend.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "ONNX Runtime backend (--backend onnx)")]
+pub struct OnnxArgs {
+    /// ONNX Runtime 1.31.x shared library [default: ORT_DYLIB_PATH, then
+    /// .cache/onnxruntime/ (scripts/fetch-onnxruntime.sh)].
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub ort_lib: Option<PathBuf>,
+
+    /// any: synthesised inputs, one request = one inference call; decoder: token generation
+    /// with the KV cache (Optimum layout) [default: decoder when the signature has that layout].
+    #[arg(long, value_enum)]
+    pub onnx_mode: Option<charter_backends::onnx::OnnxMode>,
+
+    /// Any-model mode: value of dynamic batch dimensions [default: 1].
+    #[arg(long, value_parser = at_least_one::<usize>)]
+    pub batch: Option<usize>,
+
+    /// Any-model mode: value of dynamic sequence dimensions [default: 128].
+    #[arg(long, value_parser = at_least_one::<usize>)]
+    pub seq_len: Option<usize>,
+
+    /// Any-model mode: value of a named dynamic dimension, e.g. height=224 (comma-separated).
+    #[arg(long, value_name = "NAME=N", value_delimiter = ',', value_parser = parse_dim)]
+    pub onnx_dim: Vec<(String, usize)>,
+
+    /// Threads inside one operator, per session [default: --threads, else logical cores ÷
+    /// instances (per-instance sessions) or all logical cores (shared session)].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    pub intra_op_threads: Option<usize>,
+
+    /// Threads running independent graph nodes; above 1 selects parallel execution [default: 1].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    pub inter_op_threads: Option<usize>,
+
+    /// Let idle ONNX Runtime pool threads spin before sleeping [default: on].
+    #[arg(long, value_enum)]
+    pub onnx_spinning: Option<OnOff>,
+
+    /// Graph optimisation level [default: all].
+    #[arg(long, value_enum)]
+    pub graph_opt: Option<charter_backends::onnx::GraphOpt>,
+
+    /// Execution provider; cuda and tensorrt need a GPU build of ONNX Runtime [default: cpu].
+    #[arg(long, value_enum)]
+    pub execution_provider: Option<charter_backends::onnx::ExecutionProviderKind>,
+
+    /// One session per stream, or one shared by all streams (calls serialised)
+    /// [default: per-instance].
+    #[arg(long, value_enum)]
+    pub onnx_sessions: Option<SessionSharing>,
+}
+
+/// Settings of the remote API backends.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Remote API backends (--backend openai|anthropic)")]
+pub struct RemoteArgs {
+    /// Server base URL, e.g. `http://127.0.0.1:8000` or `https://api.openai.com/v1` (a base that
+    /// ends in /v1 does not get a second one).
+    #[arg(long, value_name = "URL", value_hint = ValueHint::Url)]
+    pub base_url: Option<String>,
+
+    /// Environment variable holding the API key (the key itself is never a flag value, and
+    /// never appears in records, logs or errors).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+
+    /// OpenAI endpoint [default: chat].
+    #[arg(long, value_enum)]
+    pub endpoint: Option<Endpoint>,
+
+    /// Extra request header `NAME: VALUE` (repeatable; only names are recorded).
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Request field carrying the output cap: max-tokens (honoured by every OpenAI-compatible
+    /// server, the only one llama.cpp's server reads) or max-completion-tokens [default:
+    /// max-tokens].
+    #[arg(long, value_enum)]
+    pub length_field: Option<charter_backends::remote::LengthField>,
+
+    /// Do not ask for stream_options.include_usage (for servers that reject it).
+    #[arg(long)]
+    pub no_include_usage: bool,
+
+    /// JSON object merged into every request body, e.g. '{"top_k": 20}'.
+    #[arg(long, value_name = "JSON", value_parser = parse_json_object)]
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+
+    /// Timeout for opening a connection (DNS, TCP, TLS) [default: 10s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Timeout from the start of a request to its response headers [default: 300s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub headers_timeout: Option<Duration>,
+
+    /// Longest gap without a byte of the response body [default: 60s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Timeout for a whole request [default: none].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub total_timeout: Option<Duration>,
+
+    /// Largest SSE event accepted; a larger one fails its request as malformed [default:
+    /// 1048576].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_event_bytes: Option<u64>,
+
+    /// Speak HTTP/2 over plain TCP without negotiation (h2c).
+    #[arg(long)]
+    pub http2_prior_knowledge: bool,
+}
+
+/// Arguments of one kind-specific group, by id.
+fn ids_of<A: Args>() -> Vec<String> {
+    A::augment_args(clap::Command::new("ids"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect()
+}
+
+impl BackendArgs {
+    /// The backend's kind [default: candle].
+    pub fn kind(&self) -> BackendKind {
+        self.kind.unwrap_or(BackendKind::Candle)
+    }
+
+    /// Every setting that applies to the kind, checked, with defaults applied. `threads` is
+    /// the default compute threads per instance (used unless `--threads` is given).
+    pub fn resolve(&self, o: &Origins, threads: usize) -> Result<BackendSpec, CliError> {
+        let kind = self.kind();
+        // A kind's own settings with another kind: refused, naming the first one given.
+        for (group, what, owner) in [
+            (
+                ids_of::<SimulatedArgs>(),
+                "simulated-backend settings",
+                BackendKind::Simulated,
+            ),
+            (
+                ids_of::<OnnxArgs>(),
+                "ONNX Runtime settings",
+                BackendKind::Onnx,
+            ),
+            (
+                ids_of::<RemoteArgs>(),
+                "remote API settings",
+                BackendKind::Openai,
+            ),
+        ] {
+            let same = kind == owner || (kind.is_remote() && owner.is_remote());
+            if let Some(id) = group.iter().find(|id| !same && o.is_set(id)) {
+                return Err(o.bad(id, format!("{what} apply only to {}", owner.named())));
+            }
+        }
+        if self.tokenizer.is_some() && !(kind == BackendKind::Onnx || kind.is_remote()) {
+            return Err(o.bad(
+                "tokenizer",
+                "applies only to --backend onnx|openai|anthropic (a GGUF or safetensors model brings its own tokenizer)",
+            ));
+        }
+        if self.preset.is_some() && kind != BackendKind::Candle {
+            return Err(o.bad(
+                "preset",
+                format!("applies only to {}", BackendKind::Candle.named()),
+            ));
+        }
+        let threads = self.threads.unwrap_or(threads);
+        Ok(match kind {
+            BackendKind::Candle => {
+                let source = match &self.model {
+                    Some(p) => ModelSource::Path(p.clone()),
+                    None => {
+                        let name = self
+                            .preset
+                            .clone()
+                            .unwrap_or_else(|| presets::DEFAULT_PRESET.into());
+                        if presets::find(&name).is_none() {
+                            return Err(o.bad_value(
+                                "preset",
+                                &name,
+                                format!(
+                                    "unknown preset `{name}` (expected one of: {})",
+                                    presets::names()
+                                ),
+                            ));
+                        }
+                        ModelSource::Preset {
+                            name,
+                            seed: self.seed.unwrap_or(0),
+                        }
+                    }
+                };
+                BackendSpec::Candle(CandleOptions { source, threads })
+            }
+            BackendKind::Simulated => {
+                if self.model.is_some() {
+                    return Err(o.bad("model", "the simulated backend takes no model"));
+                }
+                let s = &self.sim;
+                BackendSpec::Simulated(SimulatedTimings {
+                    ttft: s.sim_ttft.unwrap_or(Duration::from_millis(20)),
+                    itl: s.sim_itl.unwrap_or(Duration::from_millis(5)),
+                    cpu_fraction: s.sim_cpu.unwrap_or(0.0),
+                })
+            }
+            BackendKind::Onnx => {
+                let Some(model) = self.model.clone() else {
+                    return Err(o.bad("model", "--backend onnx needs --model PATH.onnx"));
+                };
+                let a = &self.onnx;
+                let sharing = a.onnx_sessions.unwrap_or_default();
+                // A shared session serves one call at a time, so by default it gets every core.
+                let default_intra = match sharing {
+                    SessionSharing::Shared => std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1),
+                    SessionSharing::PerInstance => threads,
+                };
+                let mut opts = OnnxOptions::new(model);
+                opts.ort_lib = a.ort_lib.clone();
+                opts.mode = a.onnx_mode;
+                opts.batch = a.batch;
+                opts.seq_len = a.seq_len;
+                opts.dims = a.onnx_dim.clone();
+                opts.session = SessionSettings {
+                    intra_op_threads: a.intra_op_threads.or(self.threads).unwrap_or(default_intra),
+                    inter_op_threads: a.inter_op_threads.unwrap_or(1),
+                    spinning: a.onnx_spinning != Some(OnOff::Off),
+                    graph_opt: a.graph_opt.unwrap_or_default(),
+                    execution_provider: a.execution_provider.unwrap_or_default(),
+                };
+                opts.sharing = sharing;
+                opts.tokenizer = self.tokenizer.clone();
+                opts.seed = self.seed.unwrap_or(0);
+                BackendSpec::Onnx(opts)
+            }
+            BackendKind::Openai | BackendKind::Anthropic => {
+                let (api, flag) = if kind == BackendKind::Openai {
+                    (Api::Openai, "openai")
+                } else {
+                    (Api::Anthropic, "anthropic")
+                };
+                let r = &self.remote;
+                let Some(base_url) = r.base_url.clone() else {
+                    return Err(o.bad(
+                        "base_url",
+                        format!(
+                            "--backend {flag} needs --base-url URL (e.g. http://127.0.0.1:8000)"
+                        ),
+                    ));
+                };
+                let Some(model) = self
+                    .model
+                    .as_ref()
+                    .map(|m| m.to_string_lossy().into_owned())
+                else {
+                    return Err(o.bad(
+                        "model",
+                        format!("--backend {flag} needs --model NAME (the model name the server serves)"),
+                    ));
+                };
+                if api == Api::Anthropic && r.endpoint == Some(Endpoint::Completions) {
+                    return Err(o.bad(
+                        "endpoint",
+                        "--backend anthropic has only the messages endpoint",
+                    ));
+                }
+                let d = Timeouts::default();
+                let mut opts = RemoteOptions::new(api, base_url, model);
+                opts.endpoint = r.endpoint.unwrap_or_default();
+                opts.api_key_env = r.api_key_env.clone();
+                opts.headers = r.headers.clone();
+                opts.length_field = r.length_field.unwrap_or_default();
+                opts.include_usage = !r.no_include_usage;
+                opts.extra_body = r.extra_body.clone();
+                opts.timeouts = Timeouts {
+                    connect: r.connect_timeout.unwrap_or(d.connect),
+                    headers: r.headers_timeout.unwrap_or(d.headers),
+                    idle: r.idle_timeout.unwrap_or(d.idle),
+                    total: r.total_timeout,
+                };
+                opts.tokenizer = self.tokenizer.clone();
+                if let Some(m) = r.max_event_bytes {
+                    opts.max_event_bytes = m as usize;
+                }
+                opts.http2_prior_knowledge = r.http2_prior_knowledge;
+                BackendSpec::Remote(opts)
+            }
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! The resolved configuration of `charter profile`: the settings (command line over scenario)
+//! checked as a whole and turned into ready objects, with every default applied here and
+//! nowhere else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use charter_backends::candle::ModelSource;
+use charter_backends::BackendSpec;
+use charter_reports::slo::Slo;
+use charter_workloads::{Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, StopCondition};
+
+use super::args::SweepMode;
+use super::scenario::{Origins, Settings};
+use crate::sampler::Isolation;
+use crate::CliError;
+
+/// What load to offer.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// The given levels, in order (one level is a plain run; several are a sweep).
+    Levels(Vec<LoadLevel>),
+    /// Closed-loop saturation probe, then open-loop rates at fractions of saturation.
+    Auto,
+    /// Closed-loop saturation probe, then bisection for the highest rate meeting the SLO.
+    Search,
+}
+
+/// Fractions of saturation throughput an automatic sweep runs.
+pub const AUTO_SWEEP_FRACTIONS: &[f64] = &[0.2, 0.4, 0.6, 0.8, 0.9, 1.0];
+
+/// Open-loop requests in flight without `--max-in-flight`.
+const DEFAULT_MAX_IN_FLIGHT: u32 = 64;
+
+/// What the sampler reads besides this process and the system.
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub interval: Duration,
+    pub nvml_lib: Option<PathBuf>,
+    pub no_gpu: bool,
+    pub powercap_root: PathBuf,
+    pub cpu_tdp_w: Option<f64>,
+    pub baseline: Option<Duration>,
+    pub watch_pids: Vec<u32>,
+    pub watch_processes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProfileConfig {
+    pub backend: BackendSpec,
+    pub seed: u64,
+    pub plan: Plan,
+    pub arrivals: Arrivals,
+    pub burstiness: f64,
+    pub max_in_flight: u32,
+    /// Closed-loop concurrency of the saturation probe (auto sweep, search).
+    pub probe_concurrency: u32,
+    pub requests: Option<u64>,
+    /// Repeats of each level (Levels plans only).
+    pub trials: u32,
+    pub duration: Option<Duration>,
+    pub warmup: Option<u64>,
+    pub cooldown: Duration,
+    pub prompts: Option<PromptSpec>,
+    pub prompt_tokens: LengthDist,
+    /// `--prompt-tokens` was given: without `--prompts`, that asks for synthetic prompts.
+    pub prompt_tokens_explicit: bool,
+    /// Explicit output cap (overrides a prompt file's own `max_tokens`).
+    pub max_tokens: Option<LengthDist>,
+    pub ignore_eos: bool,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub slo: Option<Slo>,
+    pub attainment: f64,
+    pub search_steps: u32,
+    pub lag_threshold: Duration,
+    pub out: Option<PathBuf>,
+    pub json: bool,
+    pub no_progress: bool,
+    pub scenario: Option<PathBuf>,
+    pub isolation: Isolation,
+    pub sampler: SamplerConfig,
+    /// Where each setting came from, for errors found after resolving (prompt files, ...).
+    pub origins: Origins,
+}
+
+impl ProfileConfig {
+    /// Check the settings as a whole and apply defaults. `logical_cores` sizes the default
+    /// compute threads per instance (cores ÷ the most instances any level runs).
+    pub fn resolve(s: &Settings, logical_cores: u32) -> Result<Self, CliError> {
+        let (a, o) = (&s.args, &s.origins);
+        let (load, slo) = (&a.load, &a.slo);
+        let kind = a.backend.kind();
+        if load.isolation == Some(Isolation::Process) && kind.is_remote() {
+            return Err(o.bad("isolation", "--isolation process starts in-process model instances; a remote API backend has none (sample the server with --watch-pid or --watch-process instead)"));
+        }
+        let search = slo.search
+            || (slo.terms.is_some()
+                && load.rate.is_none()
+                && load.concurrency.is_none()
+                && load.sweep.is_none());
+        if search && slo.terms.is_none() {
+            return Err(o.bad(
+                "search",
+                "a search needs SLO terms: --slo (e.g. --slo ttft_p99=500ms; ttft_p99 = \"500ms\" in [slo])",
+            ));
+        }
+        if search && load.rate.is_some() {
+            return Err(o.bad("rate", "--search chooses its own rates: drop --rate"));
+        }
+        if search && load.sweep.is_some() {
+            return Err(o.bad("sweep", "--search chooses its own rates: drop --sweep"));
+        }
+        let probe_single = match &load.concurrency {
+            Some(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        };
+        if (search || load.sweep.is_some()) && load.concurrency.is_some() && probe_single.is_none()
+        {
+            return Err(o.bad(
+                "concurrency",
+                "--sweep auto/--search take at most one --concurrency (the saturation probe's)",
+            ));
+        }
+        let mut concurrency = load.concurrency.clone();
+        let mut max_in_flight = load.max_in_flight;
+        if let Some(n) = load.instances {
+            if load.rate.is_some() || search || load.sweep.is_some() {
+                if max_in_flight.is_some_and(|m| m != n) {
+                    return Err(o.bad_value(
+                        "instances",
+                        n,
+                        format!(
+                            "caps requests in flight at {n}: drop --max-in-flight or make it {n}"
+                        ),
+                    ));
+                }
+                max_in_flight = Some(n);
+            } else {
+                match &concurrency {
+                    Some(c) if c != &vec![n] => {
+                        return Err(o.bad_value("instances", n, format!("each instance serves one request at a time, so the concurrency is {n}; drop --concurrency or make it {n}")));
+                    }
+                    _ => concurrency = Some(vec![n]),
+                }
+            }
+        }
+        let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let arrivals = load.arrivals.unwrap_or(Arrivals::Poisson);
+        let burstiness = load.burstiness.unwrap_or(1.0);
+        let plan = if search {
+            Plan::Search
+        } else if load.sweep == Some(SweepMode::Auto) {
+            Plan::Auto
+        } else if let Some(rates) = &load.rate {
+            Plan::Levels(
+                rates
+                    .iter()
+                    .map(|&rate| LoadLevel::Open {
+                        rate,
+                        arrivals,
+                        burstiness,
+                        max_in_flight,
+                    })
+                    .collect(),
+            )
+        } else {
+            let cs = concurrency.clone().unwrap_or_else(|| vec![1]);
+            Plan::Levels(
+                cs.into_iter()
+                    .map(|c| LoadLevel::Closed { concurrency: c })
+                    .collect(),
+            )
+        };
+        if load.trials.unwrap_or(1) > 1 && !matches!(plan, Plan::Levels(_)) {
+            return Err(o.bad(
+                "trials",
+                "trials repeat given levels; they do not combine with --sweep auto or --search",
+            ));
+        }
+        let probe_concurrency = probe_single.unwrap_or(max_in_flight);
+        let max_instances = match &plan {
+            Plan::Levels(l) => l
+                .iter()
+                .map(|l| match l {
+                    LoadLevel::Closed { concurrency } => *concurrency,
+                    LoadLevel::Open { max_in_flight, .. } => *max_in_flight,
+                })
+                .max()
+                .unwrap_or(1),
+            _ => probe_concurrency.max(max_in_flight),
+        };
+        let threads = (logical_cores / max_instances).max(1) as usize;
+        let backend = a.backend.resolve(o, threads)?;
+        let levels = match &plan {
+            Plan::Levels(l) => l.len(),
+            _ => 2,
+        };
+        let w = &a.workload;
+        let sm = &a.sampler;
+        Ok(Self {
+            backend,
+            seed: a.backend.seed.unwrap_or(0),
+            plan,
+            arrivals,
+            burstiness,
+            max_in_flight,
+            probe_concurrency,
+            requests: load.requests,
+            trials: load.trials.unwrap_or(1),
+            duration: load.duration,
+            warmup: w.warmup,
+            cooldown: load.cooldown.unwrap_or(if levels > 1 {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            }),
+            prompts: w.prompts.clone(),
+            prompt_tokens: w.prompt_tokens.unwrap_or(LengthDist::fixed(128)),
+            prompt_tokens_explicit: w.prompt_tokens.is_some(),
+            max_tokens: w.max_tokens,
+            ignore_eos: w.ignore_eos,
+            temperature: w.temperature.unwrap_or(0.0),
+            top_p: w.top_p,
+            slo: slo.terms.clone(),
+            attainment: slo.attainment.unwrap_or(0.9),
+            search_steps: slo.search_steps.unwrap_or(6),
+            lag_threshold: load.lag_threshold.unwrap_or(Duration::from_millis(5)),
+            out: a.output.dir.clone(),
+            json: a.output.json,
+            no_progress: a.output.no_progress,
+            scenario: a.scenario.clone(),
+            isolation: load.isolation.unwrap_or_default(),
+            sampler: SamplerConfig {
+                interval: sm.interval.unwrap_or(Duration::from_millis(100)),
+                nvml_lib: sm.nvml_lib.clone(),
+                no_gpu: sm.no_gpu,
+                powercap_root: sm
+                    .powercap_root
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/sys/class/powercap")),
+                cpu_tdp_w: sm.cpu_tdp,
+                baseline: sm.baseline,
+                watch_pids: sm.watch_pid.clone().unwrap_or_default(),
+                watch_processes: sm.watch_process.clone().unwrap_or_default(),
+            },
+            origins: o.clone(),
+        })
+    }
+
+    /// Warm-up requests and the stop condition of the measured window of `load`: `--warmup`
+    /// [default: one per stream in closed loop, 2 in open loop]; `--requests` and/or
+    /// `--duration` [default: 4 per stream in closed loop, 40 in open loop].
+    pub fn level_bounds(&self, load: LoadLevel) -> (u64, StopCondition) {
+        let (default_warmup, default_requests) = match load {
+            LoadLevel::Closed { concurrency } => {
+                (u64::from(concurrency), 4 * u64::from(concurrency))
+            }
+            LoadLevel::Open { .. } => (2, 40),
+        };
+        let stop = StopCondition {
+            requests: match (self.requests, self.duration) {
+                (None, None) => Some(default_requests),
+                (r, _) => r,
+            },
+            duration: self.duration,
+        };
+        (self.warmup.unwrap_or(default_warmup), stop)
+    }
+
+    /// An open-loop level at `rate` with the configured arrivals.
+    pub fn open_level(&self, rate: f64) -> LoadLevel {
+        LoadLevel::Open {
+            rate,
+            arrivals: self.arrivals,
+            burstiness: self.burstiness,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+
+    /// Check inputs that exist outside the command line (model path, processes, libraries,
+    /// prompt files) without loading the model.
+    pub fn check_inputs(&self) -> Result<(), CliError> {
+        let o = &self.origins;
+        for &pid in &self.sampler.watch_pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(o.bad_value("watch_pid", pid, "no such process"));
+            }
+        }
+        for name in &self.sampler.watch_processes {
+            if crate::sampler::find_processes(name).is_empty() {
+                return Err(o.bad_value(
+                    "watch_process",
+                    name,
+                    "no running process has that command name",
+                ));
+            }
+        }
+        if let Some(p) = &self.sampler.nvml_lib {
+            if !p.exists() {
+                return Err(o.bad_value(
+                    "nvml_lib",
+                    p.display(),
+                    "file not found (expected an NVML shared library such as libnvidia-ml.so.1)",
+                ));
+            }
+        }
+        if let BackendSpec::Candle(c) = &self.backend {
+            if let ModelSource::Path(p) = &c.source {
+                if !p.exists() {
+                    return Err(charter_backends::LoadError::NotFound { path: p.clone() }.into());
+                }
+            }
+        }
+        if let Some(spec) = &self.prompts {
+            // Presets have no tokenizer; GGUF files and safetensors directories do (checked on
+            // load), and the simulated backend takes any prompt.
+            let accepts_text = !matches!(
+                &self.backend,
+                BackendSpec::Candle(c) if matches!(c.source, ModelSource::Preset { .. })
+            );
+            self.prompt_source(spec, accepts_text)?;
+        }
+        Ok(())
+    }
+
+    /// The prompt source asked for, else the corpus when the backend takes text and no prompt
+    /// length was given, else synthetic token ids.
+    pub fn prompt_source_for(&self, accepts_text: bool) -> Result<PromptSource, CliError> {
+        let default = if accepts_text && !self.prompt_tokens_explicit {
+            PromptSpec::Corpus
+        } else {
+            PromptSpec::Synthetic
+        };
+        self.prompt_source(self.prompts.as_ref().unwrap_or(&default), accepts_text)
+    }
+
+    fn prompt_source(
+        &self,
+        spec: &PromptSpec,
+        accepts_text: bool,
+    ) -> Result<PromptSource, CliError> {
+        let o = &self.origins;
+        let src = match spec {
+            PromptSpec::Synthetic => PromptSource::Synthetic {
+                tokens: self.prompt_tokens,
+            },
+            PromptSpec::Corpus => PromptSource::corpus(),
+            PromptSpec::Jsonl(p) => PromptSource::jsonl(p).map_err(|e| o.bad("prompts", e))?,
+            PromptSpec::ShareGpt(p) => {
+                PromptSource::sharegpt(p).map_err(|e| o.bad("prompts", e))?
+            }
+        };
+        if src.needs_tokenizer() && !accepts_text {
+            return Err(o.bad_value(
+                "prompts",
+                src.describe(),
+                "this model has no tokenizer (random-weight presets take --prompts synthetic)",
+            ));
+        }
+        Ok(src)
+    }
+
+    /// One line for `charter validate`.
+    pub fn describe(&self) -> String {
+        let plan = match &self.plan {
+            Plan::Levels(l) if l.len() == 1 => "1 level".to_string(),
+            Plan::Levels(l) => format!("sweep of {} levels", l.len()),
+            Plan::Auto => "automatic sweep".into(),
+            Plan::Search => format!(
+                "SLO search ({}, attainment ≥ {})",
+                self.slo.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                self.attainment
+            ),
+        };
+        format!("{}, {plan}", self.backend.describe())
+    }
+}

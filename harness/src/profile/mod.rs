@@ -1,0 +1,71 @@
+//! `charter profile`: settings in, run directory out.
+//!
+//! - [`args`]: the settings, one clap group per scenario section; [`backend`]: the backend's
+//!   settings and their resolution into a `BackendSpec`;
+//! - [`scenario`]: scenario files read through the same definitions, merged under the command
+//!   line;
+//! - [`config`]: the settings checked as a whole, every default applied;
+//! - [`session`]: the plan loop and one level; [`record`]: the run record's settings part.
+
+pub mod args;
+pub mod backend;
+pub mod config;
+pub mod record;
+pub mod scenario;
+mod session;
+
+pub use session::request_row;
+
+use charter_backends::Backend;
+
+use crate::rundir::{self, RunDir};
+use crate::sampler::Isolation;
+use crate::worker::ProcessBackend;
+use crate::{host, CliError};
+use config::ProfileConfig;
+use scenario::Settings;
+use session::Session;
+
+/// Run `charter profile` with `settings`; returns the exit code.
+pub fn profile(settings: &Settings) -> Result<i32, CliError> {
+    let host = host::host_info();
+    let cfg = ProfileConfig::resolve(settings, host.logical_cores)?;
+    cfg.check_inputs()?;
+    session::install_ctrlc();
+    let dir = RunDir::create(
+        cfg.out
+            .clone()
+            .unwrap_or_else(|| rundir::default_path(&cfg.backend.label())),
+    )?;
+    let loaded: Result<Box<dyn Backend>, CliError> = match cfg.isolation {
+        Isolation::Thread => cfg.backend.load().map_err(CliError::from),
+        Isolation::Process => {
+            ProcessBackend::start(&cfg.backend).map(|b| Box::new(b) as Box<dyn Backend>)
+        }
+    };
+    let prepared = loaded.and_then(|backend| {
+        let prompts = cfg.prompt_source_for(backend.accepts_text())?;
+        Ok((backend, prompts))
+    });
+    let (backend, prompts) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            dir.discard();
+            return Err(e);
+        }
+    };
+    let result = Session::new(&cfg, &host, backend.as_ref(), prompts, &dir).and_then(|s| s.run());
+    if let Err(CliError::BadInput(_)) = &result {
+        dir.discard();
+    }
+    result
+}
+
+/// `charter validate FILE`: the scenario resolved and its inputs checked, without loading the
+/// model; returns a one-line description.
+pub fn validate(path: &std::path::Path) -> Result<String, CliError> {
+    let settings = Settings::from_file(path)?;
+    let cfg = ProfileConfig::resolve(&settings, host::host_info().logical_cores)?;
+    cfg.check_inputs()?;
+    Ok(cfg.describe())
+}
