@@ -11,6 +11,7 @@ mod charter;
 mod compare;
 mod gate;
 mod profile;
+mod trace;
 
 use std::fmt;
 
@@ -18,6 +19,7 @@ pub use self::charter::CharterDoc;
 pub use self::compare::{CompareDoc, CompareRow};
 pub use self::gate::GateDoc;
 pub use self::profile::ProfileDoc;
+pub use self::trace::TraceDoc;
 use crate::charter::LoadedRun;
 
 /// Every output format of charter. All are UTF-8 text.
@@ -34,6 +36,8 @@ pub enum Format {
     Junit,
     /// Bencher Metric Format (JSON).
     Bmf,
+    /// Chrome Trace Event Format JSON, for <https://ui.perfetto.dev> and `chrome://tracing`.
+    PerfettoTrace,
 }
 
 impl Format {
@@ -46,6 +50,7 @@ impl Format {
             Format::Csv => "CSV",
             Format::Junit => "JUnit XML",
             Format::Bmf => "Bencher Metric Format",
+            Format::PerfettoTrace => "Perfetto trace",
         }
     }
 }
@@ -81,7 +86,11 @@ pub trait Export {
 /// order their files are written. Each writes the files its [`Export::files`] lists.
 pub fn report_documents<'a>(
     charter: CharterDoc<'a>,
-    _runs: &'a [LoadedRun],
+    runs: &'a [LoadedRun],
 ) -> Vec<Box<dyn Export + 'a>> {
-    vec![Box::new(charter)]
+    let mut docs: Vec<Box<dyn Export + 'a>> = vec![Box::new(charter)];
+    for trace in TraceDoc::for_runs(runs) {
+        docs.push(Box::new(trace));
+    }
+    docs
 }
