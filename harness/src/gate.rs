@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use charter_reports::export::{Export, Format, GateDoc};
 use charter_reports::gate::{self, GateRules, MetricName, TrialValues};
 use charter_reports::{LevelRole, RunRecord};
 
@@ -173,19 +174,21 @@ pub fn run(args: &GateArgs) -> Result<i32, CliError> {
         b.len(),
         c.len()
     );
-    print!("{}", gate::to_console(&report));
-    if let Some(p) = &args.json {
-        write_file(p, &gate::to_json(&report))?;
-    }
-    if let Some(p) = &args.junit {
-        write_file(p, &gate::to_junit_xml(&report))?;
-    }
-    let markdown = gate::to_markdown(&report);
-    if let Some(p) = &args.markdown {
-        write_file(p, &markdown)?;
-    }
-    if let Some(p) = &args.bmf {
-        write_file(p, &gate::to_bmf(&report, &args.benchmark))?;
+    let doc = GateDoc {
+        report: &report,
+        benchmark: &args.benchmark,
+    };
+    print!("{}", doc.export(Format::Console)?);
+    let markdown = doc.export(Format::Markdown)?;
+    for (path, format) in [
+        (&args.json, Format::Json),
+        (&args.junit, Format::Junit),
+        (&args.markdown, Format::Markdown),
+        (&args.bmf, Format::Bmf),
+    ] {
+        if let Some(p) = path {
+            write_file(p, &doc.export(format)?)?;
+        }
     }
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         let mut f = std::fs::OpenOptions::new()

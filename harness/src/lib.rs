@@ -65,6 +65,13 @@ impl From<charter_backends::LoadError> for CliError {
     }
 }
 
+/// A document asked for a format it cannot render: a bug in charter, not bad input.
+impl From<charter_reports::export::Unsupported> for CliError {
+    fn from(e: charter_reports::export::Unsupported) -> Self {
+        CliError::Failure(e.into())
+    }
+}
+
 impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
         CliError::Failure(e)

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use charter_reports::charter::{self, LoadedRun};
+use charter_reports::charts;
 use charter_reports::cost::{self, CostConfig, HOURS_PER_MONTH};
-use charter_reports::{charts, render};
+use charter_reports::export::{self, CharterDoc, CompareDoc, Export, Format};
 
 use crate::CliError;
 
@@ -38,22 +39,23 @@ pub fn report(runs: &[PathBuf], out: &Path, cost_file: Option<&Path>) -> Result<
     let chart_dir = out.join("charts");
     std::fs::create_dir_all(&chart_dir).map_err(io(out))?;
     charts::write_all(&charts, &chart_dir).map_err(io(&chart_dir))?;
-    let files = [
-        ("charter.json", render::json(&ch)),
-        ("charter.md", render::markdown(&ch, &charts)),
-        ("charter.html", render::html(&ch, &charts)),
-        ("levels.csv", render::levels_csv(&ch)),
-    ];
-    for (name, text) in &files {
-        let p = out.join(name);
-        std::fs::write(&p, text).map_err(io(&p))?;
+    let doc = CharterDoc {
+        charter: &ch,
+        charts: &charts,
+    };
+    let mut written = Vec::new();
+    for d in export::report_documents(doc, &runs) {
+        for (name, format) in d.files() {
+            let p = out.join(&name);
+            std::fs::write(&p, d.export(format)?).map_err(io(&p))?;
+            written.push(name);
+        }
     }
-    for h in &ch.headline {
-        println!("- {h}");
-    }
+    print!("{}", doc.export(Format::Console)?);
     println!(
-        "\nwrote {}/charter.html, charter.md, charter.json, levels.csv and {} chart(s) in charts/ (SVG + PNG)",
+        "\nwrote {}/{} and {} chart(s) in charts/ (SVG + PNG)",
         out.display(),
+        written.join(", "),
         charts.len()
     );
     Ok(crate::EXIT_OK)
@@ -69,62 +71,7 @@ pub fn compare(runs: &[PathBuf]) -> Result<i32, CliError> {
     }
     let loaded = load_runs(runs)?;
     let ch = charter::build(&loaded, None, &tool());
-    type Get = fn(&charter::LevelCharter) -> Option<f64>;
-    let rows: [(&str, Get, f64); 9] = [
-        ("output tokens/s", |l| l.output_tokens_per_s, 1.0),
-        ("requests/s", |l| l.requests_per_s, 1.0),
-        ("TTFT p50 (ms)", |l| l.ttft_p50_s, 1e3),
-        ("TTFT p99 (ms)", |l| l.ttft_p99_s, 1e3),
-        ("ITL p50 (ms)", |l| l.itl_p50_s, 1e3),
-        ("ITL p99 (ms)", |l| l.itl_p99_s, 1e3),
-        ("E2E p99 (ms)", |l| l.e2e_p99_s, 1e3),
-        ("CPU cores (mean)", |l| l.cpu_cores_mean, 1.0),
-        (
-            "peak RSS (MiB)",
-            |l| l.rss_peak_bytes.map(|b| b as f64),
-            1.0 / 1048576.0,
-        ),
-    ];
-    // Each run's main level: the one its capacity names, else its first level.
-    let mains: Vec<Option<&charter::LevelCharter>> = ch
-        .runs
-        .iter()
-        .map(|r| {
-            let want = r.capacity.as_ref().map(|c| c.load.clone());
-            r.levels
-                .iter()
-                .find(|l| Some(&l.load) == want.as_ref())
-                .or(r.levels.first())
-        })
-        .collect();
-    print!("{:<18}", "");
-    for (i, r) in ch.runs.iter().enumerate() {
-        let name: String = r.backend.chars().take(22).collect();
-        print!(" {:>24}", if i == 0 { name } else { format!("{name} (×)") });
-    }
-    println!();
-    print!("{:<18}", "load");
-    for m in &mains {
-        print!(" {:>24}", m.map(|l| l.load.clone()).unwrap_or_default());
-    }
-    println!();
-    for (name, get, scale) in rows {
-        print!("{name:<18}");
-        let base = mains[0].and_then(get);
-        for (i, m) in mains.iter().enumerate() {
-            let v = m.and_then(get);
-            let cell = match (v, base) {
-                (Some(v), Some(b)) if i > 0 && b != 0.0 => {
-                    format!("{:.2} ({:.2}×)", v * scale, v / b)
-                }
-                (Some(v), _) => format!("{:.2}", v * scale),
-                _ => "n/a".into(),
-            };
-            print!(" {cell:>24}");
-        }
-        println!();
-    }
-    println!("\n(× = ratio to the first run; each run's row is its highest sustained level)");
+    print!("{}", CompareDoc::new(&ch).export(Format::Console)?);
     Ok(crate::EXIT_OK)
 }
 

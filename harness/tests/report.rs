@@ -49,6 +49,8 @@ fn report_compare_and_plan_from_records() {
         "charter.md",
         "charter.json",
         "levels.csv",
+        "trace-0.json",
+        "trace-1.json",
         "charts/ttft-cdf.png",
         "charts/ttft-cdf.svg",
         "charts/load-curve-0.png",

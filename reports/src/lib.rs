@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod charter;
 pub mod charts;
 pub mod cost;
+pub mod export;
 pub mod gate;
 pub mod metrics;
 pub mod record;

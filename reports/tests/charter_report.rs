@@ -3,18 +3,14 @@
 //! fixture predates `context.csv`; the chart tests add one (synthetic points on a known line) to
 //! a copy of it, and a malformed one must be refused naming the file.
 
+mod common;
+
 use std::path::Path;
 
 use charter_reports::charter::{self, LoadedRun};
 use charter_reports::cost::CostConfig;
 use charter_reports::{charts, render};
-
-fn fixture() -> LoadedRun {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweep");
-    let mut run = charter::load_run(&dir).unwrap();
-    run.dir = "fixtures/sweep".into(); // stable across machines, for snapshots
-    run
-}
+use common::{fixture, fixture_dir};
 
 /// Bytes of RSS each 1k live context tokens add in the synthetic `context.csv`.
 const SLOPE_PER_1K: f64 = 3e6;
@@ -25,7 +21,7 @@ const BASELINE: f64 = 75e6;
 /// record's `ram_per_1k_tokens` fit (level 2 has points but no fit). `context` is the file's text;
 /// `None` writes the synthetic points.
 fn fixture_with_context(tmp: &Path, context: Option<&str>) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sweep");
+    let src = fixture_dir();
     let dir = tmp.join("sweep");
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["requests.csv", "samples.csv"] {

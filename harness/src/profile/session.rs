@@ -7,6 +7,7 @@ use std::sync::Once;
 use std::time::Instant;
 
 use charter_backends::{Backend, Sampling};
+use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::{
     request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, RequestRow,
     ResourceSummary, RunRecord, RunStatus, SearchRecord,
@@ -636,26 +637,16 @@ impl<'a> Session<'a> {
         self.record.complete = !interrupted;
         self.dir.write_record(&self.record)?;
         let dir_str = self.dir.path().display().to_string();
-        if self.cfg.json {
-            let out = serde_json::json!({
-                "run_dir": dir_str,
-                "complete": self.record.complete,
-                "status": self.record.status,
-                "backend": self.record.backend.model,
-                "threads_per_instance": self.record.backend.threads_per_instance,
-                "levels": self.record.levels,
-                "search": self.record.search,
-            });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?
-            );
+        let doc = ProfileDoc {
+            record: &self.record,
+            run_dir: &dir_str,
+        };
+        let format = if self.cfg.json {
+            Format::Json
         } else {
-            print!(
-                "{}",
-                charter_reports::summary::render_console(&self.record, &dir_str)
-            );
-        }
+            Format::Console
+        };
+        print!("{}", doc.export(format)?);
         Ok(if interrupted {
             EXIT_INTERRUPTED
         } else {
