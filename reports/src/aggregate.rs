@@ -1,7 +1,8 @@
 //! Folding request rows into a run summary (histograms, counts, throughput).
 
-use crate::record::{MeasuredWindow, RequestRow, RunSummary};
-use crate::slo::{wilson_interval, Slo};
+use charter_record::{MeasuredWindow, RequestRow, RunSummary, Slo};
+
+use crate::slo::wilson_interval;
 use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
 
 /// Accumulates measured requests; warm-up rows are counted as excluded and otherwise ignored.

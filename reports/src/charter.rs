@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use charter_record::{
+    ContextPoint, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
+    SCHEMA_VERSION,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::{self, CostConfig, HOURS_PER_MONTH};
-use crate::record::{
-    ContextPoint, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
-    SCHEMA_VERSION,
-};
 use crate::summary::human_bytes;
 
 /// Version of the `charter.json` layout.

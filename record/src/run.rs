@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{LatencySummary, ValueSummary};
+use crate::summary::{LatencySummary, ValueSummary};
 
 /// Version of the `run.json` layout. Bump on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
