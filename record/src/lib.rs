@@ -9,11 +9,15 @@
 //! the unit in the field name.
 
 pub mod metrics;
+pub mod observation;
 pub mod run;
 pub mod slo;
 pub mod summary;
 
 pub use metrics::{request_timings, RequestTimings};
+pub use observation::{
+    ErrorKind, GenOutcome, RequestError, StopReason, TokenCountSource, WireInfo,
+};
 pub use run::*;
 pub use slo::{Slo, SloMetric, SloTerm};
 pub use summary::{LatencySummary, ValueSummary};

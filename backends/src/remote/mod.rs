@@ -41,9 +41,9 @@ use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
 use crate::{
-    Backend, BackendRecord, ChatMessage, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
-    RequestErrorKind, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink,
-    WeightsProvenance, WireInfo,
+    Backend, BackendRecord, ChatMessage, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt,
+    RequestError, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink, WeightsProvenance,
+    WireInfo,
 };
 use wire::{Format, Usage};
 
@@ -321,7 +321,7 @@ impl RemoteBackend {
             (Api::Anthropic, _) => Format::Anthropic,
         };
         let base = reqwest::Url::parse(&opts.base_url).map_err(|_| setting(String::new()))?;
-        let remote = charter_reports::RemoteRecord {
+        let remote = charter_record::RemoteRecord {
             api: opts.api.as_str().into(),
             base_url: redacted_url(&base),
             endpoint: url.path().to_string(),
@@ -675,7 +675,7 @@ struct Progress {
 }
 
 impl Exchange<'_> {
-    fn fail(&self, p: &Progress, kind: RequestErrorKind, message: String) -> RequestError {
+    fn fail(&self, p: &Progress, kind: ErrorKind, message: String) -> RequestError {
         RequestError {
             kind,
             message: self.shared.scrub(message),
@@ -720,7 +720,7 @@ impl Exchange<'_> {
                 };
                 return Err(self.fail(
                     &p,
-                    RequestErrorKind::Timeout,
+                    ErrorKind::Timeout,
                     format!(
                         "{which}: no response headers within {:?}",
                         headers_deadline - self.start
@@ -730,13 +730,13 @@ impl Exchange<'_> {
             Ok(Err(e)) => {
                 let e = e.without_url();
                 let kind = if e.is_timeout() {
-                    RequestErrorKind::Timeout
+                    ErrorKind::Timeout
                 } else if e.is_connect() {
-                    RequestErrorKind::Connect
+                    ErrorKind::Connect
                 } else {
-                    RequestErrorKind::StreamBroken
+                    ErrorKind::StreamBroken
                 };
-                let what = if kind == RequestErrorKind::Timeout && e.is_connect() {
+                let what = if kind == ErrorKind::Timeout && e.is_connect() {
                     format!("connect timeout ({:?}): ", sh.timeouts.connect)
                 } else {
                     String::new()
@@ -764,9 +764,9 @@ impl Exchange<'_> {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(retry_after);
             let kind = if status.as_u16() == 429 {
-                RequestErrorKind::RateLimited
+                ErrorKind::RateLimited
             } else {
-                RequestErrorKind::HttpStatus
+                ErrorKind::HttpStatus
             };
             let snippet = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
                 Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
@@ -816,7 +816,7 @@ impl Exchange<'_> {
                     if total_deadline.is_some_and(|t| now >= t) {
                         return Err(self.fail(
                             &p,
-                            RequestErrorKind::Timeout,
+                            ErrorKind::Timeout,
                             format!(
                                 "total timeout: the request ran past {:?} ({} content chunks received)",
                                 sh.timeouts.total.unwrap_or_default(),
@@ -829,7 +829,7 @@ impl Exchange<'_> {
                     }
                     return Err(self.fail(
                         &p,
-                        RequestErrorKind::Timeout,
+                        ErrorKind::Timeout,
                         format!(
                             "idle timeout: no bytes for {idle:?} ({} content chunks received)",
                             p.chunks
@@ -843,11 +843,11 @@ impl Exchange<'_> {
                 Some(Err(e)) => {
                     let too_large = matches!(&e, sse_stream::Error::Body(b) if matches!(b.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))));
                     let kind = match &e {
-                        _ if too_large => RequestErrorKind::Malformed,
-                        sse_stream::Error::Body(_) => RequestErrorKind::StreamBroken,
-                        _ => RequestErrorKind::Malformed,
+                        _ if too_large => ErrorKind::Malformed,
+                        sse_stream::Error::Body(_) => ErrorKind::StreamBroken,
+                        _ => ErrorKind::Malformed,
                     };
-                    let what = if kind == RequestErrorKind::StreamBroken {
+                    let what = if kind == ErrorKind::StreamBroken {
                         "the response body broke mid-stream: "
                     } else {
                         ""
@@ -862,12 +862,12 @@ impl Exchange<'_> {
             };
             let piece = match wire::parse(sh.format, data) {
                 Ok(x) => x,
-                Err(m) => return Err(self.fail(&p, RequestErrorKind::Malformed, m)),
+                Err(m) => return Err(self.fail(&p, ErrorKind::Malformed, m)),
             };
             if let Some(err) = &piece.error {
                 return Err(self.fail(
                     &p,
-                    RequestErrorKind::StreamBroken,
+                    ErrorKind::StreamBroken,
                     format!("the server reported an error mid-stream: {err}"),
                 ));
             }
@@ -907,7 +907,7 @@ impl Exchange<'_> {
             };
             return Err(self.fail(
                 &p,
-                RequestErrorKind::StreamBroken,
+                ErrorKind::StreamBroken,
                 format!(
                     "the stream ended without {marker} ({} content chunks received)",
                     p.chunks
