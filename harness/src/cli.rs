@@ -506,7 +506,7 @@ pub struct ProfileArgs {
     /// SLOs, e.g. ttft_p99=500ms,itl_p50=50ms: reported per level (attainment, goodput); without
     /// --rate/--concurrency lists they start a search for the highest rate meeting them.
     #[arg(long, value_parser = parse_slo)]
-    pub slo: Option<charter_reports::slo::Slo>,
+    pub slo: Option<charter_record::Slo>,
 
     /// Share of requests that must meet every SLO bound, in (0, 1] [default: 0.9].
     #[arg(long, value_parser = parse_fraction)]
@@ -696,7 +696,7 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-pub fn parse_slo(s: &str) -> Result<charter_reports::slo::Slo, String> {
+pub fn parse_slo(s: &str) -> Result<charter_record::Slo, String> {
     s.parse()
 }
 

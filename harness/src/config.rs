@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use charter_backends::candle::{presets, ModelSource};
-use charter_reports::slo::Slo;
+use charter_record::Slo;
 use charter_workloads::{Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec};
 
 use crate::cli::{BackendKind, ProfileArgs, SweepMode};

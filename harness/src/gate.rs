@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use charter_record::{LevelRole, RunRecord};
 use charter_reports::gate::{self, GateRules, MetricName, TrialValues};
-use charter_reports::{LevelRole, RunRecord};
 
 use crate::cli::{GateArgs, GateCommand};
 use crate::CliError;

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use charter_reports::{
-    least_squares, mean, EnergySummary, GpuSummary, IdleBaseline, InstancesSummary,
-    ProcessResources, RamFit, ResourceSummary, RunSummary, ValueSummary,
+use charter_record::{
+    EnergySummary, GpuSummary, IdleBaseline, InstancesSummary, Observation, ProcessResources,
+    RamFit, ResourceSummary, RunSummary, ValueSummary,
 };
+use charter_reports::{least_squares, mean};
 
-use crate::runner::Finished;
 use crate::sampler::{self, Isolation, Sample, Target, Watched};
 use crate::telemetry::{gpu, rapl};
 
@@ -32,7 +32,7 @@ pub struct ContextSpan {
 }
 
 impl ContextSpan {
-    pub fn from_finished(f: &Finished, epoch: Instant) -> Self {
+    pub fn from_finished(f: &Observation, epoch: Instant) -> Self {
         let s = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
         let prompt_tokens = match &f.result {
             Ok(o) => o.prompt_tokens,

@@ -270,8 +270,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
             };
             if section == "slo" && !known.contains(&key.as_str()) {
                 let term = format!("{key}={}", leaf.text()?);
-                let one: charter_reports::slo::Slo =
-                    term.parse().map_err(|e: String| leaf.err(e))?;
+                let one: charter_record::Slo = term.parse().map_err(|e: String| leaf.err(e))?;
                 slo_terms.extend(one.terms);
                 continue;
             }
@@ -507,7 +506,7 @@ pub fn load(path: &Path) -> Result<ProfileArgs, CliError> {
         }
     }
     if !slo_terms.is_empty() {
-        a.slo = Some(charter_reports::slo::Slo { terms: slo_terms });
+        a.slo = Some(charter_record::Slo { terms: slo_terms });
     }
     a.scenario = Some(path.to_path_buf());
     Ok(a)

@@ -151,7 +151,7 @@ fn assert_fault(
     fault: Fault,
     kind: &str,
     extra: &[&str],
-    check: impl Fn(&charter_reports::RequestRow),
+    check: impl Fn(&charter_record::RequestRow),
 ) {
     let f = fault.clone();
     // Even-numbered requests fail, odd ones succeed: the run goes on past every failure.

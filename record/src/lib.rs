@@ -16,7 +16,7 @@ pub mod summary;
 
 pub use metrics::{request_timings, RequestTimings};
 pub use observation::{
-    ErrorKind, GenOutcome, RequestError, StopReason, TokenCountSource, WireInfo,
+    ErrorKind, GenOutcome, Observation, RequestError, StopReason, TokenCountSource, WireInfo,
 };
 pub use run::*;
 pub use slo::{Slo, SloMetric, SloTerm};

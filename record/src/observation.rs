@@ -1,6 +1,8 @@
 //! The raw observation of one request: what a backend reports about a generation
-//! ([`GenOutcome`] or [`RequestError`], with what a remote request saw on the wire). Nothing
-//! here is derived: metrics are computed from it in [`crate::metrics`].
+//! ([`GenOutcome`] or [`RequestError`], with what a remote request saw on the wire), and what
+//! the runner adds around it (ids, scheduled and actual times, token event times) to make an
+//! [`Observation`]. Nothing here is derived: metrics are computed from it in
+//! [`crate::metrics`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -148,3 +150,18 @@ impl fmt::Display for RequestError {
 }
 
 impl std::error::Error for RequestError {}
+
+/// A request that finished (or failed), with the raw times of its token events.
+#[derive(Debug)]
+pub struct Observation {
+    pub id: u64,
+    pub instance: u32,
+    pub warmup: bool,
+    /// When the load profile scheduled it (closed loop: equals `start`).
+    pub intended_start: Instant,
+    pub start: Instant,
+    pub end: Instant,
+    /// Arrival time and token count of each token event.
+    pub events: Vec<(Instant, u32)>,
+    pub result: Result<GenOutcome, RequestError>,
+}

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use charter_reports::{SampleRow, SamplerInfo};
+use charter_record::{SampleRow, SamplerInfo};
 use procfs::prelude::*;
 
 pub use procs::{find_processes, Instances, Isolation, ProcReader, Target, TargetReading, Watched};
