@@ -8,6 +8,18 @@
 //! aggregates or writes files. All stored quantities are raw SI numbers (seconds, bytes) with
 //! the unit in the field name.
 
+/// `Display` for enums with an `as_str`: the record's word, padded and aligned like a `str`.
+macro_rules! display_as_str {
+    ($($t:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    )+};
+}
+pub(crate) use display_as_str;
+
 pub mod metrics;
 pub mod observation;
 pub mod run;

@@ -94,7 +94,7 @@ impl RequestRow {
                 Ok(g) => (
                     g.prompt_tokens,
                     g.output_tokens,
-                    Some(g.stop_reason.as_str().to_string()),
+                    Some(g.stop_reason),
                     None,
                     None,
                     g.token_count_source,
@@ -104,7 +104,7 @@ impl RequestRow {
                     e.prompt_tokens,
                     e.output_tokens,
                     None,
-                    Some(e.kind.as_str().to_string()),
+                    Some(e.kind),
                     Some(e.message.clone()),
                     // What the count of tokens received before the failure rests on.
                     if e.wire.is_some() {
@@ -137,7 +137,7 @@ impl RequestRow {
             tpot_incl_first_s: t.tpot_incl_first_s,
             prompt_tokens,
             output_tokens,
-            token_count_source: source.as_str().into(),
+            token_count_source: source,
             stop_reason,
             error_kind,
             error_message,

@@ -7,51 +7,60 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// The enums below key the counts of a run summary (`stop_reasons`, `errors`,
+// `token_count_sources`): their variants are declared in the alphabetical order of their
+// names, so that `Ord` (the key order of those maps) lists them as run.json always has.
+
 /// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    #[default]
-    MaxTokens,
-    Eos,
     /// The caller asked to stop (e.g. Ctrl-C).
     Cancelled,
+    Eos,
+    #[default]
+    MaxTokens,
 }
 
 impl StopReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::Eos => "eos",
             StopReason::Cancelled => "cancelled",
+            StopReason::Eos => "eos",
+            StopReason::MaxTokens => "max_tokens",
         }
     }
 }
 
 /// Where a request's token counts came from (see `shared/docs/metrics.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenCountSource {
     /// Exact: the in-process backend generated them.
     #[default]
     Backend,
-    /// A remote API's own `usage` report.
-    Usage,
-    /// The configured tokenizer applied to the whole output text.
-    Tokenizer,
     /// Content chunks counted (one token per non-empty chunk): an estimate.
     Chunks,
+    /// The configured tokenizer applied to the whole output text.
+    Tokenizer,
+    /// A remote API's own `usage` report.
+    Usage,
 }
 
 impl TokenCountSource {
     pub fn as_str(self) -> &'static str {
         match self {
             TokenCountSource::Backend => "backend",
-            TokenCountSource::Usage => "usage",
-            TokenCountSource::Tokenizer => "tokenizer",
             TokenCountSource::Chunks => "chunks",
+            TokenCountSource::Tokenizer => "tokenizer",
+            TokenCountSource::Usage => "usage",
         }
     }
 }
@@ -93,43 +102,47 @@ pub struct GenOutcome {
 }
 
 /// Kinds of per-request failure (a failed request is data, never an abort).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
-    /// The request cannot be served as asked (e.g. prompt longer than the context).
-    InvalidRequest,
     /// The model computation failed.
     Compute,
     /// Remote: the connection could not be opened (refused, DNS, TLS handshake).
     Connect,
-    /// Remote: a timeout (connect, response headers, idle gap between chunks, or total; the
-    /// message says which).
-    Timeout,
     /// Remote: the server answered with an HTTP error status (other than 429).
     HttpStatus,
+    /// The request cannot be served as asked (e.g. prompt longer than the context).
+    InvalidRequest,
+    /// Remote: the server sent something that is not the API's wire format (bad JSON, an
+    /// oversized event, an `error` event).
+    Malformed,
     /// Remote: HTTP 429 (its `Retry-After` is recorded).
     RateLimited,
     /// Remote: the stream ended or broke before it was complete (reset, no `[DONE]`).
     StreamBroken,
-    /// Remote: the server sent something that is not the API's wire format (bad JSON, an
-    /// oversized event, an `error` event).
-    Malformed,
+    /// Remote: a timeout (connect, response headers, idle gap between chunks, or total; the
+    /// message says which).
+    Timeout,
 }
 
 impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::Compute => "compute",
             ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
             ErrorKind::HttpStatus => "http_status",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Malformed => "malformed",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::StreamBroken => "stream_broken",
-            ErrorKind::Malformed => "malformed",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }
+
+crate::display_as_str!(StopReason, TokenCountSource, ErrorKind);
 
 /// A request that failed, with the tokens it produced before failing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,7 +158,7 @@ pub struct RequestError {
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
+        write!(f, "{}: {}", self.kind, self.message)
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::observation::{ErrorKind, StopReason, TokenCountSource};
 use crate::summary::{LatencySummary, ValueSummary};
 
 /// Version of the `run.json` layout. Bump on any incompatible change.
@@ -328,9 +329,9 @@ pub struct RunSummary {
     pub tpot_incl_first: Option<LatencySummary>,
     pub chunk_gaps: Option<LatencySummary>,
     pub schedule_lag: Option<LatencySummary>,
-    pub stop_reasons: BTreeMap<String, u64>,
-    pub errors: BTreeMap<String, u64>,
-    pub token_count_sources: BTreeMap<String, u64>,
+    pub stop_reasons: BTreeMap<StopReason, u64>,
+    pub errors: BTreeMap<ErrorKind, u64>,
+    pub token_count_sources: BTreeMap<TokenCountSource, u64>,
     /// Significant digits of the HDR histograms behind the latency summaries.
     pub histogram_sigfigs: u8,
     /// Requests that met every SLO bound (when an SLO was given).
@@ -533,12 +534,10 @@ pub struct RequestRow {
     pub tpot_incl_first_s: Option<f64>,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
-    /// `backend` (exact, in-process), `usage` (the API's usage report), `tokenizer` (the
-    /// configured tokenizer over the whole output text) or `chunks` (content chunks counted).
-    pub token_count_source: String,
-    /// `max_tokens`, `eos`, `cancelled`, or empty on error.
-    pub stop_reason: Option<String>,
-    pub error_kind: Option<String>,
+    pub token_count_source: TokenCountSource,
+    /// Empty on error.
+    pub stop_reason: Option<StopReason>,
+    pub error_kind: Option<ErrorKind>,
     pub error_message: Option<String>,
     /// Remote APIs: HTTP status of the response (empty: in-process, or no response arrived).
     #[serde(default)]

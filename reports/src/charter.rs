@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use charter_record::{
-    ContextPoint, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
+    ContextPoint, ErrorKind, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
     SCHEMA_VERSION,
 };
 use schemars::JsonSchema;
@@ -168,7 +168,7 @@ pub struct LevelCharter {
     pub instances: u32,
     pub requests_completed: u64,
     pub requests_failed: u64,
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorKind, u64>,
     pub output_tokens_per_s: Option<f64>,
     pub requests_per_s: Option<f64>,
     pub goodput_per_s: Option<f64>,
