@@ -9,7 +9,7 @@ use std::time::Instant;
 use charter_backends::candle::{self, CandleBackend, CandleOptions, ModelSource};
 use charter_backends::simulated::{SimulatedBackend, SimulatedTimings};
 use charter_backends::{Backend, Sampling};
-use charter_record::Observation;
+use charter_record::{Observation, PlanKind};
 use charter_reports::{
     Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, PromptSpec, RequestRow,
     ResourceSummary, RunFiles, RunRecord, RunStatus, SamplingRecord, SearchRecord, WorkloadRecord,
@@ -286,10 +286,10 @@ impl<'a> Session<'a> {
         dir: &'a RunDir,
     ) -> Result<Self, CliError> {
         let plan = match &cfg.plan {
-            Plan::Levels(l) if l.len() == 1 => "single",
-            Plan::Levels(_) => "list",
-            Plan::Auto => "auto",
-            Plan::Search => "slo_search",
+            Plan::Levels(l) if l.len() == 1 => PlanKind::Single,
+            Plan::Levels(_) => PlanKind::List,
+            Plan::Auto => PlanKind::Auto,
+            Plan::Search => PlanKind::SloSearch,
         };
         let license = matches!(&prompts, PromptSource::Entries { name, .. } if name == "corpus")
             .then(|| charter_workloads::prompts::CORPUS_LICENSE.to_string());
@@ -302,7 +302,7 @@ impl<'a> Session<'a> {
             host: host.clone(),
             backend: backend.record().clone(),
             workload: WorkloadRecord {
-                plan: plan.into(),
+                plan,
                 requests: cfg.requests,
                 trials: cfg.trials,
                 duration_s: cfg.duration.map(|d| d.as_secs_f64()),
@@ -556,7 +556,7 @@ impl<'a> Session<'a> {
                 max_in_flight,
             } => LoadProfile::OpenLoop {
                 rate_per_s: rate,
-                arrivals: arrivals.as_str().into(),
+                arrivals,
                 burstiness,
                 max_in_flight,
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),

@@ -20,12 +20,14 @@ macro_rules! display_as_str {
 }
 pub(crate) use display_as_str;
 
+pub mod kinds;
 pub mod metrics;
 pub mod observation;
 pub mod run;
 pub mod slo;
 pub mod summary;
 
+pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 pub use metrics::{request_timings, RequestTimings};
 pub use observation::{
     ErrorKind, GenOutcome, Observation, RequestError, StopReason, TokenCountSource, WireInfo,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 use crate::observation::{ErrorKind, StopReason, TokenCountSource};
 use crate::summary::{LatencySummary, ValueSummary};
 
@@ -163,13 +164,12 @@ pub struct BackendRecord {
 /// How a remote API backend drove the server (no secret: the API key's variable name only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteRecord {
-    /// `openai` or `anthropic`.
-    pub api: String,
+    pub api: Api,
     pub base_url: String,
     /// Path requested, e.g. `/v1/chat/completions`.
     pub endpoint: String,
-    /// Name of the output-length field sent (`max_tokens` or `max_completion_tokens`).
-    pub length_field: String,
+    /// The output-length field sent.
+    pub length_field: LengthField,
     /// Whether `stream_options.include_usage` was requested (OpenAI-style APIs).
     pub include_usage_requested: bool,
     /// Names (never values) of the extra request headers.
@@ -224,9 +224,7 @@ pub struct TokenizerProvenance {
 /// The load that was offered.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkloadRecord {
-    /// `single`, `list` (a sweep over given levels), `auto` (saturation probe, then rates below
-    /// it) or `slo_search`.
-    pub plan: String,
+    pub plan: PlanKind,
     /// Measured requests per level (`--requests`), if bounded by count.
     pub requests: Option<u64>,
     /// Repeats of each level (`--trials`), interleaved across levels.
@@ -257,8 +255,7 @@ pub enum LoadProfile {
     /// Requests scheduled at `rate_per_s` regardless of completions.
     OpenLoop {
         rate_per_s: f64,
-        /// `constant`, `poisson` or `gamma`.
-        arrivals: String,
+        arrivals: Arrivals,
         /// Gamma shape (1 = Poisson); recorded for every arrival kind.
         burstiness: f64,
         /// At most this many requests in flight; later ones wait (and the wait is schedule lag).
@@ -389,9 +386,7 @@ pub struct ResourceSummary {
 /// Per-instance resource use over the measured window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct InstancesSummary {
-    /// `thread` (instances are streams inside charter, sharing the weights) or `process`
-    /// (each instance is a `charter worker` process with its own copy).
-    pub isolation: String,
+    pub isolation: Isolation,
     /// How CPU and RAM were attributed to instances, in words.
     pub method: String,
     pub per_instance: Vec<ProcessResources>,
@@ -447,7 +442,7 @@ pub struct GpuSummary {
     pub sm_clock_mhz: Option<ValueSummary>,
     pub energy_j: Option<f64>,
     /// `counter` (total-energy counter delta) or `integrated` (sampled power).
-    pub energy_method: Option<String>,
+    pub energy_method: Option<EnergyMethod>,
     /// Share of samples with utilisation below `idle_threshold_pct`.
     pub idle_fraction: Option<f64>,
     pub idle_threshold_pct: f64,
@@ -460,9 +455,10 @@ pub struct GpuSummary {
 pub struct EnergySummary {
     pub cpu_j: Option<f64>,
     /// `rapl` (package counters), `estimated` (declared TDP × measured load), or absent.
-    pub cpu_method: Option<String>,
+    pub cpu_method: Option<EnergyMethod>,
     pub gpu_j: Option<f64>,
-    pub gpu_method: Option<String>,
+    /// `counter` when every device's energy is, else `integrated`.
+    pub gpu_method: Option<EnergyMethod>,
     /// cpu_j + gpu_j over what was measured.
     pub total_j: Option<f64>,
     /// total_j minus idle power × window seconds (when `--baseline` measured idle power).

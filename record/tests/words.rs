@@ -4,7 +4,10 @@
 
 use std::fmt::{Debug, Display};
 
-use charter_record::{ErrorKind, StopReason, TokenCountSource};
+use charter_record::{
+    Api, Arrivals, EnergyMethod, ErrorKind, Isolation, LengthField, PlanKind, StopReason,
+    TokenCountSource,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -71,4 +74,39 @@ fn summary_keys() {
     ];
     written_as_their_words(&sources, &["backend", "usage", "tokenizer", "chunks"]);
     ordered_as_their_words(&sources);
+}
+
+#[test]
+fn setup_and_method_words() {
+    written_as_their_words(
+        &[
+            PlanKind::Single,
+            PlanKind::List,
+            PlanKind::Auto,
+            PlanKind::SloSearch,
+        ],
+        &["single", "list", "auto", "slo_search"],
+    );
+    written_as_their_words(
+        &[Arrivals::Constant, Arrivals::Poisson, Arrivals::Gamma],
+        &["constant", "poisson", "gamma"],
+    );
+    written_as_their_words(
+        &[Isolation::Thread, Isolation::Process],
+        &["thread", "process"],
+    );
+    written_as_their_words(
+        &[
+            EnergyMethod::Rapl,
+            EnergyMethod::Estimated,
+            EnergyMethod::Counter,
+            EnergyMethod::Integrated,
+        ],
+        &["rapl", "estimated", "counter", "integrated"],
+    );
+    written_as_their_words(&[Api::Openai, Api::Anthropic], &["openai", "anthropic"]);
+    written_as_their_words(
+        &[LengthField::MaxTokens, LengthField::MaxCompletionTokens],
+        &["max_tokens", "max_completion_tokens"],
+    );
 }

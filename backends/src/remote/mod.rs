@@ -47,23 +47,7 @@ use crate::{
 };
 use wire::{Format, Usage};
 
-/// Which API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Api {
-    /// OpenAI-compatible: OpenAI, vLLM, TGI, llama.cpp's server, Ollama, `charter serve`.
-    Openai,
-    /// Anthropic messages.
-    Anthropic,
-}
-
-impl Api {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Openai => "openai",
-            Api::Anthropic => "anthropic",
-        }
-    }
-}
+pub use charter_record::{Api, LengthField};
 
 /// OpenAI endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -73,25 +57,6 @@ pub enum Endpoint {
     Chat,
     /// `/v1/completions` (a prompt string, or token ids).
     Completions,
-}
-
-/// The request field that caps output length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum LengthField {
-    /// `max_tokens`: honoured by every OpenAI-compatible server (llama.cpp's only limit).
-    #[default]
-    MaxTokens,
-    /// `max_completion_tokens`: OpenAI's newer name (ignored by llama.cpp's server).
-    MaxCompletionTokens,
-}
-
-impl LengthField {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LengthField::MaxTokens => "max_tokens",
-            LengthField::MaxCompletionTokens => "max_completion_tokens",
-        }
-    }
 }
 
 /// The four timeouts of a request.
@@ -322,10 +287,10 @@ impl RemoteBackend {
         };
         let base = reqwest::Url::parse(&opts.base_url).map_err(|_| setting(String::new()))?;
         let remote = charter_record::RemoteRecord {
-            api: opts.api.as_str().into(),
+            api: opts.api,
             base_url: redacted_url(&base),
             endpoint: url.path().to_string(),
-            length_field: opts.length_field.as_str().into(),
+            length_field: opts.length_field,
             include_usage_requested: opts.api == Api::Openai && opts.include_usage,
             extra_header_names: opts.headers.iter().map(|(n, _)| n.trim().to_string()).collect(),
             api_key_env: opts.api_key_env.clone(),

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use charter_record::{SampleRow, SamplerInfo};
 use procfs::prelude::*;
 
-pub use procs::{find_processes, Instances, Isolation, ProcReader, Target, TargetReading, Watched};
+pub use procs::{
+    attribution_method, find_processes, Instances, Isolation, ProcReader, Target, TargetReading,
+    Watched,
+};
 
 /// How each sampled quantity is read (recorded in the run record).
 pub const METHOD: &str =
