@@ -12,7 +12,11 @@ use crate::observation::{ErrorKind, StopReason, TokenCountSource};
 use crate::summary::{LatencySummary, ValueSummary};
 
 /// Version of the `run.json` layout. Bump on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: stop reasons, error kinds, token-count sources, energy methods, the plan, arrival
+/// process, isolation and remote API fields are enums of the words version 1 wrote as free
+/// strings, so version 1 records read as they are.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything charter knows about one run. Written at the start (`complete: false`), rewritten
 /// when the run ends; a reader can rely on `complete` to tell a finished run from a partial one.
