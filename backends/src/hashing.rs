@@ -3,7 +3,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use charter_reports::FileDigest;
+use charter_record::FileDigest;
 
 /// Size and SHA-256 of a file, for weights provenance.
 pub fn file_digest(path: &Path) -> std::io::Result<FileDigest> {

@@ -25,9 +25,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use charter_reports::{BackendRecord, TokenizerProvenance, WeightsProvenance};
+pub use charter_record::{
+    BackendRecord, ErrorKind, GenOutcome, RequestError, StopReason, TokenCountSource,
+    TokenizerProvenance, WeightsProvenance, WireInfo,
+};
 pub use chat::{ChatMessage, ChatTemplate};
-pub use error::{LoadError, RequestError, RequestErrorKind};
+pub use error::LoadError;
 pub use hashing::file_digest;
 
 /// What to generate from.
@@ -79,89 +82,6 @@ pub struct TokenEvent {
     /// The token's id when the event is one token of an in-process model (lets `charter serve`
     /// stream its text); `None` otherwise.
     pub id: Option<u32>,
-}
-
-/// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    #[default]
-    MaxTokens,
-    Eos,
-    /// The caller asked to stop (e.g. Ctrl-C).
-    Cancelled,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::Eos => "eos",
-            StopReason::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Where a request's token counts came from (see `shared/docs/metrics.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenCountSource {
-    /// Exact: the in-process backend generated them.
-    #[default]
-    Backend,
-    /// A remote API's own `usage` report.
-    Usage,
-    /// The configured tokenizer applied to the whole output text.
-    Tokenizer,
-    /// Content chunks counted (one token per non-empty chunk): an estimate.
-    Chunks,
-}
-
-impl TokenCountSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenCountSource::Backend => "backend",
-            TokenCountSource::Usage => "usage",
-            TokenCountSource::Tokenizer => "tokenizer",
-            TokenCountSource::Chunks => "chunks",
-        }
-    }
-}
-
-/// What a remote request saw on the wire (`None` for in-process backends).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct WireInfo {
-    /// When the request was handed to the HTTP client (body serialised): the request's
-    /// `start` for remote APIs, per the metric definitions ("HTTP: request written").
-    pub sent_at: Option<Instant>,
-    pub http_status: Option<u16>,
-    /// `HTTP/1.1`, `HTTP/2.0`.
-    pub http_version: Option<&'static str>,
-    /// Time to open a new connection (TCP, plus TLS for https); `None` when reused.
-    pub connect: Option<std::time::Duration>,
-    pub connection_reused: Option<bool>,
-    /// When the response headers arrived.
-    pub headers_at: Option<Instant>,
-    /// First non-empty reasoning/thinking delta.
-    pub first_reasoning_at: Option<Instant>,
-    pub reasoning_chunks: u64,
-    /// Reasoning tokens from the API's usage, when it reports them.
-    pub reasoning_tokens: Option<u64>,
-    /// `Retry-After` of a 429 response.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-/// What a finished generation reports about itself. Counts are exact for in-process backends.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct GenOutcome {
-    pub prompt_tokens: u64,
-    pub output_tokens: u64,
-    pub stop_reason: StopReason,
-    pub output_token_ids: Vec<u32>,
-    pub token_count_source: TokenCountSource,
-    /// Not carried between processes (in-process backends have none).
-    #[serde(skip)]
-    pub wire: Option<Box<WireInfo>>,
 }
 
 /// Called with each token event; return `ControlFlow::Break(())` to stop generation early.

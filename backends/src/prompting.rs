@@ -7,11 +7,11 @@ use candle_transformers::generation::{LogitsProcessor, Sampling as CandleSamplin
 use tokenizers::Tokenizer;
 
 use crate::chat::{plain_join, ChatTemplate};
-use crate::{Prompt, RequestError, RequestErrorKind, Sampling};
+use crate::{ErrorKind, Prompt, RequestError, Sampling};
 
 fn invalid(message: String, prompt_tokens: u64) -> RequestError {
     RequestError {
-        kind: RequestErrorKind::InvalidRequest,
+        kind: ErrorKind::InvalidRequest,
         message,
         prompt_tokens,
         output_tokens: 0,

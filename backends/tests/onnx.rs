@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use charter_backends::onnx::inputs::{Fill, InputData};
 use charter_backends::onnx::{self, OnnxBackend, OnnxMode, OnnxOptions, SessionSharing};
-use charter_backends::{Backend, GenRequest, Prompt, RequestErrorKind, Sampling, StopReason};
+use charter_backends::{Backend, ErrorKind, GenRequest, Prompt, Sampling, StopReason};
 
 fn fixture(var: &str, cached: &str, fix: &str) -> PathBuf {
     let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
@@ -237,7 +237,7 @@ fn decoder_sampling_text_eos_and_limits() {
             &mut |_| ControlFlow::Continue(()),
         )
         .unwrap_err();
-    assert_eq!(e.kind, RequestErrorKind::InvalidRequest);
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
     assert!(e.message.contains("context limit (256)"), "{}", e.message);
     let e = stream
         .generate(

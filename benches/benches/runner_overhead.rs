@@ -8,6 +8,7 @@ use std::time::Duration;
 use charter::runner::{run_phase, Phase};
 use charter_backends::simulated::{SimulatedBackend, SimulatedTimings};
 use charter_backends::{Backend, Sampling};
+use charter_record::RequestRow;
 use charter_reports::Aggregator;
 use charter_workloads::{LengthDist, PromptSource, RequestTemplate, StopCondition};
 use criterion::{Criterion, Throughput};
@@ -54,7 +55,7 @@ fn overhead(c: &mut Criterion) {
                 &Default::default(),
                 |f| {
                     // What the profile command does with each finished request.
-                    let (row, gaps) = charter::profile::request_row(&f, epoch);
+                    let (row, gaps) = RequestRow::from_observation(&f, epoch);
                     agg.add(&row, &gaps);
                 },
             )

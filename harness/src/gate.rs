@@ -8,9 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use charter_record::{LevelRole, RunRecord};
 use charter_reports::export::{Export, Format, GateDoc};
 use charter_reports::gate::{self, GateRules, MetricName, TrialValues};
-use charter_reports::{LevelRole, RunRecord};
 
 use clap::{Args, Subcommand};
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use charter_reports::{HostInfo, ToolInfo};
+use charter_record::{HostInfo, ToolInfo};
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 /// The tool's name, version, git commit and the versions of the libraries doing the work.

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use charter_reports::{
-    least_squares, mean, EnergySummary, GpuSummary, IdleBaseline, InstancesSummary,
+use charter_record::{
+    EnergyMethod, EnergySummary, GpuSummary, IdleBaseline, InstancesSummary, Observation,
     ProcessResources, RamFit, ResourceSummary, RunSummary, ValueSummary,
 };
+use charter_reports::{least_squares, mean};
 
-use crate::runner::Finished;
 use crate::sampler::{self, Isolation, Sample, Target, Watched};
 use crate::telemetry::{gpu, rapl};
 
@@ -32,7 +32,7 @@ pub struct ContextSpan {
 }
 
 impl ContextSpan {
-    pub fn from_finished(f: &Finished, epoch: Instant) -> Self {
+    pub fn from_finished(f: &Observation, epoch: Instant) -> Self {
         let s = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
         let prompt_tokens = match &f.result {
             Ok(o) => o.prompt_tokens,
@@ -205,7 +205,7 @@ fn gpu_summaries(samples: &[Sample], inside: &[usize], names: &[String]) -> Vec<
             temperature_c: vals(&|g| g.temperature_c),
             sm_clock_mhz: vals(&|g| g.sm_clock_mhz),
             energy_j: energy.map(|e| e.joules),
-            energy_method: energy.map(|e| e.method.label().to_string()),
+            energy_method: energy.map(|e| e.method),
             idle_fraction: gpu::idle_fraction(
                 &util.iter().map(|&u| Some(u as u32)).collect::<Vec<_>>(),
                 GPU_IDLE_THRESHOLD_PCT,
@@ -333,8 +333,8 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
             Isolation::Process => r.process_cpu_seconds.map(|c| c + total),
         };
         r.instances = Some(InstancesSummary {
-            isolation: inp.isolation.as_str().into(),
-            method: inp.isolation.method().into(),
+            isolation: inp.isolation,
+            method: sampler::attribution_method(inp.isolation).into(),
             cpu_cores_per_instance_mean: mean(instances.iter().filter_map(|p| p.cpu_cores)),
             rss_bytes_per_instance_mean: mean(
                 instances
@@ -355,26 +355,26 @@ pub fn resources_in_window(samples: &[Sample], inp: &WindowInputs<'_>) -> Resour
     let c1 = samples[*inside.last().unwrap_or(&inside[0])].cpu_energy_j;
     if let (Some(c0), Some(c1)) = (c0, c1) {
         e.cpu_j = Some(c1 - c0);
-        e.cpu_method = Some("rapl".into());
+        e.cpu_method = Some(EnergyMethod::Rapl);
     } else if let (Some(tdp), Some(busy)) = (inp.cpu_tdp_w, r.system_busy_cores.as_ref()) {
         if let Ok(est) =
             rapl::estimate_cpu_energy_j(tdp, busy.mean, inp.logical_cores as usize, window_s)
         {
             e.cpu_j = Some(est.joules);
-            e.cpu_method = Some(est.method.label().into());
+            e.cpu_method = Some(est.method);
         }
     }
     if !r.gpus.is_empty() && r.gpus.iter().all(|g| g.energy_j.is_some()) {
         e.gpu_j = Some(r.gpus.iter().filter_map(|g| g.energy_j).sum());
-        let methods: Vec<&str> = r
+        let counters = r
             .gpus
             .iter()
-            .filter_map(|g| g.energy_method.as_deref())
-            .collect();
-        e.gpu_method = Some(if methods.iter().all(|m| *m == "counter") {
-            "counter".into()
+            .filter_map(|g| g.energy_method)
+            .all(|m| m == EnergyMethod::Counter);
+        e.gpu_method = Some(if counters {
+            EnergyMethod::Counter
         } else {
-            "integrated".into()
+            EnergyMethod::Integrated
         });
     }
     if e.cpu_j.is_some() || e.gpu_j.is_some() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context;
-use charter_reports::{RequestRow, RunRecord};
+use charter_record::{RequestRow, RunRecord};
 
 use crate::CliError;
 

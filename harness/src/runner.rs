@@ -8,25 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use charter_backends::{Backend, GenOutcome, LoadError, RequestError, Stream};
+use charter_backends::{Backend, LoadError, Stream};
+use charter_record::Observation;
 use charter_workloads::{Arrivals, RequestTemplate, Schedule, StopCondition};
 
 use crate::sampler::Instances;
-
-/// A request that finished (or failed), with the raw times of its token events.
-#[derive(Debug)]
-pub struct Finished {
-    pub id: u64,
-    pub instance: u32,
-    pub warmup: bool,
-    /// When the load profile scheduled it (closed loop: equals `start`).
-    pub intended_start: Instant,
-    pub start: Instant,
-    pub end: Instant,
-    /// Arrival time and token count of each token event.
-    pub events: Vec<(Instant, u32)>,
-    pub result: Result<GenOutcome, RequestError>,
-}
 
 /// One phase of a closed-loop run (warm-up or measured).
 #[derive(Debug, Clone, Copy)]
@@ -49,11 +35,11 @@ pub fn run_phase(
     phase: Phase,
     interrupted: &AtomicBool,
     instances: &Instances,
-    mut on_finished: impl FnMut(Finished),
+    mut on_finished: impl FnMut(Observation),
 ) -> u64 {
     let issued = AtomicU64::new(0);
     let phase_start = Instant::now();
-    let (tx, rx) = mpsc::channel::<Finished>();
+    let (tx, rx) = mpsc::channel::<Observation>();
     std::thread::scope(|scope| {
         for (instance, stream) in streams.iter_mut().enumerate() {
             let tx = tx.clone();
@@ -168,7 +154,7 @@ pub fn run_open_level(
     level: OpenLevel,
     interrupted: &AtomicBool,
     instances: &Instances,
-    mut on_finished: impl FnMut(Finished),
+    mut on_finished: impl FnMut(Observation),
 ) -> Result<OpenStats, LoadError> {
     let schedule = Schedule::new(level.rate, level.arrivals, level.burstiness, level.seed)
         .map_err(|what| LoadError::Setting { what })?;
@@ -177,7 +163,7 @@ pub fn run_open_level(
     // not know yet, so: a few, growing on demand).
     let initial = max.min(4);
     pool.ensure(initial)?;
-    let (done_tx, done_rx) = mpsc::channel::<Finished>();
+    let (done_tx, done_rx) = mpsc::channel::<Observation>();
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Mutex::new(job_rx);
     let idle = AtomicUsize::new(0);
@@ -304,7 +290,7 @@ fn worker(
     sh: Shared<'_>,
     instance: u32,
     mut stream: Box<dyn Stream>,
-    done_tx: mpsc::Sender<Finished>,
+    done_tx: mpsc::Sender<Observation>,
 ) -> Box<dyn Stream> {
     sh.instances.attach(instance, &stream.compute_site());
     loop {
@@ -338,7 +324,7 @@ fn serve(
     job: Job,
     instance: u32,
     interrupted: &AtomicBool,
-) -> Finished {
+) -> Observation {
     let request = template.request(job.id, vocab);
     let mut events = Vec::with_capacity(request.max_tokens as usize);
     let start = Instant::now();
@@ -350,7 +336,7 @@ fn serve(
             ControlFlow::Continue(())
         }
     });
-    Finished {
+    Observation {
         id: job.id,
         instance,
         warmup: job.warmup,

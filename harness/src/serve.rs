@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use charter_backends::{
-    Backend, ChatMessage, GenOutcome, GenRequest, Prompt, RequestError, RequestErrorKind, Sampling,
+    Backend, ChatMessage, ErrorKind, GenOutcome, GenRequest, Prompt, RequestError, Sampling,
     Stream, TokenEvent,
 };
 use clap::Args;
@@ -298,7 +298,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(Msg::Done(Err(RequestError {
-                    kind: RequestErrorKind::Compute,
+                    kind: ErrorKind::Compute,
                     message: e.to_string(),
                     prompt_tokens: 0,
                     output_tokens: 0,
@@ -324,7 +324,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
     // Wait for the first message, so that a request the backend refuses gets a status code.
     let first = match rx.recv().await {
         Some(Msg::Done(Err(e))) => {
-            let status = if e.kind == RequestErrorKind::InvalidRequest {
+            let status = if e.kind == ErrorKind::InvalidRequest {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -355,7 +355,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
                 Some(Msg::Done(r)) => break r,
                 None => {
                     break Err(RequestError {
-                        kind: RequestErrorKind::Compute,
+                        kind: ErrorKind::Compute,
                         message: "generation ended without a result".into(),
                         prompt_tokens: 0,
                         output_tokens: 0,

@@ -20,8 +20,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use charter_backends::{
-    Backend, BackendRecord, BackendSpec, ComputeSite, GenOutcome, GenRequest, LoadError,
-    RequestError, RequestErrorKind, Stream, TokenEvent, TokenSink,
+    Backend, BackendRecord, BackendSpec, ComputeSite, ErrorKind, GenOutcome, GenRequest, LoadError,
+    RequestError, Stream, TokenEvent, TokenSink,
 };
 use serde::{Deserialize, Serialize};
 
@@ -182,7 +182,7 @@ pub struct WorkerStream {
 impl WorkerStream {
     fn broken(&self, what: &str, output_tokens: u64) -> RequestError {
         RequestError {
-            kind: RequestErrorKind::Compute,
+            kind: ErrorKind::Compute,
             message: format!("worker process {}: {what}", self.pid),
             prompt_tokens: 0,
             output_tokens,

@@ -220,7 +220,7 @@ fn energy_counter_delta_is_labelled_counter() {
     let s = power_samples(&mut gpu, &[0.0, 1.0, 2.5, 3.0]);
     let e = window_energy(&s).unwrap();
     assert_eq!(e.method, EnergyMethod::Counter);
-    assert_eq!(e.method.label(), "counter");
+    assert_eq!(e.method.as_str(), "counter");
     assert_eq!(e.joules, 0.9); // (1_000_900 − 1_000_000) mJ
 }
 
@@ -238,7 +238,7 @@ fn energy_unsupported_falls_back_to_integrated_power() {
     );
     let e = window_energy(&s).unwrap();
     assert_eq!(e.method, EnergyMethod::Integrated);
-    assert_eq!(e.method.label(), "integrated");
+    assert_eq!(e.method.as_str(), "integrated");
     // Trapezoids: (100+300)/2·1 + (300+200)/2·1.5 + (200+100)/2·0.5 W·s = 200 + 375 + 75.
     assert!((e.joules - 650.0).abs() < 1e-9, "{e:?}");
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use charter_record::TokenCountSource;
 use common::*;
 
 #[test]
@@ -64,7 +65,7 @@ fn tiny_preset_end_to_end() {
     for r in rows.iter().filter(|r| !r.warmup) {
         assert_eq!(r.output_tokens, 8);
         assert_eq!(r.prompt_tokens, 16);
-        assert_eq!(r.token_count_source, "backend");
+        assert_eq!(r.token_count_source, TokenCountSource::Backend);
         let ttft = r.ttft_s.unwrap();
         let e2e = r.e2e_s.unwrap();
         assert!(ttft > 0.0 && e2e >= ttft && r.end_s >= r.start_s + e2e - 1e-9);

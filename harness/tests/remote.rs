@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use charter_record::{ErrorKind, StopReason, TokenCountSource};
 use common::*;
 use sse_server::{closed_port, Fault, Script, TestServer, Wire};
 
@@ -101,7 +102,7 @@ fn timings_match_injected_delays() {
                 assert_eq!(r.error_kind, None, "{r:?}");
                 assert_eq!(r.output_tokens, 10);
                 assert!(r.prompt_tokens < 5);
-                assert_eq!(r.token_count_source, "usage");
+                assert_eq!(r.token_count_source, TokenCountSource::Usage);
                 assert_eq!(r.http_status, Some(200));
                 assert!(r.response_headers_s.unwrap() < r.ttft_s.unwrap());
             }
@@ -151,7 +152,7 @@ fn assert_fault(
     fault: Fault,
     kind: &str,
     extra: &[&str],
-    check: impl Fn(&charter_reports::RequestRow),
+    check: impl Fn(&charter_record::RequestRow),
 ) {
     let f = fault.clone();
     // Even-numbered requests fail, odd ones succeed: the run goes on past every failure.
@@ -192,7 +193,11 @@ fn assert_fault(
     assert_eq!(s["errors"][kind], 2, "{fault:?}: {s}");
     let rows = request_rows(&run);
     for r in rows.iter().filter(|r| r.error_kind.is_some()) {
-        assert_eq!(r.error_kind.as_deref(), Some(kind), "{fault:?}: {r:?}");
+        assert_eq!(
+            r.error_kind.map(ErrorKind::as_str),
+            Some(kind),
+            "{fault:?}: {r:?}"
+        );
         check(r);
     }
     for r in rows.iter().filter(|r| r.error_kind.is_none()) {
@@ -275,7 +280,7 @@ fn connection_refused_is_recorded_and_the_run_goes_on() {
     assert_eq!(rows.len(), 3);
     assert!(rows
         .iter()
-        .all(|r| r.error_kind.as_deref() == Some("connect")));
+        .all(|r| r.error_kind == Some(ErrorKind::Connect)));
 }
 
 #[test]
@@ -396,8 +401,8 @@ fn anthropic_thinking_does_not_fool_ttft() {
         assert_eq!(r.error_kind, None, "{r:?}");
         assert_eq!(r.output_tokens, 8);
         assert_eq!(r.prompt_tokens, 11);
-        assert_eq!(r.token_count_source, "usage");
-        assert_eq!(r.stop_reason.as_deref(), Some("max_tokens"));
+        assert_eq!(r.token_count_source, TokenCountSource::Usage);
+        assert_eq!(r.stop_reason, Some(StopReason::MaxTokens));
         assert_eq!(r.reasoning_chunks, Some(3));
         assert!(r.first_reasoning_s.unwrap() < 0.010, "{r:?}");
     }
@@ -514,7 +519,7 @@ fn end_to_end_against_charter_serve_tiny_preset() {
                 r.prompt_tokens, 12,
                 "{endpoint}: one id per word of the prompt"
             );
-            assert_eq!(r.token_count_source, "usage");
+            assert_eq!(r.token_count_source, TokenCountSource::Usage);
             assert!(r.ttft_s.unwrap() > 0.0 && r.itl_s.unwrap() > 0.0);
             let version = if http2 { "HTTP/2.0" } else { "HTTP/1.1" };
             assert_eq!(r.http_version.as_deref(), Some(version));
@@ -589,7 +594,7 @@ fn counts_without_usage_and_the_length_field() {
             2
         );
         for r in request_rows(&run) {
-            assert_eq!(r.token_count_source, source);
+            assert_eq!(r.token_count_source.as_str(), source);
             assert_eq!(r.output_tokens, 7, "{source}");
         }
         let field = if source == "chunks" {

@@ -1,7 +1,8 @@
 //! Folding request rows into a run summary (histograms, counts, throughput).
 
-use crate::record::{MeasuredWindow, RequestRow, RunSummary};
-use crate::slo::{wilson_interval, Slo};
+use charter_record::{MeasuredWindow, RequestRow, RunSummary, Slo, StopReason};
+
+use crate::slo::wilson_interval;
 use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
 
 /// Accumulates measured requests; warm-up rows are counted as excluded and otherwise ignored.
@@ -44,17 +45,17 @@ impl Aggregator {
             self.s.warmup_requests_excluded += 1;
             return;
         }
-        let cancelled = row.stop_reason.as_deref() == Some("cancelled");
-        if let Some(kind) = &row.error_kind {
+        let cancelled = row.stop_reason == Some(StopReason::Cancelled);
+        if let Some(kind) = row.error_kind {
             self.s.requests_failed += 1;
-            *self.s.errors.entry(kind.clone()).or_default() += 1;
+            *self.s.errors.entry(kind).or_default() += 1;
         } else if cancelled {
             self.s.requests_cancelled += 1;
         } else {
             self.s.requests_completed += 1;
         }
-        if let Some(r) = &row.stop_reason {
-            *self.s.stop_reasons.entry(r.clone()).or_default() += 1;
+        if let Some(r) = row.stop_reason {
+            *self.s.stop_reasons.entry(r).or_default() += 1;
         }
         // Cancelled requests were cut short by the user: their timings describe nothing.
         if cancelled {
@@ -79,7 +80,7 @@ impl Aggregator {
         *self
             .s
             .token_count_sources
-            .entry(row.token_count_source.clone())
+            .entry(row.token_count_source)
             .or_default() += 1;
         self.s.prompt_tokens += row.prompt_tokens;
         self.s.output_tokens += row.output_tokens;
@@ -154,6 +155,8 @@ impl Aggregator {
 
 #[cfg(test)]
 mod tests {
+    use charter_record::{ErrorKind, TokenCountSource};
+
     use super::*;
 
     fn row(id: u64, start: f64, end: f64, out: u64) -> RequestRow {
@@ -174,8 +177,8 @@ mod tests {
             tpot_incl_first_s: Some(0.02),
             prompt_tokens: 10,
             output_tokens: out,
-            token_count_source: "backend".into(),
-            stop_reason: Some("max_tokens".into()),
+            token_count_source: TokenCountSource::Backend,
+            stop_reason: Some(StopReason::MaxTokens),
             error_kind: None,
             error_message: None,
             ..Default::default()
@@ -191,14 +194,14 @@ mod tests {
         a.add(&row(1, 10.0, 11.0, 20), &[0.01, 0.02]);
         a.add(&row(2, 10.5, 12.0, 30), &[]);
         let mut f = row(3, 11.0, 11.5, 0);
-        f.error_kind = Some("compute".into());
+        f.error_kind = Some(ErrorKind::Compute);
         f.stop_reason = None;
         a.add(&f, &[]);
         let s = a.summary();
         assert_eq!(s.warmup_requests_excluded, 1);
         assert_eq!(s.requests_completed, 2);
         assert_eq!(s.requests_failed, 1);
-        assert_eq!(s.errors["compute"], 1);
+        assert_eq!(s.errors[&ErrorKind::Compute], 1);
         assert_eq!(s.output_tokens, 50);
         assert_eq!(s.duration_s, Some(2.0));
         assert_eq!(s.output_token_throughput_per_s, Some(25.0));
@@ -217,7 +220,7 @@ mod tests {
         slow.ttft_from_intended_s = Some(0.3);
         a.add(&slow, &[]);
         let mut failed = row(3, 0.5, 1.0, 0);
-        failed.error_kind = Some("compute".into());
+        failed.error_kind = Some(ErrorKind::Compute);
         a.add(&failed, &[]);
         let s = a.summary();
         assert_eq!(s.requests_good, Some(1));

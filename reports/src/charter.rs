@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use charter_record::{
+    ContextPoint, EnergyMethod, ErrorKind, LevelRecord, LevelRole, LoadProfile, RequestRow,
+    RunRecord, SampleRow, SCHEMA_VERSION,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::{self, CostConfig, HOURS_PER_MONTH};
-use crate::record::{
-    ContextPoint, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, SampleRow,
-    SCHEMA_VERSION,
-};
 use crate::summary::human_bytes;
 
 /// Version of the `charter.json` layout.
@@ -168,7 +168,7 @@ pub struct LevelCharter {
     pub instances: u32,
     pub requests_completed: u64,
     pub requests_failed: u64,
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorKind, u64>,
     pub output_tokens_per_s: Option<f64>,
     pub requests_per_s: Option<f64>,
     pub goodput_per_s: Option<f64>,
@@ -387,13 +387,14 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         .unwrap_or(0.0);
     // Measured power (RAPL and/or NVML over the window) wins over the TDP estimate.
     let measured = l.resources.energy.as_ref().and_then(|e| {
-        let methods: Vec<&str> = [e.cpu_method.as_deref(), e.gpu_method.as_deref()]
+        let methods: Vec<&str> = [e.cpu_method, e.gpu_method]
             .into_iter()
             .flatten()
+            .map(EnergyMethod::as_str)
             .collect();
         let secs = l.window.as_ref()?.duration_s;
         let total = e.total_j?;
-        (e.cpu_method.as_deref() == Some("rapl") && secs > 0.0)
+        (e.cpu_method == Some(EnergyMethod::Rapl) && secs > 0.0)
             .then(|| (total / secs, methods.join(" + ")))
     });
     let (power_w, power_method) = match measured {

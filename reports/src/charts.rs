@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Once;
 
+use charter_record::{LevelRole, LoadProfile, RequestRow, SampleRow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::charter::{Charter, LoadedRun};
-use crate::record::{LevelRole, LoadProfile};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -153,7 +153,7 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 /// Latency CDFs (TTFT, ITL, E2E), one line per run, over measured requests.
 pub fn latency_cdfs(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
     let mut out = Vec::new();
-    type Pick = fn(&crate::record::RequestRow) -> Option<f64>;
+    type Pick = fn(&RequestRow) -> Option<f64>;
     let metrics: [(&str, &str, Pick); 3] = [
         (
             "ttft-cdf",
@@ -393,7 +393,7 @@ pub fn resource_timelines(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
 fn draw_timeline<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
-    s: &[crate::record::SampleRow],
+    s: &[SampleRow],
     windows: &[(f64, f64, String)],
 ) -> Result<(), String> {
     let t0 = s[0].t_s;

@@ -1,9 +1,9 @@
-//! Run records for charter and everything computed from them without the runner.
+//! Everything charter computes from run records without the runner: aggregation of request
+//! rows into summaries, the console summary, the resource charter, charts, cost and gates.
 //!
-//! This crate sits at the bottom of the workspace: the runner writes [`record::RunRecord`]s,
-//! reports and gates read them. Metrics are computed here, once, from timestamped token
-//! events (see `../shared/docs/metrics.md`), so every backend is measured the same way.
-//! All stored quantities are raw SI numbers (seconds, bytes) with the unit in the field name.
+//! The record types themselves live in charter-record; the modules and names this crate
+//! always exported (`record`, `metrics`, `RunRecord`, `LatencySummary`, ...) are re-exported
+//! from there, so their paths keep working.
 
 pub mod aggregate;
 pub mod charter;
@@ -11,14 +11,13 @@ pub mod charts;
 pub mod cost;
 pub mod export;
 pub mod gate;
-pub mod metrics;
-pub mod record;
 pub mod render;
 pub mod slo;
 pub mod stats;
 pub mod summary;
 
 pub use aggregate::Aggregator;
-pub use metrics::{request_timings, RequestTimings};
-pub use record::*;
+pub use charter_record::run as record;
+pub use charter_record::run::*;
+pub use charter_record::{metrics, request_timings, RequestTimings};
 pub use stats::{least_squares, mean, LatencyHistogram, LatencySummary, LineFit, ValueSummary};

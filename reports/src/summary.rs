@@ -2,8 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::record::{LevelRecord, LevelRole, LoadProfile, RunRecord, RunStatus};
-use crate::stats::LatencySummary;
+use charter_record::{LatencySummary, LevelRecord, LevelRole, LoadProfile, RunRecord, RunStatus};
 
 fn ms(v: f64) -> String {
     let ms = v * 1e3;

@@ -108,7 +108,7 @@ fn check_request_spans(events: &[Value], r: &RequestRow) {
         assert_eq!(s["cat"], if r.warmup { "warm-up" } else { "request" });
         assert_eq!(s["args"]["prompt_tokens"], r.prompt_tokens);
         assert_eq!(s["args"]["output_tokens"], r.output_tokens);
-        assert_eq!(s["args"]["stop_reason"], r.stop_reason.as_deref().unwrap());
+        assert_eq!(s["args"]["stop_reason"], r.stop_reason.unwrap().as_str());
         assert_eq!(s["args"]["warmup"], r.warmup);
     }
 }
@@ -193,7 +193,7 @@ fn fixture_trace_is_well_formed_and_matches_the_csvs() {
 fn failures_and_schedule_lag() {
     let mut run = fixture();
     let failed = &mut run.requests[3];
-    failed.error_kind = Some("timeout".into());
+    failed.error_kind = Some(charter_record::ErrorKind::Timeout);
     failed.error_message = Some("no token within 1 s".into());
     failed.stop_reason = None;
     let failed = failed.clone();

@@ -8,28 +8,7 @@
 use rand::SeedableRng;
 use rand_distr::{Distribution, Exp, Gamma};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Arrivals {
-    /// Evenly spaced, 1/rate apart.
-    Constant,
-    /// Exponential inter-arrival times (a Poisson process).
-    Poisson,
-    /// Gamma inter-arrival times with shape = burstiness.
-    Gamma,
-}
-
-impl Arrivals {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arrivals::Constant => "constant",
-            Arrivals::Poisson => "poisson",
-            Arrivals::Gamma => "gamma",
-        }
-    }
-}
+pub use charter_record::Arrivals;
 
 /// Scheduled offsets (seconds after the level starts) of successive requests.
 pub struct Schedule {

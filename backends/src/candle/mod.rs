@@ -24,8 +24,8 @@ use tokenizers::Tokenizer;
 use crate::chat::ChatTemplate;
 use crate::prompting;
 use crate::{
-    Backend, BackendRecord, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
-    RequestErrorKind, StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
+    Backend, BackendRecord, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
+    StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance,
 };
 
 /// Where the weights come from.
@@ -304,7 +304,7 @@ impl CandleStream {
                 .state
                 .forward(input, pos)
                 .and_then(|logits| sampler.sample(&logits))
-                .map_err(|e| fail(RequestErrorKind::Compute, e.to_string(), out.len()))?;
+                .map_err(|e| fail(ErrorKind::Compute, e.to_string(), out.len()))?;
             let at = Instant::now();
             pos += input.len();
             if !req.ignore_eos && self.eos.contains(&next) {

@@ -40,8 +40,8 @@ use tokenizers::Tokenizer;
 
 use crate::prompting;
 use crate::{
-    Backend, BackendRecord, GenOutcome, GenRequest, LoadError, RequestError, RequestErrorKind,
-    StopReason, Stream, TokenEvent, TokenSink, TokenizerProvenance, WeightsProvenance,
+    Backend, BackendRecord, ErrorKind, GenOutcome, GenRequest, LoadError, RequestError, StopReason,
+    Stream, TokenEvent, TokenSink, TokenizerProvenance, WeightsProvenance,
 };
 use decoder::DecoderLayout;
 use inputs::{DimBindings, SynthInput};
@@ -778,17 +778,17 @@ impl DecoderStream {
         let mut out = Vec::with_capacity(req.max_tokens as usize);
         let stop_reason = self.session.with(|session| {
             let mut cache = decoder::Cache::empty(&layout)
-                .map_err(|e| fail(RequestErrorKind::Compute, e.to_string(), 0))?;
+                .map_err(|e| fail(ErrorKind::Compute, e.to_string(), 0))?;
             let mut input = prompt.clone();
             loop {
                 if out.len() >= req.max_tokens as usize {
                     return Ok(StopReason::MaxTokens);
                 }
                 let logits = decoder::step(session, &layout, &mut cache, &input)
-                    .map_err(|m| fail(RequestErrorKind::Compute, m, out.len()))?;
+                    .map_err(|m| fail(ErrorKind::Compute, m, out.len()))?;
                 let next = Tensor::from_vec(logits, self.vocab, &Device::Cpu)
                     .and_then(|t| sampler.sample(&t))
-                    .map_err(|e| fail(RequestErrorKind::Compute, e.to_string(), out.len()))?;
+                    .map_err(|e| fail(ErrorKind::Compute, e.to_string(), out.len()))?;
                 let at = Instant::now();
                 if !req.ignore_eos && eos.contains(&next) {
                     return Ok(StopReason::Eos);
@@ -833,7 +833,7 @@ impl Stream for OnnxStream {
                 session
                     .with(|s| run_once(s, inputs))
                     .map_err(|e| RequestError {
-                        kind: RequestErrorKind::Compute,
+                        kind: ErrorKind::Compute,
                         message: e.to_string(),
                         prompt_tokens,
                         output_tokens: 0,

@@ -41,31 +41,13 @@ use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
 use crate::{
-    Backend, BackendRecord, ChatMessage, GenOutcome, GenRequest, LoadError, Prompt, RequestError,
-    RequestErrorKind, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink,
-    WeightsProvenance, WireInfo,
+    Backend, BackendRecord, ChatMessage, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt,
+    RequestError, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink, WeightsProvenance,
+    WireInfo,
 };
 use wire::{Format, Usage};
 
-/// Which API.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-pub enum Api {
-    /// OpenAI-compatible: OpenAI, vLLM, TGI, llama.cpp's server, Ollama, `charter serve`.
-    Openai,
-    /// Anthropic messages.
-    Anthropic,
-}
-
-impl Api {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Openai => "openai",
-            Api::Anthropic => "anthropic",
-        }
-    }
-}
+pub use charter_record::{Api, LengthField};
 
 /// OpenAI endpoint.
 #[derive(
@@ -85,35 +67,6 @@ pub enum Endpoint {
     Chat,
     /// `/v1/completions` (a prompt string, or token ids).
     Completions,
-}
-
-/// The request field that caps output length.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-pub enum LengthField {
-    /// `max_tokens`: honoured by every OpenAI-compatible server (llama.cpp's only limit).
-    #[default]
-    MaxTokens,
-    /// `max_completion_tokens`: OpenAI's newer name (ignored by llama.cpp's server).
-    MaxCompletionTokens,
-}
-
-impl LengthField {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LengthField::MaxTokens => "max_tokens",
-            LengthField::MaxCompletionTokens => "max_completion_tokens",
-        }
-    }
 }
 
 /// The four timeouts of a request.
@@ -343,11 +296,11 @@ impl RemoteBackend {
             (Api::Anthropic, _) => Format::Anthropic,
         };
         let base = reqwest::Url::parse(&opts.base_url).map_err(|_| setting(String::new()))?;
-        let remote = charter_reports::RemoteRecord {
-            api: opts.api.as_str().into(),
+        let remote = charter_record::RemoteRecord {
+            api: opts.api,
             base_url: redacted_url(&base),
             endpoint: url.path().to_string(),
-            length_field: opts.length_field.as_str().into(),
+            length_field: opts.length_field,
             include_usage_requested: opts.api == Api::Openai && opts.include_usage,
             extra_header_names: opts.headers.iter().map(|(n, _)| n.trim().to_string()).collect(),
             api_key_env: opts.api_key_env.clone(),
@@ -697,7 +650,7 @@ struct Progress {
 }
 
 impl Exchange<'_> {
-    fn fail(&self, p: &Progress, kind: RequestErrorKind, message: String) -> RequestError {
+    fn fail(&self, p: &Progress, kind: ErrorKind, message: String) -> RequestError {
         RequestError {
             kind,
             message: self.shared.scrub(message),
@@ -742,7 +695,7 @@ impl Exchange<'_> {
                 };
                 return Err(self.fail(
                     &p,
-                    RequestErrorKind::Timeout,
+                    ErrorKind::Timeout,
                     format!(
                         "{which}: no response headers within {:?}",
                         headers_deadline - self.start
@@ -752,13 +705,13 @@ impl Exchange<'_> {
             Ok(Err(e)) => {
                 let e = e.without_url();
                 let kind = if e.is_timeout() {
-                    RequestErrorKind::Timeout
+                    ErrorKind::Timeout
                 } else if e.is_connect() {
-                    RequestErrorKind::Connect
+                    ErrorKind::Connect
                 } else {
-                    RequestErrorKind::StreamBroken
+                    ErrorKind::StreamBroken
                 };
-                let what = if kind == RequestErrorKind::Timeout && e.is_connect() {
+                let what = if kind == ErrorKind::Timeout && e.is_connect() {
                     format!("connect timeout ({:?}): ", sh.timeouts.connect)
                 } else {
                     String::new()
@@ -786,9 +739,9 @@ impl Exchange<'_> {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(retry_after);
             let kind = if status.as_u16() == 429 {
-                RequestErrorKind::RateLimited
+                ErrorKind::RateLimited
             } else {
-                RequestErrorKind::HttpStatus
+                ErrorKind::HttpStatus
             };
             let snippet = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
                 Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
@@ -838,7 +791,7 @@ impl Exchange<'_> {
                     if total_deadline.is_some_and(|t| now >= t) {
                         return Err(self.fail(
                             &p,
-                            RequestErrorKind::Timeout,
+                            ErrorKind::Timeout,
                             format!(
                                 "total timeout: the request ran past {:?} ({} content chunks received)",
                                 sh.timeouts.total.unwrap_or_default(),
@@ -851,7 +804,7 @@ impl Exchange<'_> {
                     }
                     return Err(self.fail(
                         &p,
-                        RequestErrorKind::Timeout,
+                        ErrorKind::Timeout,
                         format!(
                             "idle timeout: no bytes for {idle:?} ({} content chunks received)",
                             p.chunks
@@ -865,11 +818,11 @@ impl Exchange<'_> {
                 Some(Err(e)) => {
                     let too_large = matches!(&e, sse_stream::Error::Body(b) if matches!(b.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))));
                     let kind = match &e {
-                        _ if too_large => RequestErrorKind::Malformed,
-                        sse_stream::Error::Body(_) => RequestErrorKind::StreamBroken,
-                        _ => RequestErrorKind::Malformed,
+                        _ if too_large => ErrorKind::Malformed,
+                        sse_stream::Error::Body(_) => ErrorKind::StreamBroken,
+                        _ => ErrorKind::Malformed,
                     };
-                    let what = if kind == RequestErrorKind::StreamBroken {
+                    let what = if kind == ErrorKind::StreamBroken {
                         "the response body broke mid-stream: "
                     } else {
                         ""
@@ -884,12 +837,12 @@ impl Exchange<'_> {
             };
             let piece = match wire::parse(sh.format, data) {
                 Ok(x) => x,
-                Err(m) => return Err(self.fail(&p, RequestErrorKind::Malformed, m)),
+                Err(m) => return Err(self.fail(&p, ErrorKind::Malformed, m)),
             };
             if let Some(err) = &piece.error {
                 return Err(self.fail(
                     &p,
-                    RequestErrorKind::StreamBroken,
+                    ErrorKind::StreamBroken,
                     format!("the server reported an error mid-stream: {err}"),
                 ));
             }
@@ -929,7 +882,7 @@ impl Exchange<'_> {
             };
             return Err(self.fail(
                 &p,
-                RequestErrorKind::StreamBroken,
+                ErrorKind::StreamBroken,
                 format!(
                     "the stream ended without {marker} ({} content chunks received)",
                     p.chunks

@@ -14,8 +14,6 @@ pub mod record;
 pub mod scenario;
 mod session;
 
-pub use session::request_row;
-
 use charter_backends::Backend;
 
 use crate::rundir::{self, RunDir};

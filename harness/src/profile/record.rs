@@ -2,6 +2,7 @@
 //! provenance, files), and how the finished record is shown on the console.
 
 use charter_backends::Backend;
+use charter_record::PlanKind;
 use charter_reports::{
     HostInfo, PromptSpec, RunFiles, RunRecord, RunStatus, SamplingRecord, WorkloadRecord,
     SCHEMA_VERSION,
@@ -19,10 +20,10 @@ pub fn initial(
     prompts: &PromptSource,
 ) -> RunRecord {
     let plan = match &cfg.plan {
-        Plan::Levels(l) if l.len() == 1 => "single",
-        Plan::Levels(_) => "list",
-        Plan::Auto => "auto",
-        Plan::Search => "slo_search",
+        Plan::Levels(l) if l.len() == 1 => PlanKind::Single,
+        Plan::Levels(_) => PlanKind::List,
+        Plan::Auto => PlanKind::Auto,
+        Plan::Search => PlanKind::SloSearch,
     };
     let license = matches!(prompts, PromptSource::Entries { name, .. } if name == "corpus")
         .then(|| charter_workloads::prompts::CORPUS_LICENSE.to_string());
@@ -35,7 +36,7 @@ pub fn initial(
         host: host.clone(),
         backend: backend.record().clone(),
         workload: WorkloadRecord {
-            plan: plan.into(),
+            plan,
             requests: cfg.requests,
             trials: cfg.trials,
             duration_s: cfg.duration.map(|d| d.as_secs_f64()),

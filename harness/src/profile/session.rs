@@ -7,10 +7,11 @@ use std::sync::Once;
 use std::time::Instant;
 
 use charter_backends::{Backend, Sampling};
+use charter_record::Observation;
 use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::{
-    request_timings, Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, RequestRow,
-    ResourceSummary, RunRecord, RunStatus, SearchRecord,
+    Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, RequestRow, ResourceSummary,
+    RunRecord, RunStatus, SearchRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
@@ -19,7 +20,7 @@ use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
 use crate::resources::{self, ContextSpan, WindowInputs};
 use crate::rundir::{self, RequestsWriter, RunDir};
-use crate::runner::{self, Finished, OpenLevel, Phase, StreamPool};
+use crate::runner::{self, OpenLevel, Phase, StreamPool};
 use crate::sampler::{self, Instances, Sampler, Sources};
 use crate::{CliError, EXIT_INTERRUPTED, EXIT_OK};
 
@@ -38,77 +39,6 @@ pub(super) fn install_ctrlc() {
             eprintln!("charter: interrupted; finishing the record (Ctrl-C again to quit at once)");
         });
     });
-}
-
-/// Turn a finished request into its CSV row and chunk gaps, on the run's clock.
-pub fn request_row(f: &Finished, epoch: Instant) -> (RequestRow, Vec<f64>) {
-    let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
-    let events: Vec<(f64, u32)> = f.events.iter().map(|&(t, n)| (secs(t), n)).collect();
-    let (prompt_tokens, output_tokens, stop_reason, error_kind, error_message, source, wire) =
-        match &f.result {
-            Ok(o) => (
-                o.prompt_tokens,
-                o.output_tokens,
-                Some(o.stop_reason.as_str().to_string()),
-                None,
-                None,
-                o.token_count_source.as_str(),
-                o.wire.as_deref(),
-            ),
-            Err(e) => (
-                e.prompt_tokens,
-                e.output_tokens,
-                None,
-                Some(e.kind.as_str().to_string()),
-                Some(e.message.clone()),
-                // What the count of tokens received before the failure rests on.
-                if e.wire.is_some() {
-                    "chunks"
-                } else {
-                    "backend"
-                },
-                e.wire.as_deref(),
-            ),
-        };
-    // Remote APIs: the request starts when it is handed to the HTTP client; the client's own
-    // delay before that shows as schedule lag.
-    let started = wire.and_then(|w| w.sent_at).unwrap_or(f.start);
-    let (intended, start) = (secs(f.intended_start), secs(started));
-    let t = request_timings(intended, start, &events, output_tokens);
-    let row = RequestRow {
-        id: f.id,
-        instance: f.instance,
-        warmup: f.warmup,
-        intended_start_s: intended,
-        start_s: start,
-        end_s: secs(f.end),
-        schedule_lag_s: start - intended,
-        ttft_s: t.ttft_s,
-        ttft_from_intended_s: t.ttft_from_intended_s,
-        e2e_s: t.e2e_s,
-        e2e_from_intended_s: t.e2e_from_intended_s,
-        decode_time_s: t.decode_time_s,
-        itl_s: t.itl_s,
-        tpot_incl_first_s: t.tpot_incl_first_s,
-        prompt_tokens,
-        output_tokens,
-        token_count_source: source.into(),
-        stop_reason,
-        error_kind,
-        error_message,
-        http_status: wire.and_then(|w| w.http_status),
-        connect_s: wire.and_then(|w| w.connect).map(|d| d.as_secs_f64()),
-        connection_reused: wire.and_then(|w| w.connection_reused),
-        response_headers_s: wire.and_then(|w| w.headers_at).map(|t| secs(t) - start),
-        first_reasoning_s: wire
-            .and_then(|w| w.first_reasoning_at)
-            .map(|t| secs(t) - start),
-        reasoning_chunks: wire.map(|w| w.reasoning_chunks),
-        reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
-        retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
-        http_version: wire.and_then(|w| w.http_version).map(str::to_string),
-    };
-    (row, t.chunk_gaps_s)
 }
 
 /// Open the sampler's sources the configuration asks for; what cannot be opened is recorded
@@ -372,7 +302,7 @@ impl<'a> Session<'a> {
                 max_in_flight,
             } => LoadProfile::OpenLoop {
                 rate_per_s: rate,
-                arrivals: arrivals.as_str().into(),
+                arrivals,
                 burstiness,
                 max_in_flight,
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),
@@ -389,9 +319,9 @@ impl<'a> Session<'a> {
             &mut self.progress,
         );
         let mut spans: Vec<ContextSpan> = Vec::new();
-        let mut on_finished = |f: Finished| {
+        let mut on_finished = |f: Observation| {
             spans.push(ContextSpan::from_finished(&f, epoch));
-            let (row, gaps) = request_row(&f, epoch);
+            let (row, gaps) = RequestRow::from_observation(&f, epoch);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             agg.add(&row, &gaps);
             if write_err.is_none() {

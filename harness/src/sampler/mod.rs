@@ -19,10 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use charter_reports::{SampleRow, SamplerInfo};
+use charter_record::{SampleRow, SamplerInfo};
 use procfs::prelude::*;
 
-pub use procs::{find_processes, Instances, Isolation, ProcReader, Target, TargetReading, Watched};
+pub use procs::{
+    attribution_method, find_processes, Instances, Isolation, ProcReader, Target, TargetReading,
+    Watched,
+};
 
 /// How each sampled quantity is read (recorded in the run record).
 pub const METHOD: &str =

@@ -11,31 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use charter_backends::{current_tid, ComputeSite};
 
-/// How instances are separated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Isolation {
-    /// Instances are streams on their own threads inside charter, sharing the weights.
-    #[default]
-    Thread,
-    /// Each instance is a `charter worker` process with its own copy of the model.
-    Process,
-}
+pub use charter_record::Isolation;
 
-impl Isolation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Isolation::Thread => "thread",
-            Isolation::Process => "process",
-        }
-    }
-
-    /// How CPU and RSS are attributed to instances, for the record.
-    pub fn method(self) -> &'static str {
-        match self {
-            Isolation::Thread => "per-thread CPU time of each instance's runner thread and its own compute pool (/proc/self/task/<tid>/schedstat, ns); RAM is shared by all instances and reported for the process",
-            Isolation::Process => "each worker process's utime + stime (/proc/<pid>/stat, clock ticks) and RSS (/proc/<pid>/statm)",
-        }
+/// How CPU and RSS are attributed to instances under `isolation`, for the record.
+pub fn attribution_method(isolation: Isolation) -> &'static str {
+    match isolation {
+        Isolation::Thread => "per-thread CPU time of each instance's runner thread and its own compute pool (/proc/self/task/<tid>/schedstat, ns); RAM is shared by all instances and reported for the process",
+        Isolation::Process => "each worker process's utime + stime (/proc/<pid>/stat, clock ticks) and RSS (/proc/<pid>/statm)",
     }
 }
 

@@ -10,6 +10,8 @@ pub mod rapl;
 
 use serde::{Deserialize, Serialize};
 
+pub use charter_record::EnergyMethod;
+
 /// Why a telemetry source cannot be used (recorded as "unavailable: <reason>").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("unavailable: {reason}")]
@@ -21,29 +23,6 @@ impl Unavailable {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-        }
-    }
-}
-
-/// How an energy figure was obtained (the labels of docs/metrics.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnergyMethod {
-    /// Difference of a hardware cumulative energy counter (NVML total energy, RAPL).
-    Counter,
-    /// Trapezoidal integral of sampled power.
-    Integrated,
-    /// Model estimate (declared TDP × measured CPU load).
-    Estimated,
-}
-
-impl EnergyMethod {
-    /// The label as written in records: `counter`, `integrated` or `estimated`.
-    pub fn label(self) -> &'static str {
-        match self {
-            EnergyMethod::Counter => "counter",
-            EnergyMethod::Integrated => "integrated",
-            EnergyMethod::Estimated => "estimated",
         }
     }
 }

@@ -55,12 +55,12 @@ pub fn validated_record(dir: &Path) -> serde_json::Value {
         "run.json does not match the schema: {errors:#?}"
     );
     // The typed reader accepts it too.
-    let _: charter_reports::RunRecord = serde_json::from_value(record.clone()).unwrap();
+    let _: charter_record::RunRecord = serde_json::from_value(record.clone()).unwrap();
     record
 }
 
 /// Rows of `requests.csv`.
-pub fn request_rows(dir: &Path) -> Vec<charter_reports::RequestRow> {
+pub fn request_rows(dir: &Path) -> Vec<charter_record::RequestRow> {
     let mut r = csv::Reader::from_path(dir.join("requests.csv")).unwrap();
     r.deserialize().map(|x| x.unwrap()).collect()
 }

@@ -271,10 +271,10 @@ fn request_events(r: &RequestRow, out: &mut Vec<Event>) {
             args,
         )
     };
-    match (&r.error_kind, r.ttft_s) {
+    match (r.error_kind, r.ttft_s) {
         (Some(kind), _) => {
             args["error"] = json!(r.error_message);
-            out.push(whole(kind, args));
+            out.push(whole(kind.as_str(), args));
         }
         (None, Some(ttft)) => {
             let first = start + us(ttft);
@@ -292,7 +292,10 @@ fn request_events(r: &RequestRow, out: &mut Vec<Event>) {
             }
         }
         // Neither a token nor an error (e.g. cancelled before the first token).
-        (None, None) => out.push(whole(r.stop_reason.as_deref().unwrap_or("no tokens"), args)),
+        (None, None) => out.push(whole(
+            r.stop_reason.map(|s| s.as_str()).unwrap_or("no tokens"),
+            args,
+        )),
     }
 }
 

@@ -6,10 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use charter_record::{LatencySummary, ResourceSummary, RunSummary};
 use serde::{Deserialize, Serialize};
-
-use crate::record::{ResourceSummary, RunSummary};
-use crate::stats::LatencySummary;
 
 /// A latency histogram kept in [`RunSummary`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -266,7 +264,7 @@ pub fn metric_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::ValueSummary;
+    use charter_record::ValueSummary;
 
     #[test]
     fn every_name_round_trips() {

@@ -25,9 +25,8 @@ pub mod output;
 pub mod rules;
 pub mod stats;
 
+use charter_record::{ResourceSummary, RunSummary};
 use serde::{Deserialize, Serialize};
-
-use crate::record::{ResourceSummary, RunSummary};
 
 pub use metrics::{metric_value, Latency, MetricName, Stat, UnknownMetric};
 pub use output::{to_bmf, to_console, to_json, to_junit_xml, to_markdown};

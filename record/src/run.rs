@@ -7,10 +7,16 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{LatencySummary, ValueSummary};
+use crate::kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
+use crate::observation::{ErrorKind, StopReason, TokenCountSource};
+use crate::summary::{LatencySummary, ValueSummary};
 
 /// Version of the `run.json` layout. Bump on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: stop reasons, error kinds, token-count sources, energy methods, the plan, arrival
+/// process, isolation and remote API fields are enums of the words version 1 wrote as free
+/// strings, so version 1 records read as they are.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything charter knows about one run. Written at the start (`complete: false`), rewritten
 /// when the run ends; a reader can rely on `complete` to tell a finished run from a partial one.
@@ -162,13 +168,12 @@ pub struct BackendRecord {
 /// How a remote API backend drove the server (no secret: the API key's variable name only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteRecord {
-    /// `openai` or `anthropic`.
-    pub api: String,
+    pub api: Api,
     pub base_url: String,
     /// Path requested, e.g. `/v1/chat/completions`.
     pub endpoint: String,
-    /// Name of the output-length field sent (`max_tokens` or `max_completion_tokens`).
-    pub length_field: String,
+    /// The output-length field sent.
+    pub length_field: LengthField,
     /// Whether `stream_options.include_usage` was requested (OpenAI-style APIs).
     pub include_usage_requested: bool,
     /// Names (never values) of the extra request headers.
@@ -223,9 +228,7 @@ pub struct TokenizerProvenance {
 /// The load that was offered.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkloadRecord {
-    /// `single`, `list` (a sweep over given levels), `auto` (saturation probe, then rates below
-    /// it) or `slo_search`.
-    pub plan: String,
+    pub plan: PlanKind,
     /// Measured requests per level (`--requests`), if bounded by count.
     pub requests: Option<u64>,
     /// Repeats of each level (`--trials`), interleaved across levels.
@@ -256,8 +259,7 @@ pub enum LoadProfile {
     /// Requests scheduled at `rate_per_s` regardless of completions.
     OpenLoop {
         rate_per_s: f64,
-        /// `constant`, `poisson` or `gamma`.
-        arrivals: String,
+        arrivals: Arrivals,
         /// Gamma shape (1 = Poisson); recorded for every arrival kind.
         burstiness: f64,
         /// At most this many requests in flight; later ones wait (and the wait is schedule lag).
@@ -328,9 +330,9 @@ pub struct RunSummary {
     pub tpot_incl_first: Option<LatencySummary>,
     pub chunk_gaps: Option<LatencySummary>,
     pub schedule_lag: Option<LatencySummary>,
-    pub stop_reasons: BTreeMap<String, u64>,
-    pub errors: BTreeMap<String, u64>,
-    pub token_count_sources: BTreeMap<String, u64>,
+    pub stop_reasons: BTreeMap<StopReason, u64>,
+    pub errors: BTreeMap<ErrorKind, u64>,
+    pub token_count_sources: BTreeMap<TokenCountSource, u64>,
     /// Significant digits of the HDR histograms behind the latency summaries.
     pub histogram_sigfigs: u8,
     /// Requests that met every SLO bound (when an SLO was given).
@@ -388,9 +390,7 @@ pub struct ResourceSummary {
 /// Per-instance resource use over the measured window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct InstancesSummary {
-    /// `thread` (instances are streams inside charter, sharing the weights) or `process`
-    /// (each instance is a `charter worker` process with its own copy).
-    pub isolation: String,
+    pub isolation: Isolation,
     /// How CPU and RAM were attributed to instances, in words.
     pub method: String,
     pub per_instance: Vec<ProcessResources>,
@@ -446,7 +446,7 @@ pub struct GpuSummary {
     pub sm_clock_mhz: Option<ValueSummary>,
     pub energy_j: Option<f64>,
     /// `counter` (total-energy counter delta) or `integrated` (sampled power).
-    pub energy_method: Option<String>,
+    pub energy_method: Option<EnergyMethod>,
     /// Share of samples with utilisation below `idle_threshold_pct`.
     pub idle_fraction: Option<f64>,
     pub idle_threshold_pct: f64,
@@ -459,9 +459,10 @@ pub struct GpuSummary {
 pub struct EnergySummary {
     pub cpu_j: Option<f64>,
     /// `rapl` (package counters), `estimated` (declared TDP × measured load), or absent.
-    pub cpu_method: Option<String>,
+    pub cpu_method: Option<EnergyMethod>,
     pub gpu_j: Option<f64>,
-    pub gpu_method: Option<String>,
+    /// `counter` when every device's energy is, else `integrated`.
+    pub gpu_method: Option<EnergyMethod>,
     /// cpu_j + gpu_j over what was measured.
     pub total_j: Option<f64>,
     /// total_j minus idle power × window seconds (when `--baseline` measured idle power).
@@ -533,12 +534,10 @@ pub struct RequestRow {
     pub tpot_incl_first_s: Option<f64>,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
-    /// `backend` (exact, in-process), `usage` (the API's usage report), `tokenizer` (the
-    /// configured tokenizer over the whole output text) or `chunks` (content chunks counted).
-    pub token_count_source: String,
-    /// `max_tokens`, `eos`, `cancelled`, or empty on error.
-    pub stop_reason: Option<String>,
-    pub error_kind: Option<String>,
+    pub token_count_source: TokenCountSource,
+    /// Empty on error.
+    pub stop_reason: Option<StopReason>,
+    pub error_kind: Option<ErrorKind>,
     pub error_message: Option<String>,
     /// Remote APIs: HTTP status of the response (empty: in-process, or no response arrived).
     #[serde(default)]

@@ -1,8 +1,14 @@
-//! Per-request metrics from timestamped token events, as defined in `shared/docs/metrics.md`.
+//! Per-request metrics from timestamped token events, as defined in `shared/docs/metrics.md`,
+//! and the `requests.csv` row of an [`Observation`] they fill.
 //!
 //! Times are seconds on the run's monotonic clock (seconds since the run epoch). A token event
 //! is `(time, tokens)`: the time the chunk arrived and how many content tokens it carried.
 //! Events with zero tokens (empty chunks) never count as the first token.
+
+use std::time::Instant;
+
+use crate::observation::{Observation, TokenCountSource};
+use crate::run::RequestRow;
 
 /// Timings of one request derived from its events.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -75,6 +81,80 @@ pub fn request_timings(
         t.tpot_incl_first_s = Some(e2e / output_tokens as f64);
     }
     t
+}
+
+impl RequestRow {
+    /// Turn an observed request into its CSV row and chunk gaps, on the run's clock (seconds
+    /// since `epoch`).
+    pub fn from_observation(o: &Observation, epoch: Instant) -> (RequestRow, Vec<f64>) {
+        let secs = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64();
+        let events: Vec<(f64, u32)> = o.events.iter().map(|&(t, n)| (secs(t), n)).collect();
+        let (prompt_tokens, output_tokens, stop_reason, error_kind, error_message, source, wire) =
+            match &o.result {
+                Ok(g) => (
+                    g.prompt_tokens,
+                    g.output_tokens,
+                    Some(g.stop_reason),
+                    None,
+                    None,
+                    g.token_count_source,
+                    g.wire.as_deref(),
+                ),
+                Err(e) => (
+                    e.prompt_tokens,
+                    e.output_tokens,
+                    None,
+                    Some(e.kind),
+                    Some(e.message.clone()),
+                    // What the count of tokens received before the failure rests on.
+                    if e.wire.is_some() {
+                        TokenCountSource::Chunks
+                    } else {
+                        TokenCountSource::Backend
+                    },
+                    e.wire.as_deref(),
+                ),
+            };
+        // Remote APIs: the request starts when it is handed to the HTTP client; the client's
+        // own delay before that shows as schedule lag.
+        let started = wire.and_then(|w| w.sent_at).unwrap_or(o.start);
+        let (intended, start) = (secs(o.intended_start), secs(started));
+        let t = request_timings(intended, start, &events, output_tokens);
+        let row = RequestRow {
+            id: o.id,
+            instance: o.instance,
+            warmup: o.warmup,
+            intended_start_s: intended,
+            start_s: start,
+            end_s: secs(o.end),
+            schedule_lag_s: start - intended,
+            ttft_s: t.ttft_s,
+            ttft_from_intended_s: t.ttft_from_intended_s,
+            e2e_s: t.e2e_s,
+            e2e_from_intended_s: t.e2e_from_intended_s,
+            decode_time_s: t.decode_time_s,
+            itl_s: t.itl_s,
+            tpot_incl_first_s: t.tpot_incl_first_s,
+            prompt_tokens,
+            output_tokens,
+            token_count_source: source,
+            stop_reason,
+            error_kind,
+            error_message,
+            http_status: wire.and_then(|w| w.http_status),
+            connect_s: wire.and_then(|w| w.connect).map(|d| d.as_secs_f64()),
+            connection_reused: wire.and_then(|w| w.connection_reused),
+            response_headers_s: wire.and_then(|w| w.headers_at).map(|t| secs(t) - start),
+            first_reasoning_s: wire
+                .and_then(|w| w.first_reasoning_at)
+                .map(|t| secs(t) - start),
+            reasoning_chunks: wire.map(|w| w.reasoning_chunks),
+            reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
+            retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
+            http_version: wire.and_then(|w| w.http_version).map(str::to_string),
+        };
+        (row, t.chunk_gaps_s)
+    }
 }
 
 #[cfg(test)]
