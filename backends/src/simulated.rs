@@ -71,6 +71,7 @@ impl SimulatedBackend {
             chat_template: None,
             load_time_s: 0.0,
             remote: None,
+            kv_cache: None,
         };
         Self {
             timings,

@@ -4,7 +4,7 @@
 use criterion::Criterion;
 
 fn tick(c: &mut Criterion) {
-    let probe = charter::sampler::Probe::new();
+    let mut probe = charter::sampler::Probe::new();
     c.bench_function("sampler_tick", |b| b.iter(|| probe.read()));
 }
 

@@ -15,7 +15,6 @@ pub mod host;
 pub mod profile;
 mod progress;
 pub mod report;
-pub mod resources;
 pub mod rundir;
 pub mod runner;
 pub mod sampler;

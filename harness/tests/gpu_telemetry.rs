@@ -10,10 +10,9 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use charter::telemetry::gpu::{
-    field, idle_fraction, window_energy, GpuReading, GpuSource, DEFAULT_IDLE_THRESHOLD_PCT,
-};
+use charter::telemetry::gpu::{field, GpuReading, GpuSource};
 use charter::telemetry::EnergyMethod;
+use charter_reports::energy::{idle_fraction, window_energy, DEFAULT_IDLE_THRESHOLD_PCT};
 
 static FAKE: Mutex<()> = Mutex::new(());
 
@@ -206,7 +205,7 @@ tick 0 util=90 mem_util=9 mem_used=1 power_mw=200000 energy_mj=1000700 temp=40 s
 tick 0 util=3 mem_util=9 mem_used=1 power_mw=100000 energy_mj=1000900 temp=40 sm_clock=100
 ";
 
-fn power_samples(gpu: &mut GpuSource, times: &[f64]) -> Vec<charter::telemetry::gpu::PowerSample> {
+fn power_samples(gpu: &mut GpuSource, times: &[f64]) -> Vec<charter_reports::energy::PowerSample> {
     times
         .iter()
         .map(|&t| gpu.read(&[]).devices[0].power_sample(t))

@@ -68,6 +68,20 @@ pub struct LevelRecord {
     /// Open loop: completed ≥ 0.98 × offered and the SLO percentiles (if any) hold.
     pub sustainable: Option<bool>,
     pub client_bound: ClientBound,
+    /// Whether other processes used the machine during the level.
+    #[serde(default)]
+    pub contention: Contention,
+}
+
+/// CPU used by processes other than charter, its workers and the processes it watches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Contention {
+    /// system busy − charter − workers − watched, in cores, per sample (negative noise clamped
+    /// to 0); `None` when the system or process CPU was not measured.
+    pub other_cores: Option<ValueSummary>,
+    /// The mean `other_cores` above which the level is flagged.
+    pub threshold_cores: f64,
+    pub flagged: bool,
 }
 
 /// Whether the numbers describe charter rather than the system under test.
@@ -80,6 +94,10 @@ pub struct ClientBound {
     pub schedule_lag_threshold_s: f64,
     /// Open loop: how often a scheduled request found every in-flight slot busy and queued.
     pub max_in_flight_waits: u64,
+    /// CPU cores charter's process may use (its affinity and cgroup quota): the saturation
+    /// criterion's denominator.
+    #[serde(default)]
+    pub cores_available: Option<f64>,
 }
 
 /// Outcome of a bisection search for the highest open-loop rate meeting the SLO.
@@ -163,6 +181,10 @@ pub struct BackendRecord {
     /// Remote API backends (`openai`, `anthropic`): how the API was driven.
     #[serde(default)]
     pub remote: Option<RemoteRecord>,
+    /// The KV cache per token as the model's configuration describes it (`None`: unknown, e.g.
+    /// a remote model without `--model-config`).
+    #[serde(default)]
+    pub kv_cache: Option<KvCacheRecord>,
 }
 
 /// How a remote API backend drove the server (no secret: the API key's variable name only).
@@ -365,10 +387,14 @@ pub struct ResourceSummary {
     /// CPU (and RSS, for worker processes) per instance: what "cores per instance" means.
     #[serde(default)]
     pub instances: Option<InstancesSummary>,
-    /// Least-squares fit of RSS against live context tokens (prompt + generated tokens held
-    /// by in-flight requests) over the level's samples.
+    /// The headline RAM-per-1k-tokens fit (memory against live context tokens: prompt +
+    /// generated tokens held by in-flight requests): the heap for in-process instances, the
+    /// workers' RSS with process isolation, a watched process's RSS for remote backends.
     #[serde(default)]
     pub ram_per_1k_tokens: Option<RamFit>,
+    /// Every fit made, one per memory signal (the headline included).
+    #[serde(default)]
+    pub ram_fits: Vec<RamFit>,
     /// NVML GPU telemetry per device.
     #[serde(default)]
     pub gpus: Vec<GpuSummary>,
@@ -418,19 +444,104 @@ pub struct ProcessResources {
     pub rss_bytes: Option<ValueSummary>,
 }
 
-/// RSS = baseline + slope × live context tokens, fitted by least squares.
+/// Memory = baseline + slope × live context tokens, fitted by least squares over a level's
+/// samples. A fit is a finding only when it is supported (enough samples, live context spanning
+/// at least 2×, R² ≥ 0.8); otherwise `bytes_per_1k_tokens` is `None` and `inconclusive` says
+/// why (the raw slope stays in `fitted_bytes_per_1k_tokens` for diagnosis).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RamFit {
-    pub bytes_per_1k_tokens: f64,
-    /// Intercept: fitted RSS with no live context.
+    /// The finding: bytes per 1k live tokens, when the fit is supported.
+    pub bytes_per_1k_tokens: Option<f64>,
+    /// The least-squares slope whether or not it is supported.
+    #[serde(default)]
+    pub fitted_bytes_per_1k_tokens: Option<f64>,
+    /// Intercept: fitted memory with no live context.
     pub baseline_bytes: f64,
     pub r_squared: f64,
     pub samples: u64,
     pub live_tokens_min: u64,
     pub live_tokens_max: u64,
-    /// What RSS was fitted (process, or the sum of worker processes) and how live tokens were
-    /// known, in words.
+    /// The memory signal fitted.
+    #[serde(default)]
+    pub signal: Option<MemorySignal>,
+    /// Why the fit is not a finding (`None`: it is supported).
+    #[serde(default)]
+    pub inconclusive: Option<String>,
+    /// What was fitted and how live tokens were known, in words.
     pub method: String,
+}
+
+/// A memory signal a RAM-per-token fit can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemorySignal {
+    /// charter's heap in use (glibc mallinfo2): follows allocations and frees.
+    Heap,
+    /// charter's resident set size (lags freed memory: glibc keeps freed pages).
+    Rss,
+    /// The sum of the worker processes' RSS (`--isolation process`).
+    WorkersRss,
+    /// A watched process's RSS (e.g. a local inference server).
+    WatchedRss,
+}
+
+impl MemorySignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemorySignal::Heap => "heap",
+            MemorySignal::Rss => "rss",
+            MemorySignal::WorkersRss => "workers_rss",
+            MemorySignal::WatchedRss => "watched_rss",
+        }
+    }
+
+    /// In words, for tables: "heap in use", "RSS", ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            MemorySignal::Heap => "heap in use",
+            MemorySignal::Rss => "RSS",
+            MemorySignal::WorkersRss => "workers' RSS",
+            MemorySignal::WatchedRss => "watched process RSS",
+        }
+    }
+}
+
+/// The KV cache as the model's configuration describes it: what one token of live context
+/// costs by construction (2 × layers × KV heads × head dim × bytes per element).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KvCacheRecord {
+    /// Element type of the cache, e.g. `f32`.
+    pub dtype: String,
+    pub layers: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    pub bytes_per_token: u64,
+    /// Where the numbers come from (e.g. `gguf metadata`, `config.json`, `preset`).
+    pub source: String,
+}
+
+impl KvCacheRecord {
+    pub fn new(
+        dtype: &str,
+        dtype_bytes: u64,
+        layers: u32,
+        kv_heads: u32,
+        head_dim: u32,
+        source: &str,
+    ) -> Self {
+        Self {
+            dtype: dtype.into(),
+            layers,
+            kv_heads,
+            head_dim,
+            bytes_per_token: 2
+                * u64::from(layers)
+                * u64::from(kv_heads)
+                * u64::from(head_dim)
+                * dtype_bytes,
+            source: source.into(),
+        }
+    }
 }
 
 /// One GPU over the measured window.
@@ -463,8 +574,12 @@ pub struct EnergySummary {
     pub gpu_j: Option<f64>,
     /// `counter` when every device's energy is, else `integrated`.
     pub gpu_method: Option<EnergyMethod>,
-    /// cpu_j + gpu_j over what was measured.
+    /// The energy of every part the machine has: CPU, plus GPUs when NVML found devices.
+    /// `None` when a part that exists was not measured (never a missing part counted as 0 J).
     pub total_j: Option<f64>,
+    /// The parts `total_j` covers (`cpu`, `gpu`).
+    #[serde(default)]
+    pub total_covers: Vec<String>,
     /// total_j minus idle power × window seconds (when `--baseline` measured idle power).
     pub net_j: Option<f64>,
     pub per_output_token_j: Option<f64>,
@@ -570,14 +685,74 @@ pub struct RequestRow {
     pub http_version: Option<String>,
 }
 
-/// One row of `samples.csv` (fixed columns; per-core busy shares follow as `core{i}_busy`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One row of `samples.csv`: the scalar readings of one sampler tick (per-core busy shares
+/// follow as `core{i}_busy`). `None` (an empty cell) is a reading that could not be taken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SampleRow {
+    /// Seconds on the run's clock.
     pub t_s: f64,
-    pub process_cpu_s: f64,
-    pub process_cpu_cores: f64,
-    pub rss_bytes: u64,
-    pub system_busy_cores: f64,
+    /// This process's cumulative CPU seconds.
+    pub process_cpu_s: Option<f64>,
+    /// This process's CPU seconds since the previous tick ÷ wall seconds.
+    pub process_cpu_cores: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    /// The process's heap in use (glibc `mallinfo2`: in-use chunks + mmapped blocks): a signal
+    /// that follows freed memory, which RSS does not.
+    #[serde(default)]
+    pub heap_bytes: Option<u64>,
+    /// Busy cores of the whole machine since the previous tick (sum of per-core shares).
+    pub system_busy_cores: Option<f64>,
+    /// Cumulative CPU package energy (RAPL) since the sampler started, J.
+    #[serde(default)]
+    pub cpu_energy_j: Option<f64>,
+}
+
+/// Everything one sampler tick read: the `samples.csv` row, per-core busy shares, instances
+/// and watched processes (`instances.csv`) and GPUs (`gpu.csv`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub row: SampleRow,
+    /// Busy share of each core since the previous tick (empty when /proc/stat is unreadable).
+    pub core_busy: Vec<f64>,
+    pub targets: Vec<TargetSample>,
+    pub gpus: Vec<GpuSample>,
+}
+
+/// What the sampler reads per process besides charter itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// A model instance (runner threads and their compute pools, or a worker process).
+    Instance(u32),
+    /// A watched process (`--watch-pid`, `--watch-process`), by its index.
+    Watched(usize),
+}
+
+/// One target's reading at one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSample {
+    pub target: Target,
+    pub pid: Option<u32>,
+    /// Cumulative CPU seconds (`None` until it could first be read).
+    pub cpu_s: Option<f64>,
+    pub rss_bytes: Option<u64>,
+    /// False once the process is gone (its last values are kept).
+    pub alive: bool,
+}
+
+/// One GPU's reading at one tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuSample {
+    pub device: u32,
+    pub utilization_pct: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_total_bytes: Option<u64>,
+    pub power_mw: Option<f64>,
+    /// The device's cumulative energy counter, mJ.
+    pub energy_mj: Option<f64>,
+    pub temperature_c: Option<f64>,
+    pub sm_clock_mhz: Option<f64>,
+    /// GPU memory used by the sampled processes (charter, its workers, watched ones).
+    pub process_memory_bytes: Option<u64>,
 }
 
 /// One row of `context.csv`: a resource sample taken while requests were in flight, with the
@@ -589,5 +764,9 @@ pub struct ContextPoint {
     /// Level index (`LevelRecord::index`).
     pub level: u32,
     pub live_context_tokens: u64,
-    pub rss_bytes: u64,
+    /// The RSS fitted (the process's, or the sum of the worker processes').
+    pub rss_bytes: Option<u64>,
+    /// The process's heap in use (in-process instances only).
+    #[serde(default)]
+    pub heap_bytes: Option<u64>,
 }

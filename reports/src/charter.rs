@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use charter_record::{
-    ContextPoint, EnergyMethod, ErrorKind, LevelRecord, LevelRole, LoadProfile, RequestRow,
-    RunRecord, SampleRow, SCHEMA_VERSION,
+    ContextPoint, EnergyMethod, ErrorKind, KvCacheRecord, LevelRecord, LevelRole, LoadProfile,
+    RequestRow, RunRecord, SampleRow, SCHEMA_VERSION,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -94,36 +94,8 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, RunReadError> {
         Some(name) => csv_rows(dir, name)?,
         None => Vec::new(),
     };
-    let samples = {
-        let p = dir.join(&record.files.samples_csv);
-        let mut out = Vec::new();
-        if p.exists() {
-            let bad = |e: csv::Error| RunReadError::Invalid {
-                path: p.display().to_string(),
-                what: e.to_string(),
-            };
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_path(&p)
-                .map_err(bad)?;
-            for rec in r.records() {
-                let rec = rec.map_err(bad)?;
-                let f = |i: usize| {
-                    rec.get(i)
-                        .and_then(|v| v.parse::<f64>().ok())
-                        .unwrap_or(f64::NAN)
-                };
-                out.push(SampleRow {
-                    t_s: f(0),
-                    process_cpu_s: f(1),
-                    process_cpu_cores: f(2),
-                    rss_bytes: f(3) as u64,
-                    system_busy_cores: f(4),
-                });
-            }
-        }
-        out
-    };
+    // By column name: per-core columns and columns of newer versions are ignored.
+    let samples: Vec<SampleRow> = csv_rows(dir, &record.files.samples_csv)?;
     Ok(LoadedRun {
         dir: dir.display().to_string(),
         record,
@@ -188,6 +160,21 @@ pub struct LevelCharter {
     pub ram_baseline_bytes: Option<u64>,
     /// Slope of the RSS-against-live-context fit, bytes per 1k tokens.
     pub ram_per_1k_tokens_bytes: Option<f64>,
+    /// The memory signal of that fit (`heap`, `rss`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_per_1k_tokens_signal: Option<String>,
+    /// Why the level's RAM fit is not a finding (an inconclusive fit has no amount above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_per_1k_tokens_inconclusive: Option<String>,
+    /// The KV cache per token as the model's configuration describes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_bytes_per_token: Option<u64>,
+    /// Processes other than charter's used this many cores on average (mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_cores_mean: Option<f64>,
+    /// Other processes used the machine beyond the threshold during the level.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contended: bool,
     /// Mean GPU utilisation over devices, as a fraction.
     pub gpu_utilisation: Option<f64>,
     pub gpu_idle_fraction: Option<f64>,
@@ -273,7 +260,7 @@ fn instances(load: &LoadProfile) -> u32 {
     }
 }
 
-fn level_charter(l: &LevelRecord) -> LevelCharter {
+fn level_charter(l: &LevelRecord, kv: Option<&KvCacheRecord>) -> LevelCharter {
     let s = &l.summary;
     let r = &l.resources;
     let n = instances(&l.load);
@@ -317,7 +304,22 @@ fn level_charter(l: &LevelRecord) -> LevelCharter {
             .map(|v| v.max as u64)
             .or(r.peak_rss_bytes),
         ram_baseline_bytes: r.ram_baseline_bytes,
-        ram_per_1k_tokens_bytes: r.ram_per_1k_tokens.as_ref().map(|f| f.bytes_per_1k_tokens),
+        ram_per_1k_tokens_bytes: r
+            .ram_per_1k_tokens
+            .as_ref()
+            .and_then(|f| f.bytes_per_1k_tokens),
+        ram_per_1k_tokens_signal: r
+            .ram_per_1k_tokens
+            .as_ref()
+            .and_then(|f| f.signal)
+            .map(|s| s.as_str().to_string()),
+        ram_per_1k_tokens_inconclusive: r
+            .ram_per_1k_tokens
+            .as_ref()
+            .and_then(|f| f.inconclusive.clone()),
+        kv_cache_bytes_per_token: kv.map(|k| k.bytes_per_token),
+        other_cores_mean: l.contention.other_cores.as_ref().map(|o| o.mean),
+        contended: l.contention.flagged,
         gpu_utilisation: crate::stats::mean(
             r.gpus
                 .iter()
@@ -511,7 +513,7 @@ fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
         ));
         return out;
     };
-    let lc = level_charter(l);
+    let lc = level_charter(l, r.backend.kv_cache.as_ref());
     let n = lc.instances;
     let what = match &l.load {
         LoadProfile::ClosedLoop { .. } => format!("{n} concurrent instance(s)"),
@@ -529,12 +531,18 @@ fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
         _ => out.push(format!("{}: CPU use not measured (level shorter than one sample interval).", rc.backend)),
     }
     if let (Some(peak), Some(base)) = (lc.rss_peak_bytes, lc.ram_baseline_bytes) {
-        let per_token = match (&l.resources.ram_per_1k_tokens, l.resources.unmeasured.get("ram_per_1k_tokens")) {
+        let kv = r.backend.kv_cache.as_ref();
+        let per_token = match (
+            &l.resources.ram_per_1k_tokens,
+            l.resources.unmeasured.get("ram_per_1k_tokens"),
+        ) {
+            (Some(f), _) if f.bytes_per_1k_tokens.is_some() => format!(
+                "each additional 1k tokens of live context added about {}",
+                crate::summary::ram_fit_words(f, kv)
+            ),
             (Some(f), _) => format!(
-                "each additional 1k tokens of live context added about {} (least-squares fit, R² {:.2}, {} samples)",
-                crate::summary::signed_human_bytes(f.bytes_per_1k_tokens),
-                f.r_squared,
-                f.samples
+                "RAM per 1k tokens of context: {}",
+                crate::summary::ram_fit_words(f, kv)
             ),
             (None, Some(why)) => format!("RAM per 1k tokens of context: not measured ({why})"),
             (None, None) => "RAM per 1k tokens of context: not measured in this run".into(),
@@ -624,7 +632,11 @@ pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> C
             backend: r.backend.model.clone(),
             backend_kind: r.backend.kind.clone(),
             complete: r.complete,
-            levels: r.levels.iter().map(level_charter).collect(),
+            levels: r
+                .levels
+                .iter()
+                .map(|l| level_charter(l, r.backend.kv_cache.as_ref()))
+                .collect(),
             capacity: capacity(r),
             provenance: Provenance {
                 tool: format!("{} {}", r.tool.name, r.tool.version),

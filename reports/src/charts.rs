@@ -400,14 +400,15 @@ fn draw_timeline<DB: DrawingBackend>(
     let tmax = (s[s.len() - 1].t_s - t0).max(1e-3);
     let cmax = s
         .iter()
-        .map(|x| x.process_cpu_cores)
+        .filter_map(|x| x.process_cpu_cores)
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max)
         .max(0.1)
         * 1.15;
     let rmax = s
         .iter()
-        .map(|x| x.rss_bytes as f64 / MIB)
+        .filter_map(|x| x.rss_bytes)
+        .map(|b| b as f64 / MIB)
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.15;
@@ -451,15 +452,16 @@ fn draw_timeline<DB: DrawingBackend>(
     let green = PALETTE[2];
     c.draw_series(LineSeries::new(
         s.iter()
-            .filter(|x| x.process_cpu_cores.is_finite())
-            .map(|x| (x.t_s - t0, x.process_cpu_cores)),
+            .filter_map(|x| Some((x.t_s - t0, x.process_cpu_cores?)))
+            .filter(|(_, c)| c.is_finite()),
         blue.stroke_width(2),
     ))
     .map_err(err)?
     .label("CPU cores")
     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], blue.stroke_width(2)));
     c.draw_secondary_series(LineSeries::new(
-        s.iter().map(|x| (x.t_s - t0, x.rss_bytes as f64 / MIB)),
+        s.iter()
+            .filter_map(|x| Some((x.t_s - t0, x.rss_bytes? as f64 / MIB))),
         green.stroke_width(2),
     ))
     .map_err(err)?
@@ -475,15 +477,25 @@ const MIB: f64 = 1048576.0;
 /// has one: `(label, points (tokens, MiB), line ((tokens, MiB) at both ends))`.
 type ContextSeries = (String, Vec<(f64, f64)>, Option<[(f64, f64); 2]>);
 
-/// RSS against live context tokens, one chart per run with `context.csv` points: points
-/// coloured per level, and each level's least-squares fit (`ram_per_1k_tokens`) drawn over the
-/// live-token range it was fitted on.
+/// Memory against live context tokens, one chart per run with `context.csv` points: the signal
+/// of the run's headline fit (heap in use for in-process instances, else RSS), points coloured
+/// per level, and each level's supported least-squares fit (`ram_per_1k_tokens`) drawn over the
+/// live-token range it was fitted on; an unsupported fit is labelled "inconclusive" and drawn
+/// without a line.
 pub fn ram_vs_context(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
     let mut out = Vec::new();
     for (ri, run) in runs.iter().enumerate() {
         if run.context.is_empty() {
             continue;
         }
+        // The headline fit's signal: the heap when the fits were of the heap.
+        let heap = run.record.levels.iter().any(|l| {
+            l.resources
+                .ram_per_1k_tokens
+                .as_ref()
+                .and_then(|f| f.signal)
+                == Some(charter_record::MemorySignal::Heap)
+        });
         let mut indices: Vec<u32> = run.context.iter().map(|p| p.level).collect();
         indices.sort_unstable();
         indices.dedup();
@@ -495,39 +507,50 @@ pub fn ram_vs_context(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
                     .context
                     .iter()
                     .filter(|p| p.level == i)
-                    .map(|p| (p.live_context_tokens as f64, p.rss_bytes as f64 / MIB))
+                    .filter_map(|p| {
+                        let bytes = if heap { p.heap_bytes } else { p.rss_bytes }?;
+                        Some((p.live_context_tokens as f64, bytes as f64 / MIB))
+                    })
                     .collect();
                 let fit = level.and_then(|l| l.resources.ram_per_1k_tokens.as_ref());
                 let label = match (level, fit) {
-                    (_, Some(f)) => format!(
-                        "level {i}: {:.2} MiB per 1k tokens, R² {:.2}",
-                        f.bytes_per_1k_tokens / MIB,
-                        f.r_squared
-                    ),
+                    (_, Some(f)) => match f.bytes_per_1k_tokens {
+                        Some(b) => format!(
+                            "level {i}: {:.2} MiB per 1k tokens, R² {:.2}",
+                            b / MIB,
+                            f.r_squared
+                        ),
+                        None => format!(
+                            "level {i}: inconclusive ({})",
+                            f.inconclusive.as_deref().unwrap_or("unsupported fit")
+                        ),
+                    },
                     (Some(l), None) => format!("level {i} ({}): no fit", l.load.label()),
                     (None, None) => format!("level {i}: no fit"),
                 };
-                let line = fit.map(|f| {
-                    let at = |x: f64| {
-                        (
-                            x,
-                            (f.baseline_bytes + f.bytes_per_1k_tokens * x / 1e3) / MIB,
-                        )
-                    };
-                    [at(f.live_tokens_min as f64), at(f.live_tokens_max as f64)]
+                let line = fit.and_then(|f| {
+                    let slope = f.bytes_per_1k_tokens?;
+                    let at = |x: f64| (x, (f.baseline_bytes + slope * x / 1e3) / MIB);
+                    Some([at(f.live_tokens_min as f64), at(f.live_tokens_max as f64)])
                 });
                 (label, pts, line)
             })
             .collect();
         let title = format!(
-            "RSS vs live context tokens — {}",
+            "{} vs live context tokens — {}",
+            if heap { "Heap in use" } else { "RSS" },
             short(&run.record.backend.model)
         );
+        let y_desc = if heap {
+            "heap in use (MiB)"
+        } else {
+            "RSS (MiB)"
+        };
         out.push(render(
             &format!("ram-vs-context-{ri}"),
             &title,
-            &|a| draw_ram_vs_context(a, &title, &series),
-            &|a| draw_ram_vs_context(a, &title, &series),
+            &|a| draw_ram_vs_context(a, &title, y_desc, &series),
+            &|a| draw_ram_vs_context(a, &title, y_desc, &series),
         )?);
     }
     Ok(out)
@@ -543,6 +566,7 @@ fn padded(lo: f64, hi: f64, min_span: f64) -> (f64, f64) {
 fn draw_ram_vs_context<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
+    y_desc: &str,
     series: &[ContextSeries],
 ) -> Result<(), String> {
     let all = series
@@ -569,7 +593,7 @@ fn draw_ram_vs_context<DB: DrawingBackend>(
     c.configure_mesh()
         .x_desc("live context tokens (prompt + generated, in-flight requests)")
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_desc("RSS (MiB)")
+        .y_desc(y_desc)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(err)?;

@@ -58,6 +58,12 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
     if l.client_bound {
         notes.push("client-bound".into());
     }
+    if l.contended {
+        notes.push(format!(
+            "contended ({:.2} other cores)",
+            l.other_cores_mean.unwrap_or_default()
+        ));
+    }
     if l.sustainable == Some(false) {
         notes.push("not sustainable".into());
     }
@@ -79,9 +85,11 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
         num(l.cpu_cores_per_instance, 2),
         num(l.cpu_cores_p95, 2),
         bytes(l.rss_peak_bytes),
-        l.ram_per_1k_tokens_bytes
-            .map(crate::summary::signed_human_bytes)
-            .unwrap_or_else(|| "not measured".into()),
+        match (l.ram_per_1k_tokens_bytes, &l.ram_per_1k_tokens_inconclusive) {
+            (Some(b), _) => crate::summary::signed_human_bytes(b),
+            (None, Some(_)) => "inconclusive".into(),
+            (None, None) => "not measured".into(),
+        },
         l.gpu_idle_fraction
             .map(|f| format!("{:.0}%", f * 100.0))
             .unwrap_or_else(|| "not measured".into()),
@@ -96,7 +104,9 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
 fn not_measured(ch: &Charter) -> Option<String> {
     let levels = || ch.runs.iter().flat_map(|r| r.levels.iter());
     let mut missing = Vec::new();
-    if levels().all(|l| l.ram_per_1k_tokens_bytes.is_none()) {
+    if levels()
+        .all(|l| l.ram_per_1k_tokens_bytes.is_none() && l.ram_per_1k_tokens_inconclusive.is_none())
+    {
         missing.push("RAM per 1k tokens of context (no RSS-against-context fit in the records)");
     }
     if levels().all(|l| l.gpu_idle_fraction.is_none()) {

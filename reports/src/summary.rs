@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use charter_record::{LatencySummary, LevelRecord, LevelRole, LoadProfile, RunRecord, RunStatus};
+use charter_record::{
+    KvCacheRecord, LatencySummary, LevelRecord, LevelRole, LoadProfile, RamFit, RunRecord,
+    RunStatus,
+};
 
 fn ms(v: f64) -> String {
     let ms = v * 1e3;
@@ -142,7 +145,23 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             .map(human_bytes)
             .unwrap_or_else(|| "not measured".into())
     );
-    telemetry_lines(out, res);
+    if let Some(o) = &l.contention.other_cores {
+        let _ = writeln!(
+            out,
+            "  other processes: {:.2} cores mean, p95 {:.2}{}",
+            o.mean,
+            o.p95,
+            if l.contention.flagged {
+                format!(
+                    " — CONTENDED (above {:.2}): these numbers were taken on a machine other work was using",
+                    l.contention.threshold_cores
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    telemetry_lines(out, res, r.backend.kv_cache.as_ref());
     if let Some(sm) = &res.sampler {
         let _ = writeln!(
             out,
@@ -156,7 +175,7 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
 
 /// Instances, RAM per 1k tokens, GPUs, energy, watched processes, idle baseline, and what was
 /// not measured.
-fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
+fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary, kv: Option<&KvCacheRecord>) {
     if let Some(i) = &res.instances {
         let per: Vec<String> = i
             .per_instance
@@ -179,14 +198,12 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary) {
         Some(f) => {
             let _ = writeln!(
                 out,
-                "  RAM per 1k tokens of context: {} (R² {:.2}, {} samples, {}–{} live tokens; fitted baseline {})",
-                signed_human_bytes(f.bytes_per_1k_tokens),
-                f.r_squared,
-                f.samples,
-                f.live_tokens_min,
-                f.live_tokens_max,
-                human_bytes(f.baseline_bytes.max(0.0) as u64)
+                "  RAM per 1k tokens of context: {}",
+                ram_fit_words(f, kv)
             );
+            for other in res.ram_fits.iter().skip(1) {
+                let _ = writeln!(out, "    beside it: {}", ram_fit_words(other, None));
+            }
         }
         None => {
             if let Some(why) = res.unmeasured.get("ram_per_1k_tokens") {
@@ -264,6 +281,51 @@ pub fn signed_human_bytes(v: f64) -> String {
     }
 }
 
+/// Bytes per token in decimal kilobytes, as architectures are quoted ("13.8 kB/token").
+fn kb_per_token(bytes_per_token: f64) -> String {
+    format!("{:.1} kB/token", bytes_per_token / 1e3)
+}
+
+/// A RAM-per-1k-tokens fit in words, the same in every output: the finding with its signal
+/// and support, beside what the model's KV cache costs by construction; or "inconclusive" with
+/// the reasons and the workload that gives a clean fit. Never a bare unsupported slope.
+pub fn ram_fit_words(f: &RamFit, kv: Option<&KvCacheRecord>) -> String {
+    let signal = f.signal.map(|s| s.describe()).unwrap_or("memory");
+    let support = format!(
+        "{signal}, R² {:.2}, {} samples, {}–{} live tokens",
+        f.r_squared, f.samples, f.live_tokens_min, f.live_tokens_max
+    );
+    let expected = kv.map(|k| {
+        format!(
+            "the architecture says {} ({} KV cache)",
+            kb_per_token(k.bytes_per_token as f64),
+            k.dtype
+        )
+    });
+    match (f.bytes_per_1k_tokens, &f.inconclusive) {
+        (Some(b), _) => {
+            let vs = expected
+                .map(|e| format!("; measured {}, {e}", kb_per_token(b / 1e3)))
+                .unwrap_or_default();
+            format!("{} ({support}{vs})", signed_human_bytes(b))
+        }
+        (None, why) => format!(
+            "inconclusive ({signal}: {}{}; {})",
+            why.as_deref().unwrap_or("unsupported fit"),
+            expected.map(|e| format!("; {e}")).unwrap_or_default(),
+            crate::resources::ram::RAM_PROBE_HINT
+        ),
+    }
+}
+
+/// A fit's cell in a level table: the amount, or "inconclusive".
+pub fn ram_fit_cell(f: &RamFit) -> String {
+    match f.bytes_per_1k_tokens {
+        Some(b) => signed_human_bytes(b),
+        None => "inconclusive".into(),
+    }
+}
+
 fn p(s: &Option<LatencySummary>, f: fn(&LatencySummary) -> f64) -> String {
     s.as_ref().map(|s| ms(f(s))).unwrap_or_else(|| "n/a".into())
 }
@@ -285,6 +347,9 @@ fn levels_table(out: &mut String, r: &RunRecord) {
         let mut flags = Vec::new();
         if l.client_bound.flagged {
             flags.push("CLIENT-BOUND".to_string());
+        }
+        if l.contention.flagged {
+            flags.push("CONTENDED".to_string());
         }
         if l.sustainable == Some(false) {
             flags.push("not sustainable".to_string());

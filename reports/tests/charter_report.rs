@@ -161,7 +161,7 @@ fn ram_vs_context_chart_plots_points_and_fits() {
     assert!(runs[0]
         .context
         .iter()
-        .all(|p| p.level < 3 && p.rss_bytes > BASELINE as u64 - 1_000_000));
+        .all(|p| p.level < 3 && p.rss_bytes.unwrap() > BASELINE as u64 - 1_000_000));
     let all = charts::ram_vs_context(&runs).unwrap();
     assert_eq!(all.len(), 1);
     let c = &all[0];

@@ -140,9 +140,9 @@ fn fixture_trace_is_well_formed_and_matches_the_csvs() {
         for (e, s) in series.iter().zip(&run.samples) {
             assert_eq!(num(e, "ts"), s.t_s * 1e6, "{name}");
             let want = match name {
-                "process CPU" => s.process_cpu_cores,
-                "RSS" => s.rss_bytes as f64,
-                _ => s.system_busy_cores,
+                "process CPU" => s.process_cpu_cores.unwrap(),
+                "RSS" => s.rss_bytes.unwrap() as f64,
+                _ => s.system_busy_cores.unwrap(),
             };
             assert_eq!(num(&e["args"], key), want, "{name}");
         }

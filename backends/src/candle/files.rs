@@ -13,7 +13,7 @@ use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use tokenizers::Tokenizer;
 
 use super::{path_str, presets, tokenizer, Weights};
-use crate::{file_digest, ChatTemplate, LoadError, WeightsProvenance};
+use crate::{file_digest, ChatTemplate, KvCacheRecord, LoadError, WeightsProvenance};
 
 pub(super) struct Loaded {
     pub weights: Weights,
@@ -28,6 +28,40 @@ pub(super) struct Loaded {
     pub dtype: String,
     pub parameters: Option<u64>,
     pub provenance: WeightsProvenance,
+    /// The KV cache per token as the configuration describes it (candle keeps it in f32).
+    pub kv_cache: Option<KvCacheRecord>,
+}
+
+/// The f32 KV cache of a Llama configuration.
+fn kv_cache(
+    layers: usize,
+    kv_heads: usize,
+    heads: usize,
+    hidden: usize,
+    source: &str,
+) -> Option<KvCacheRecord> {
+    let head_dim = hidden.checked_div(heads)?;
+    Some(KvCacheRecord::new(
+        "f32",
+        4,
+        layers as u32,
+        kv_heads as u32,
+        head_dim as u32,
+        source,
+    ))
+}
+
+fn config_kv_cache(
+    c: &candle_transformers::models::llama::Config,
+    source: &str,
+) -> Option<KvCacheRecord> {
+    kv_cache(
+        c.num_hidden_layers,
+        c.num_key_value_heads,
+        c.num_attention_heads,
+        c.hidden_size,
+        source,
+    )
 }
 
 fn candle_err(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> LoadError {
@@ -46,6 +80,7 @@ pub(super) fn load_preset(name: &str, seed: u64) -> Result<Loaded, LoadError> {
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let model = Llama::load(vb, &config).map_err(candle_err(format!("building preset {name}")))?;
     Ok(Loaded {
+        kv_cache: config_kv_cache(&config, "preset configuration"),
         vocab_size: config.vocab_size,
         context_limit: config.max_position_embeddings,
         parameters: Some(presets::parameter_count(&config)),
@@ -166,10 +201,32 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
         ),
         None => None,
     };
+    let md_usize = |k: &str| {
+        content
+            .metadata
+            .get(k)
+            .and_then(|v| v.to_u32().ok())
+            .map(|v| v as usize)
+    };
+    let gguf_kv = match (
+        md_usize("llama.block_count"),
+        md_usize("llama.attention.head_count"),
+        md_usize("llama.embedding_length"),
+    ) {
+        (Some(layers), Some(heads), Some(hidden)) => kv_cache(
+            layers,
+            md_usize("llama.attention.head_count_kv").unwrap_or(heads),
+            heads,
+            hidden,
+            "gguf metadata (llama.block_count, attention.head_count_kv, embedding_length ÷ head_count)",
+        ),
+        _ => None,
+    };
     let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
         .map_err(|e| invalid(path, format!("cannot load Llama weights from GGUF ({e})")))?;
     let digest = file_digest(path).map_err(unreadable)?;
     Ok(Loaded {
+        kv_cache: gguf_kv,
         weights: Weights::Quantized(weights),
         tokenizer: Some(tok),
         tokenizer_source: Some("gguf-metadata".into()),
@@ -288,6 +345,7 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path_str(dir));
     Ok(Loaded {
+        kv_cache: config_kv_cache(&config, "config.json"),
         vocab_size: config.vocab_size,
         context_limit: config.max_position_embeddings,
         parameters: Some(presets::parameter_count(&config)),

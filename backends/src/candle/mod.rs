@@ -98,6 +98,7 @@ impl CandleBackend {
             dtype,
             parameters,
             provenance,
+            kv_cache,
         } = loaded;
         let tokenizer_record = match (&tokenizer, tokenizer_source) {
             (Some(tok), Some(src)) => {
@@ -131,6 +132,7 @@ impl CandleBackend {
             chat_template: chat_template.as_ref().map(|t| t.source.clone()),
             load_time_s,
             remote: None,
+            kv_cache,
         };
         Ok(Self {
             weights,

@@ -573,6 +573,7 @@ impl OnnxBackend {
             chat_template: None,
             load_time_s: started.elapsed().as_secs_f64(),
             remote: None,
+            kv_cache: None,
         };
         Ok(Self {
             model: model.clone(),

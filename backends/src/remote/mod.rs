@@ -343,6 +343,7 @@ impl RemoteBackend {
             chat_template: Some("applied by the server".into()),
             load_time_s: started.elapsed().as_secs_f64(),
             remote: Some(remote),
+            kv_cache: None,
         };
         Ok(Self {
             shared: Arc::new(Shared {

@@ -149,6 +149,13 @@ pub struct LoadArgs {
     #[arg(long, value_parser = at_least_one::<u32>)]
     pub instances: Option<u32>,
 
+    /// RAM probe: one stream (or --concurrency) whose context ramps from a 64-token synthetic
+    /// prompt through 896 generated tokens (EOS ignored), 1 request, no warm-up, sampled every
+    /// 20 ms: the workload that gives a supported RAM-per-1k-tokens fit. Flags given override
+    /// its settings.
+    #[arg(long, conflicts_with_all = ["rate", "sweep"])]
+    pub ram_probe: bool,
+
     /// thread: instances are streams inside charter sharing the weights, CPU per instance from
     /// per-thread CPU time; process: each instance is a `charter worker` process with its own
     /// copy of the model, sampled separately (CPU and RSS) [default: thread].
@@ -219,6 +226,11 @@ pub struct SamplerArgs {
     /// Also sample every process with this command name (e.g. llama-server); repeatable.
     #[arg(long, value_name = "NAME")]
     pub watch_process: Option<Vec<String>>,
+
+    /// Flag a level as contended when processes other than charter, its workers and the
+    /// watched ones used more than this many cores on average [default: 0.25].
+    #[arg(long, value_name = "CORES", value_parser = parse_non_negative)]
+    pub contention_threshold: Option<f64>,
 }
 
 /// `[output]`: where results go and how they are printed.

@@ -43,6 +43,8 @@ pub struct SamplerConfig {
     pub baseline: Option<Duration>,
     pub watch_pids: Vec<u32>,
     pub watch_processes: Vec<String>,
+    /// Mean cores of other processes above which a level is contended.
+    pub contention_threshold_cores: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,12 @@ impl ProfileConfig {
             return Err(o.bad(
                 "search",
                 "a search needs SLO terms: --slo (e.g. --slo ttft_p99=500ms; ttft_p99 = \"500ms\" in [slo])",
+            ));
+        }
+        if search && load.ram_probe {
+            return Err(o.bad(
+                "ram_probe",
+                "the RAM probe runs one closed-loop level; it does not combine with an SLO search",
             ));
         }
         if search && load.rate.is_some() {
@@ -198,6 +206,9 @@ impl ProfileConfig {
         };
         let w = &a.workload;
         let sm = &a.sampler;
+        // The RAM probe's settings, where the user gave none.
+        let probe = load.ram_probe;
+        let prompt_tokens = w.prompt_tokens.or(probe.then(|| LengthDist::fixed(64)));
         Ok(Self {
             backend,
             seed: a.backend.seed.unwrap_or(0),
@@ -206,20 +217,20 @@ impl ProfileConfig {
             burstiness,
             max_in_flight,
             probe_concurrency,
-            requests: load.requests,
+            requests: load.requests.or(probe.then_some(1)),
             trials: load.trials.unwrap_or(1),
             duration: load.duration,
-            warmup: w.warmup,
+            warmup: w.warmup.or(probe.then_some(0)),
             cooldown: load.cooldown.unwrap_or(if levels > 1 {
                 Duration::from_secs(1)
             } else {
                 Duration::ZERO
             }),
             prompts: w.prompts.clone(),
-            prompt_tokens: w.prompt_tokens.unwrap_or(LengthDist::fixed(128)),
-            prompt_tokens_explicit: w.prompt_tokens.is_some(),
-            max_tokens: w.max_tokens,
-            ignore_eos: w.ignore_eos,
+            prompt_tokens: prompt_tokens.unwrap_or(LengthDist::fixed(128)),
+            prompt_tokens_explicit: prompt_tokens.is_some(),
+            max_tokens: w.max_tokens.or(probe.then(|| LengthDist::fixed(896))),
+            ignore_eos: w.ignore_eos || probe,
             temperature: w.temperature.unwrap_or(0.0),
             top_p: w.top_p,
             slo: slo.terms.clone(),
@@ -232,7 +243,11 @@ impl ProfileConfig {
             scenario: a.scenario.clone(),
             isolation: load.isolation.unwrap_or_default(),
             sampler: SamplerConfig {
-                interval: sm.interval.unwrap_or(Duration::from_millis(100)),
+                interval: sm.interval.unwrap_or(Duration::from_millis(if probe {
+                    20
+                } else {
+                    100
+                })),
                 nvml_lib: sm.nvml_lib.clone(),
                 no_gpu: sm.no_gpu,
                 powercap_root: sm
@@ -243,6 +258,9 @@ impl ProfileConfig {
                 baseline: sm.baseline,
                 watch_pids: sm.watch_pid.clone().unwrap_or_default(),
                 watch_processes: sm.watch_process.clone().unwrap_or_default(),
+                contention_threshold_cores: sm.contention_threshold.unwrap_or(
+                    charter_reports::resources::flags::DEFAULT_CONTENTION_THRESHOLD_CORES,
+                ),
             },
             origins: o.clone(),
         })

@@ -9,19 +9,19 @@ use std::time::Instant;
 use charter_backends::{Backend, Sampling};
 use charter_record::Observation;
 use charter_reports::export::{Export, Format, ProfileDoc};
+use charter_reports::resources::flags::{self, ClientInputs};
+use charter_reports::resources::{self, ContextSpan, WindowInputs};
 use charter_reports::{
-    Aggregator, ClientBound, LevelRecord, LevelRole, LoadProfile, RequestRow, ResourceSummary,
-    RunRecord, RunStatus, SearchRecord,
+    Aggregator, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus, SearchRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
 
 use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use crate::progress::Progress;
-use crate::resources::{self, ContextSpan, WindowInputs};
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, OpenLevel, Phase, StreamPool};
-use crate::sampler::{self, Instances, Sampler, Sources};
+use crate::sampler::{self, Instances, Sampler};
 use crate::{CliError, EXIT_INTERRUPTED, EXIT_OK};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -41,45 +41,6 @@ pub(super) fn install_ctrlc() {
     });
 }
 
-/// Open the sampler's sources the configuration asks for; what cannot be opened is recorded
-/// as unavailable with its reason.
-fn open_sources(cfg: &ProfileConfig) -> Sources {
-    let mut src = Sources::default();
-    for &pid in &cfg.sampler.watch_pids {
-        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into());
-        src.watched.push(sampler::Watched {
-            pid,
-            name: format!("{name} ({pid})"),
-        });
-    }
-    if cfg.sampler.no_gpu {
-        src.unavailable
-            .push(("gpu".into(), "not sampled (--no-gpu)".into()));
-    } else {
-        match crate::telemetry::gpu::GpuSource::open(cfg.sampler.nvml_lib.as_deref()) {
-            Ok(g) => src.gpu = Some(Box::new(g)),
-            Err(u) => src.unavailable.push(("gpu".into(), u.reason)),
-        }
-    }
-    match crate::telemetry::rapl::RaplSource::open(&cfg.sampler.powercap_root) {
-        Ok(r) => src.cpu_energy = Some(Box::new(r)),
-        Err(u) => src.unavailable.push(("rapl".into(), u.reason)),
-    }
-    for name in &cfg.sampler.watch_processes {
-        for w in sampler::find_processes(name) {
-            if !src.watched.iter().any(|x| x.pid == w.pid) {
-                src.watched.push(sampler::Watched {
-                    pid: w.pid,
-                    name: format!("{} ({})", w.name, w.pid),
-                });
-            }
-        }
-    }
-    src
-}
-
 /// One `charter profile` run in progress.
 pub(super) struct Session<'a> {
     cfg: &'a ProfileConfig,
@@ -95,6 +56,8 @@ pub(super) struct Session<'a> {
     instances: std::sync::Arc<Instances>,
     unavailable: std::collections::BTreeMap<String, String>,
     idle: Option<charter_reports::IdleBaseline>,
+    /// CPU cores this process may use (affinity, cgroup quota).
+    cores_available: f64,
     context_out: csv::Writer<std::io::BufWriter<std::fs::File>>,
     pool: StreamPool<'a>,
     next_id: u64,
@@ -115,7 +78,7 @@ impl<'a> Session<'a> {
         let requests_out = dir.requests_writer()?;
         let epoch = Instant::now();
         let baseline = sampler::current_rss_bytes();
-        let sources = open_sources(cfg);
+        let sources = sampler::open_sources(&cfg.sampler);
         let instances = std::sync::Arc::clone(&sources.instances);
         let unavailable = sources.unavailable.iter().cloned().collect();
         let outputs = sampler::Outputs {
@@ -125,10 +88,8 @@ impl<'a> Session<'a> {
         };
         let sampler = Sampler::start(epoch, cfg.sampler.interval, outputs, sources)
             .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
-        let mut context_out = csv::Writer::from_writer(dir.data_file(rundir::CONTEXT_CSV)?);
-        context_out
-            .write_record(["t_s", "level", "live_context_tokens", "rss_bytes"])
-            .map_err(anyhow::Error::from)?;
+        // The header comes with the first serialised point.
+        let context_out = csv::Writer::from_writer(dir.data_file(rundir::CONTEXT_CSV)?);
         let template = RequestTemplate {
             prompts,
             max_tokens: cfg.max_tokens,
@@ -154,6 +115,9 @@ impl<'a> Session<'a> {
             unavailable,
             idle: None,
             context_out,
+            cores_available: std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0),
             pool: StreamPool::new(backend),
             next_id: 0,
             trial: 0,
@@ -320,7 +284,7 @@ impl<'a> Session<'a> {
         );
         let mut spans: Vec<ContextSpan> = Vec::new();
         let mut on_finished = |f: Observation| {
-            spans.push(ContextSpan::from_finished(&f, epoch));
+            spans.push(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             agg.add(&row, &gaps);
@@ -415,13 +379,21 @@ impl<'a> Session<'a> {
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
-        let resources = resources::resources_in_window(
+        let watched: Vec<String> = self
+            .sampler
+            .watched()
+            .iter()
+            .map(|w| w.name.clone())
+            .collect();
+        let measured = resources::window(
             &samples,
             &WindowInputs {
                 window: window.as_ref().map(|w| (w.start_s, w.end_s)),
                 baseline_rss: self.baseline,
+                peak_rss: sampler::peak_rss_bytes(),
                 isolation: self.cfg.isolation,
-                watched: self.sampler.watched(),
+                in_process: !self.cfg.backend.is_remote(),
+                watched: &watched,
                 gpu_names: self.sampler.gpu_names(),
                 spans: &spans,
                 summary: &summary,
@@ -429,16 +401,37 @@ impl<'a> Session<'a> {
                 logical_cores: self.record.host.logical_cores,
                 idle: self.idle.as_ref(),
                 unavailable: &self.unavailable,
+                contention_threshold_cores: self.cfg.sampler.contention_threshold_cores,
             },
         );
-        self.write_context(index, &samples, &spans)?;
+        for point in resources::context_points(&samples, &spans, index, self.cfg.isolation) {
+            self.context_out
+                .serialize(point)
+                .map_err(anyhow::Error::from)?;
+        }
+        self.context_out.flush().map_err(anyhow::Error::from)?;
         let completed_to_offered = match load {
             LoadLevel::Open { .. } => agg.keep_up_ratio(),
             LoadLevel::Closed { .. } => None,
         };
         let sustainable =
             completed_to_offered.map(|c| c >= 0.98 && summary.slo_percentiles_hold != Some(false));
-        let client_bound = self.client_bound(&summary, &resources, open_stats.as_ref(), load);
+        let client_bound = flags::client_bound(
+            &summary,
+            &measured.resources,
+            &ClientInputs {
+                lag_threshold_s: self.cfg.lag_threshold.as_secs_f64(),
+                dispatch_lag_s: open_stats.as_ref().map_or(&[], |o| &o.dispatch_lag_s),
+                max_in_flight_waits: open_stats.as_ref().map_or(0, |o| o.max_in_flight_waits),
+                max_in_flight: match load {
+                    LoadLevel::Open { max_in_flight, .. } => Some(max_in_flight),
+                    LoadLevel::Closed { .. } => None,
+                },
+                remote: self.cfg.backend.is_remote(),
+                cores_available: self.cores_available,
+                logical_cores: self.record.host.logical_cores,
+            },
+        );
         let level = LevelRecord {
             index,
             trial: self.trial,
@@ -446,106 +439,15 @@ impl<'a> Session<'a> {
             load: profile_rec,
             window,
             summary,
-            resources,
+            resources: measured.resources,
             completed_to_offered,
             sustainable,
             client_bound,
+            contention: measured.contention,
         };
         self.record.levels.push(level.clone());
         self.dir.write_record(&self.record)?;
         Ok(level)
-    }
-
-    /// Append this level's (time, live context tokens, RSS) points to `context.csv`.
-    fn write_context(
-        &mut self,
-        index: u32,
-        samples: &[sampler::Sample],
-        spans: &[ContextSpan],
-    ) -> Result<(), CliError> {
-        let (a, b) = (
-            spans
-                .iter()
-                .map(|s| s.start_s)
-                .fold(f64::INFINITY, f64::min),
-            spans
-                .iter()
-                .map(|s| s.end_s)
-                .fold(f64::NEG_INFINITY, f64::max),
-        );
-        for s in samples.iter().filter(|s| s.row.t_s >= a && s.row.t_s <= b) {
-            let Some(rss) = resources::fitted_rss(s, self.cfg.isolation) else {
-                continue;
-            };
-            self.context_out
-                .write_record([
-                    format!("{:.6}", s.row.t_s),
-                    index.to_string(),
-                    resources::live_tokens_at(spans, s.row.t_s).to_string(),
-                    rss.to_string(),
-                ])
-                .map_err(anyhow::Error::from)?;
-        }
-        self.context_out.flush().map_err(anyhow::Error::from)?;
-        Ok(())
-    }
-
-    /// Flag a level whose schedule lag shows the load generator, not the system, set the pace.
-    fn client_bound(
-        &self,
-        s: &charter_reports::RunSummary,
-        res: &ResourceSummary,
-        open: Option<&runner::OpenStats>,
-        load: LoadLevel,
-    ) -> ClientBound {
-        let threshold = self.cfg.lag_threshold.as_secs_f64();
-        let mut cb = ClientBound {
-            schedule_lag_threshold_s: threshold,
-            max_in_flight_waits: open.map(|o| o.max_in_flight_waits).unwrap_or(0),
-            ..Default::default()
-        };
-        let Some(lag) = s.schedule_lag.as_ref() else {
-            return cb;
-        };
-        if lag.p99_s <= threshold {
-            return cb;
-        }
-        cb.flagged = true;
-        cb.reasons.push(format!(
-            "schedule lag p99 {:.1} ms exceeds {:.1} ms: latencies from the actual start hide queueing; use the *_from_intended numbers",
-            lag.p99_s * 1e3,
-            threshold * 1e3
-        ));
-        if let Some(o) = open {
-            let mut d = o.dispatch_lag_s.clone();
-            d.sort_by(f64::total_cmp);
-            if let Some(p99) = d.get(((d.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)) {
-                if *p99 > threshold {
-                    cb.reasons.push(format!(
-                        "the dispatcher itself fell behind its schedule (dispatch lag p99 {:.1} ms)",
-                        p99 * 1e3
-                    ));
-                }
-            }
-            if o.max_in_flight_waits > 0 {
-                if let LoadLevel::Open { max_in_flight, .. } = load {
-                    cb.reasons.push(format!(
-                        "{} arrival(s) found all {max_in_flight} in-flight slots busy and queued (raise --max-in-flight, or this rate is beyond capacity)",
-                        o.max_in_flight_waits
-                    ));
-                }
-            }
-        }
-        if let Some(busy) = &res.system_busy_cores {
-            let cores = f64::from(self.record.host.logical_cores);
-            if busy.mean >= 0.9 * cores {
-                cb.reasons.push(format!(
-                    "the machine's CPUs were saturated ({:.2} of {cores} cores busy), shared by charter and the system under test",
-                    busy.mean
-                ));
-            }
-        }
-        cb
     }
 
     fn finish(mut self) -> Result<i32, CliError> {

@@ -1,17 +1,21 @@
-//! The resource sampler: one background thread that reads every source at a fixed interval,
+//! The resource sampler: one background thread that reads every [`Source`] at a fixed interval,
 //! stamped on the run's clock, and streams what it read to the run directory as it goes.
 //!
-//! Sources: this process (CPU time, RSS) and the system (per-core load) → `samples.csv`;
-//! instances (runner threads or `charter worker` processes) and watched processes →
-//! `instances.csv` ([`procs`]); CPU package energy (RAPL) → the `cpu_energy_j` column; NVML
-//! GPUs → `gpu.csv`. A source that cannot be read is reported as unavailable with its reason
-//! and never fails the run.
+//! A source is opened once (or is unavailable, with the reason, which the record keeps — never a
+//! zero) and then fills its part of each tick's [`Sample`]: this process ([`process`]: CPU time,
+//! RSS, heap in use), the machine ([`system`]: per-core busy shares), instances and watched
+//! processes ([`procs`]), CPU package energy (`telemetry::rapl`) and GPUs (`telemetry::gpu`).
+//! The files: `samples.csv` (the [`SampleRow`] plus `core{i}_busy`), `instances.csv` (one row
+//! per target), `gpu.csv` (one row per device). The sampler's own CPU time comes from its thread
+//! CPU clock.
 //!
-//! Methods: process CPU time from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (ns resolution);
-//! RSS from `/proc/self/statm`; per-core busy shares from `/proc/stat` (busy = all − idle −
-//! iowait, in clock ticks). The sampler's own CPU time comes from its thread CPU clock.
+//! Adding a source: implement [`Source`] in its own module, open it in [`open_sources`], and give
+//! its reading a field of [`Sample`] (and a column below); the window summaries live in
+//! `charter_reports::resources`.
 
+pub mod process;
 pub mod procs;
+pub mod system;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,211 +23,95 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use charter_record::{SampleRow, SamplerInfo};
-use procfs::prelude::*;
+use charter_record::{Sample, SamplerInfo, Target};
 
-pub use procs::{
-    attribution_method, find_processes, Instances, Isolation, ProcReader, Target, TargetReading,
-    Watched,
-};
+use crate::profile::config::SamplerConfig;
+use crate::telemetry::Unavailable;
+pub use procs::{find_processes, Instances, Isolation, ProcReader, Watched};
 
-/// How each sampled quantity is read (recorded in the run record).
-pub const METHOD: &str =
-    "process CPU: clock_gettime(CLOCK_PROCESS_CPUTIME_ID); RSS: /proc/self/statm; \
-per-core busy: /proc/stat (all − idle − iowait ticks); sampler cost: its thread CPU clock";
-
-/// Cumulative CPU state read at one instant.
-struct Reading {
-    t: Instant,
-    process_cpu_s: f64,
-    rss_bytes: u64,
-    /// (busy ticks, total ticks) per core.
-    cores: Vec<(u64, u64)>,
-}
-
-fn read_now(me: Option<&procfs::process::Process>, page: u64) -> Reading {
-    let t = Instant::now();
-    let process_cpu_s = cpu_time::ProcessTime::try_now()
-        .map(|p| p.as_duration().as_secs_f64())
-        .unwrap_or(f64::NAN);
-    let rss_bytes = me
-        .and_then(|p| p.statm().ok())
-        .map(|s| s.resident * page)
-        .unwrap_or(0);
-    let cores = procfs::KernelStats::current()
-        .map(|k| {
-            k.cpu_time
-                .iter()
-                .map(|c| {
-                    let idle = c.idle + c.iowait.unwrap_or(0);
-                    let total = c.user
-                        + c.nice
-                        + c.system
-                        + idle
-                        + c.irq.unwrap_or(0)
-                        + c.softirq.unwrap_or(0)
-                        + c.steal.unwrap_or(0);
-                    (total - idle, total)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Reading {
-        t,
-        process_cpu_s,
-        rss_bytes,
-        cores,
-    }
-}
-
-/// One sampler reading (process CPU time, RSS, per-core ticks), as the sampler thread takes it
-/// each tick: exposed so benches can measure the tick's cost.
-pub struct Probe {
-    me: Option<procfs::process::Process>,
-    page: u64,
-}
-
-impl Default for Probe {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Probe {
-    pub fn new() -> Self {
-        Self {
-            me: procfs::process::Process::myself().ok(),
-            page: procfs::page_size(),
-        }
-    }
-
-    /// Take one reading; returns the RSS in bytes (so the work cannot be optimised away).
-    pub fn read(&self) -> u64 {
-        read_now(self.me.as_ref(), self.page).rss_bytes
-    }
-}
-
-/// Current resident set size of this process, in bytes (`None` when /proc is unreadable).
-pub fn current_rss_bytes() -> Option<u64> {
-    let me = procfs::process::Process::myself().ok()?;
-    Some(me.statm().ok()?.resident * procfs::page_size())
-}
-
-/// Peak resident set size of this process so far (VmHWM), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let me = procfs::process::Process::myself().ok()?;
-    me.status().ok()?.vmhwm.map(|kb| kb * 1024)
-}
-
-/// One GPU's reading at one sample.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GpuSample {
-    pub device: u32,
-    pub utilization_pct: Option<f64>,
-    pub memory_used_bytes: Option<u64>,
-    pub memory_total_bytes: Option<u64>,
-    pub power_mw: Option<f64>,
-    /// The device's cumulative energy counter, mJ.
-    pub energy_mj: Option<f64>,
-    pub temperature_c: Option<f64>,
-    pub sm_clock_mhz: Option<f64>,
-    /// GPU memory used by the sampled processes (charter, its workers, watched ones).
-    pub process_memory_bytes: Option<u64>,
-}
-
-/// A GPU source as the sampler drives it.
-pub trait GpuReader: Send {
-    /// One reading per device; `pids` are the processes whose GPU memory to sum.
-    fn read(&mut self, pids: &[u32]) -> Vec<GpuSample>;
-    /// Names per device index.
-    fn device_names(&self) -> Vec<String>;
-    /// How each quantity is read, in words.
+/// A telemetry source the sampler reads every tick.
+pub trait Source: Send {
+    /// Short name: the key under which an unavailable source is recorded (`gpu`, `rapl`, ...).
+    fn name(&self) -> &'static str;
+    /// How it reads, in words (part of the record's sampler method).
     fn method(&self) -> String;
-}
-
-/// A cumulative CPU energy counter (e.g. RAPL packages), joules since it was opened, with
-/// counter wraps already handled.
-pub trait CpuEnergyReader: Send {
-    fn read_j(&mut self) -> Option<f64>;
-    fn method(&self) -> String;
-}
-
-impl GpuReader for crate::telemetry::gpu::GpuSource {
-    fn read(&mut self, pids: &[u32]) -> Vec<GpuSample> {
-        crate::telemetry::gpu::GpuSource::read(self, pids)
-            .devices
-            .into_iter()
-            .map(|d| GpuSample {
-                device: d.index,
-                utilization_pct: d.util_gpu_pct.map(f64::from),
-                memory_used_bytes: d.mem_used_bytes,
-                memory_total_bytes: d.mem_total_bytes,
-                power_mw: d.power_mw.map(f64::from),
-                energy_mj: d.energy_mj.map(|e| e as f64),
-                temperature_c: d.temp_c.map(f64::from),
-                sm_clock_mhz: d.sm_clock_mhz.map(f64::from),
-                process_memory_bytes: {
-                    let v: Vec<u64> = d.processes.iter().filter_map(|p| p.used_bytes).collect();
-                    (!v.is_empty()).then(|| v.iter().sum())
-                },
-            })
-            .collect()
-    }
-
-    fn device_names(&self) -> Vec<String> {
-        self.devices()
-            .iter()
-            .map(|d| d.name.clone().unwrap_or_else(|| format!("GPU {}", d.index)))
-            .collect()
-    }
-
-    fn method(&self) -> String {
-        format!(
-            "{} (library {})",
-            crate::telemetry::gpu::METHOD,
-            self.library()
-        )
+    /// Read now into this tick's sample (sources run in the order they were opened, so a
+    /// source may use what an earlier one read, e.g. the GPU source the targets' pids).
+    fn read(&mut self, tick: &mut Sample);
+    /// Device names by index, for sources that read devices (GPUs).
+    fn devices(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
-impl CpuEnergyReader for crate::telemetry::rapl::RaplSource {
-    fn read_j(&mut self) -> Option<f64> {
-        crate::telemetry::rapl::RaplSource::read(self).package_total_j
-    }
-
-    fn method(&self) -> String {
-        let zones: Vec<String> = self
-            .zones()
-            .iter()
-            .map(|z| format!("{} ({})", z.id, z.name))
-            .collect();
-        format!(
-            "RAPL powercap energy_uj of package zones {} (µJ counters, wraps at max_energy_range_uj handled)",
-            zones.join(", ")
-        )
-    }
-}
-
-/// A sample as kept in memory (the same values go to the CSV files).
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub row: SampleRow,
-    pub core_busy: Vec<f64>,
-    /// Cumulative CPU package energy since the sampler started, J.
-    pub cpu_energy_j: Option<f64>,
-    pub targets: Vec<(Target, Option<u32>, TargetReading)>,
-    pub gpus: Vec<GpuSample>,
-}
-
-/// What to sample besides this process and the system.
+/// The opened sources, and the ones that could not be opened with the reason.
 #[derive(Default)]
 pub struct Sources {
+    pub sources: Vec<Box<dyn Source>>,
+    /// Instances are attached by the runner as its streams start.
     pub instances: Arc<Instances>,
     pub watched: Vec<Watched>,
-    pub gpu: Option<Box<dyn GpuReader>>,
-    pub cpu_energy: Option<Box<dyn CpuEnergyReader>>,
     /// Sources that could not be opened, with the reason (kept for the record).
     pub unavailable: Vec<(String, String)>,
+}
+
+impl Sources {
+    /// This process (CPU, RSS, heap) and the machine's per-core load: what every run samples.
+    pub fn basic() -> Self {
+        let mut src = Sources::default();
+        src.add("process", process::ProcessSource::open());
+        src.add("heap", process::HeapSource::open());
+        src.add("system", system::SystemSource::open());
+        src
+    }
+
+    /// Keep `s`, or its reason for being unavailable under `name`.
+    pub fn add<S: Source + 'static>(&mut self, name: &str, s: Result<S, Unavailable>) {
+        match s {
+            Ok(s) => self.sources.push(Box::new(s)),
+            Err(u) => self.unavailable.push((name.into(), u.reason)),
+        }
+    }
+}
+
+/// Open every source the configuration asks for, in reading order.
+pub fn open_sources(cfg: &SamplerConfig) -> Sources {
+    let mut src = Sources::basic();
+    for &pid in &cfg.watch_pids {
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into());
+        src.watched.push(Watched {
+            pid,
+            name: format!("{name} ({pid})"),
+        });
+    }
+    for name in &cfg.watch_processes {
+        for w in find_processes(name) {
+            if !src.watched.iter().any(|x| x.pid == w.pid) {
+                src.watched.push(Watched {
+                    pid: w.pid,
+                    name: format!("{} ({})", w.name, w.pid),
+                });
+            }
+        }
+    }
+    let procs = ProcReader::new(Arc::clone(&src.instances), src.watched.clone());
+    src.add("instances", Ok::<_, Unavailable>(procs));
+    src.add(
+        "rapl",
+        crate::telemetry::rapl::RaplSource::open(&cfg.powercap_root),
+    );
+    if cfg.no_gpu {
+        src.unavailable
+            .push(("gpu".into(), "not sampled (--no-gpu)".into()));
+    } else {
+        src.add(
+            "gpu",
+            crate::telemetry::gpu::GpuSource::open(cfg.nvml_lib.as_deref()),
+        );
+    }
+    src
 }
 
 /// Where the sampler writes.
@@ -262,11 +150,7 @@ impl Sampler {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let samples2 = Arc::clone(&samples);
         let watched = sources.watched.clone();
-        let gpu_names = sources
-            .gpu
-            .as_ref()
-            .map(|g| g.device_names())
-            .unwrap_or_default();
+        let gpu_names = sources.sources.iter().flat_map(|s| s.devices()).collect();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("charter-sampler".into())
@@ -311,11 +195,139 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
+fn fixed(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}")).unwrap_or_default()
+}
+
 fn target_label(t: &Target, watched: &[Watched]) -> String {
     match t {
         Target::Instance(i) => format!("instance {i}"),
         Target::Watched(i) => format!("watched {}", watched[*i].name),
     }
+}
+
+/// The CSV files of a run's samples.
+struct Writers<W: Write> {
+    samples: csv::Writer<W>,
+    instances: csv::Writer<W>,
+    gpu: csv::Writer<W>,
+    /// Per-core columns of `samples.csv`, fixed by the first tick.
+    cores: Option<usize>,
+}
+
+impl<W: Write> Writers<W> {
+    fn new(out: Outputs<W>) -> std::io::Result<Self> {
+        let mut w = Self {
+            samples: csv::Writer::from_writer(out.samples),
+            instances: csv::Writer::from_writer(out.instances),
+            gpu: csv::Writer::from_writer(out.gpu),
+            cores: None,
+        };
+        w.instances
+            .write_record(["t_s", "target", "pid", "cpu_s", "rss_bytes", "alive"])?;
+        w.instances.flush()?;
+        w.gpu.write_record([
+            "t_s",
+            "device",
+            "utilization_pct",
+            "memory_used_bytes",
+            "memory_total_bytes",
+            "power_mw",
+            "energy_mj",
+            "temperature_c",
+            "sm_clock_mhz",
+            "process_memory_bytes",
+        ])?;
+        w.gpu.flush()?;
+        Ok(w)
+    }
+
+    /// The `samples.csv` header, once the first tick has said how many cores there are.
+    fn write_header(&mut self, cores: usize) -> std::io::Result<()> {
+        let mut header: Vec<String> = [
+            "t_s",
+            "process_cpu_s",
+            "process_cpu_cores",
+            "rss_bytes",
+            "system_busy_cores",
+            "cpu_energy_j",
+            "heap_bytes",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        header.extend((0..cores).map(|i| format!("core{i}_busy")));
+        self.samples.write_record(&header)?;
+        Ok(())
+    }
+
+    /// Write one tick (the first also writes the `samples.csv` header).
+    fn write(&mut self, s: &Sample, watched: &[Watched]) -> std::io::Result<()> {
+        let cores = match self.cores {
+            Some(n) => n,
+            None => {
+                let n = s.core_busy.len();
+                self.cores = Some(n);
+                self.write_header(n)?;
+                n
+            }
+        };
+        let r = &s.row;
+        let t_s = format!("{:.6}", r.t_s);
+        let mut rec = vec![
+            t_s.clone(),
+            fixed(r.process_cpu_s, 6),
+            fixed(r.process_cpu_cores, 4),
+            opt(r.rss_bytes),
+            fixed(r.system_busy_cores, 4),
+            fixed(r.cpu_energy_j, 6),
+            opt(r.heap_bytes),
+        ];
+        rec.extend((0..cores).map(|i| fixed(s.core_busy.get(i).copied(), 4)));
+        self.samples.write_record(&rec)?;
+        self.samples.flush()?;
+        for t in &s.targets {
+            self.instances.write_record([
+                t_s.clone(),
+                target_label(&t.target, watched),
+                opt(t.pid),
+                fixed(t.cpu_s, 6),
+                opt(t.rss_bytes),
+                t.alive.to_string(),
+            ])?;
+        }
+        if !s.targets.is_empty() {
+            self.instances.flush()?;
+        }
+        for g in &s.gpus {
+            self.gpu.write_record([
+                t_s.clone(),
+                g.device.to_string(),
+                opt(g.utilization_pct),
+                opt(g.memory_used_bytes),
+                opt(g.memory_total_bytes),
+                opt(g.power_mw),
+                opt(g.energy_mj),
+                opt(g.temperature_c),
+                opt(g.sm_clock_mhz),
+                opt(g.process_memory_bytes),
+            ])?;
+        }
+        if !s.gpus.is_empty() {
+            self.gpu.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// One tick: every source reads into a fresh sample stamped now.
+fn tick(sources: &mut [Box<dyn Source>], epoch: Instant) -> Sample {
+    let mut s = Sample::default();
+    s.row.t_s = epoch.elapsed().as_secs_f64();
+    for src in sources.iter_mut() {
+        src.read(&mut s);
+    }
+    s
 }
 
 fn run<W: Write>(
@@ -329,45 +341,26 @@ fn run<W: Write>(
 ) -> std::io::Result<SamplerOutput> {
     let thread_start = cpu_time::ThreadTime::try_now().ok();
     let wall_start = Instant::now();
-    let me = procfs::process::Process::myself().ok();
-    let page = procfs::page_size();
-    let mut procs = ProcReader::new(Arc::clone(&sources.instances), sources.watched.clone());
-    let mut w = csv::Writer::from_writer(out.samples);
-    let mut wi = csv::Writer::from_writer(out.instances);
-    let mut wg = csv::Writer::from_writer(out.gpu);
-    let mut prev = read_now(me.as_ref(), page);
-    let ncores = prev.cores.len();
-    let mut header: Vec<String> = [
-        "t_s",
-        "process_cpu_s",
-        "process_cpu_cores",
-        "rss_bytes",
-        "system_busy_cores",
-        "cpu_energy_j",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend((0..ncores).map(|i| format!("core{i}_busy")));
-    w.write_record(&header)?;
-    w.flush()?;
-    wi.write_record(["t_s", "target", "pid", "cpu_s", "rss_bytes", "alive"])?;
-    wi.flush()?;
-    wg.write_record([
-        "t_s",
-        "device",
-        "utilization_pct",
-        "memory_used_bytes",
-        "memory_total_bytes",
-        "power_mw",
-        "energy_mj",
-        "temperature_c",
-        "sm_clock_mhz",
-        "process_memory_bytes",
-    ])?;
-    wg.flush()?;
+    let mut writers = Writers::new(out)?;
+    // The heap this thread keeps in stored samples is taken out of the heap signal: it grows
+    // with time, and in a run whose context grows with time it would read as memory per token.
+    let mut inner_bytes = 0u64;
+    let mut retained = 0u64;
+    let mut keep = |mut s: Sample, retained: &mut u64| -> std::io::Result<()> {
+        if let Some(h) = s.row.heap_bytes {
+            s.row.heap_bytes = Some(h.saturating_sub(*retained));
+        }
+        writers.write(&s, &sources.watched)?;
+        if let Ok(mut v) = shared.lock() {
+            inner_bytes += process::sample_bytes(&s);
+            v.push(s);
+            *retained = inner_bytes + process::allocation_bytes(&v, v.capacity());
+        }
+        Ok(())
+    };
+    // The first tick is the baseline every later difference (CPU cores, busy shares) starts from.
+    keep(tick(&mut sources.sources, epoch), &mut retained)?;
     let _ = ready.send(());
-    let me_pid = std::process::id();
     let mut next = Instant::now() + interval;
     loop {
         let stopping = stop.load(Ordering::Acquire);
@@ -383,95 +376,7 @@ fn run<W: Write>(
                 next = Instant::now() + interval;
             }
         }
-        let cur = read_now(me.as_ref(), page);
-        let targets = procs.read();
-        let cpu_energy_j = sources.cpu_energy.as_mut().and_then(|e| e.read_j());
-        let gpus = match sources.gpu.as_mut() {
-            Some(g) => {
-                let mut pids = vec![me_pid];
-                pids.extend(targets.iter().filter_map(|t| t.1));
-                g.read(&pids)
-            }
-            None => Vec::new(),
-        };
-        let dt = cur.t.duration_since(prev.t).as_secs_f64();
-        let cores_used = if dt > 0.0 {
-            (cur.process_cpu_s - prev.process_cpu_s) / dt
-        } else {
-            0.0
-        };
-        let core_busy: Vec<f64> = cur
-            .cores
-            .iter()
-            .zip(prev.cores.iter())
-            .map(|(&(b1, t1), &(b0, t0))| {
-                let dt = t1.saturating_sub(t0);
-                if dt == 0 {
-                    0.0
-                } else {
-                    b1.saturating_sub(b0) as f64 / dt as f64
-                }
-            })
-            .collect();
-        let row = SampleRow {
-            t_s: cur.t.duration_since(epoch).as_secs_f64(),
-            process_cpu_s: cur.process_cpu_s,
-            process_cpu_cores: cores_used,
-            rss_bytes: cur.rss_bytes,
-            system_busy_cores: core_busy.iter().sum(),
-        };
-        let t_s = format!("{:.6}", row.t_s);
-        let mut rec = vec![
-            t_s.clone(),
-            format!("{:.6}", row.process_cpu_s),
-            format!("{:.4}", row.process_cpu_cores),
-            row.rss_bytes.to_string(),
-            format!("{:.4}", row.system_busy_cores),
-            cpu_energy_j.map(|j| format!("{j:.6}")).unwrap_or_default(),
-        ];
-        rec.extend(core_busy.iter().map(|b| format!("{b:.4}")));
-        w.write_record(&rec)?;
-        w.flush()?;
-        if !targets.is_empty() {
-            for (t, pid, r) in &targets {
-                wi.write_record([
-                    t_s.clone(),
-                    target_label(t, procs.watched()),
-                    opt(*pid),
-                    format!("{:.6}", r.cpu_s),
-                    opt(r.rss_bytes),
-                    r.alive.to_string(),
-                ])?;
-            }
-            wi.flush()?;
-        }
-        if !gpus.is_empty() {
-            for g in &gpus {
-                wg.write_record([
-                    t_s.clone(),
-                    g.device.to_string(),
-                    opt(g.utilization_pct),
-                    opt(g.memory_used_bytes),
-                    opt(g.memory_total_bytes),
-                    opt(g.power_mw),
-                    opt(g.energy_mj),
-                    opt(g.temperature_c),
-                    opt(g.sm_clock_mhz),
-                    opt(g.process_memory_bytes),
-                ])?;
-            }
-            wg.flush()?;
-        }
-        if let Ok(mut v) = shared.lock() {
-            v.push(Sample {
-                row,
-                core_busy,
-                cpu_energy_j,
-                targets,
-                gpus,
-            });
-        }
-        prev = cur;
+        keep(tick(&mut sources.sources, epoch), &mut retained)?;
         if stopping {
             break;
         }
@@ -485,20 +390,16 @@ fn run<W: Write>(
         _ => f64::NAN,
     };
     let samples = shared.lock().map(|v| v.clone()).unwrap_or_default();
-    let mut method = METHOD.to_string();
-    if !sources.watched.is_empty() || !samples.iter().all(|s| s.targets.is_empty()) {
-        method.push_str("; instances and watched processes: /proc/<pid>/stat utime+stime, /proc/<pid>/statm, /proc/self/task/<tid>/schedstat");
-    }
-    if let Some(e) = &sources.cpu_energy {
-        method.push_str("; CPU energy: ");
-        method.push_str(&e.method());
-    }
-    if let Some(g) = &sources.gpu {
-        method.push_str("; GPU: ");
-        method.push_str(&g.method());
-    }
+    let method: Vec<String> = sources
+        .sources
+        .iter()
+        .map(|s| format!("{}: {}", s.name(), s.method()))
+        .chain(std::iter::once(
+            "sampler cost: its thread CPU clock".to_string(),
+        ))
+        .collect();
     let info = SamplerInfo {
-        method,
+        method: method.join("; "),
         interval_s: interval.as_secs_f64(),
         samples: samples.len() as u64,
         cpu_time_s,
@@ -515,4 +416,46 @@ fn run<W: Write>(
             .collect(),
     };
     Ok(SamplerOutput { samples, info })
+}
+
+/// One tick of the default sources (this process, heap, system), as the sampler thread takes
+/// it: exposed so benches can measure the tick's cost.
+pub struct Probe {
+    sources: Vec<Box<dyn Source>>,
+    epoch: Instant,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Probe {
+    pub fn new() -> Self {
+        Self {
+            sources: Sources::basic().sources,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Take one reading; returns the RSS in bytes (so the work cannot be optimised away).
+    pub fn read(&mut self) -> u64 {
+        tick(&mut self.sources, self.epoch)
+            .row
+            .rss_bytes
+            .unwrap_or_default()
+    }
+}
+
+/// Current resident set size of this process, in bytes (`None` when /proc is unreadable).
+pub fn current_rss_bytes() -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    Some(me.statm().ok()?.resident * procfs::page_size())
+}
+
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let me = procfs::process::Process::myself().ok()?;
+    me.status().ok()?.vmhwm.map(|kb| kb * 1024)
 }

@@ -10,16 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use charter_backends::{current_tid, ComputeSite};
+use charter_record::{Sample, Target, TargetSample};
 
+use super::Source;
 pub use charter_record::Isolation;
-
-/// How CPU and RSS are attributed to instances under `isolation`, for the record.
-pub fn attribution_method(isolation: Isolation) -> &'static str {
-    match isolation {
-        Isolation::Thread => "per-thread CPU time of each instance's runner thread and its own compute pool (/proc/self/task/<tid>/schedstat, ns); RAM is shared by all instances and reported for the process",
-        Isolation::Process => "each worker process's utime + stime (/proc/<pid>/stat, clock ticks) and RSS (/proc/<pid>/statm)",
-    }
-}
 
 #[derive(Default)]
 struct Entry {
@@ -142,16 +136,6 @@ pub fn find_processes(name: &str) -> Vec<Watched> {
     out
 }
 
-/// What a process-wide reading found for one target.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TargetReading {
-    /// Cumulative CPU seconds (NaN when never readable).
-    pub cpu_s: f64,
-    pub rss_bytes: Option<u64>,
-    /// False once the process is gone (its last values are kept).
-    pub alive: bool,
-}
-
 /// Reads instances and watched processes each tick, remembering threads and processes that
 /// have ended so cumulative counters stay monotonic.
 pub struct ProcReader {
@@ -160,14 +144,16 @@ pub struct ProcReader {
     ticks_per_s: f64,
     page: u64,
     thread_last: HashMap<i32, f64>,
-    procs: HashMap<u32, (Option<procfs::process::Process>, TargetReading)>,
+    /// Per process: its handle (while alive) and its last reading.
+    procs: HashMap<u32, (Option<procfs::process::Process>, Reading)>,
 }
 
-/// One target of the reader.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Target {
-    Instance(u32),
-    Watched(usize),
+/// A process's last reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reading {
+    cpu_s: Option<f64>,
+    rss_bytes: Option<u64>,
+    alive: bool,
 }
 
 impl ProcReader {
@@ -186,27 +172,26 @@ impl ProcReader {
         &self.watched
     }
 
-    fn thread_cpu_s(&mut self, tid: i32) -> f64 {
+    /// A thread's cumulative CPU seconds: now, else its last reading (it has exited), else
+    /// `None` (never read).
+    fn thread_cpu_s(&mut self, tid: i32) -> Option<f64> {
         let now = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
             .map(|ns| ns as f64 / 1e9);
-        match now {
-            Some(v) => {
-                self.thread_last.insert(tid, v);
-                v
-            }
-            None => self.thread_last.get(&tid).copied().unwrap_or(0.0),
+        if let Some(v) = now {
+            self.thread_last.insert(tid, v);
         }
+        self.thread_last.get(&tid).copied()
     }
 
-    fn process(&mut self, pid: u32) -> TargetReading {
+    fn process(&mut self, pid: u32) -> Reading {
         let (ticks, page) = (self.ticks_per_s, self.page);
         let (handle, last) = self.procs.entry(pid).or_insert_with(|| {
             (
                 procfs::process::Process::new(pid as i32).ok(),
-                TargetReading {
-                    cpu_s: f64::NAN,
+                Reading {
+                    cpu_s: None,
                     rss_bytes: None,
                     alive: true,
                 },
@@ -218,8 +203,8 @@ impl ProcReader {
         };
         match (p.stat(), p.statm()) {
             (Ok(st), Ok(sm)) if st.state != 'Z' => {
-                *last = TargetReading {
-                    cpu_s: (st.utime + st.stime) as f64 / ticks,
+                *last = Reading {
+                    cpu_s: Some((st.utime + st.stime) as f64 / ticks),
                     rss_bytes: Some(sm.resident * page),
                     alive: true,
                 };
@@ -233,25 +218,54 @@ impl ProcReader {
     }
 
     /// Read every target now.
-    pub fn read(&mut self) -> Vec<(Target, Option<u32>, TargetReading)> {
+    pub fn read_targets(&mut self) -> Vec<TargetSample> {
         let mut out = Vec::new();
         for (index, tids, pid) in self.instances.snapshot() {
             let r = match pid {
                 Some(pid) => self.process(pid),
-                None => TargetReading {
-                    cpu_s: tids.iter().map(|&t| self.thread_cpu_s(t)).sum(),
-                    rss_bytes: None,
-                    alive: true,
-                },
+                None => {
+                    // The threads read so far (a thread not yet readable adds nothing known).
+                    let read: Vec<f64> =
+                        tids.iter().filter_map(|&t| self.thread_cpu_s(t)).collect();
+                    Reading {
+                        cpu_s: (!read.is_empty()).then(|| read.iter().sum()),
+                        rss_bytes: None,
+                        alive: true,
+                    }
+                }
             };
-            out.push((Target::Instance(index), pid, r));
+            out.push(sample(Target::Instance(index), pid, r));
         }
         for i in 0..self.watched.len() {
             let pid = self.watched[i].pid;
             let r = self.process(pid);
-            out.push((Target::Watched(i), Some(pid), r));
+            out.push(sample(Target::Watched(i), Some(pid), r));
         }
         out
+    }
+}
+
+fn sample(target: Target, pid: Option<u32>, r: Reading) -> TargetSample {
+    TargetSample {
+        target,
+        pid,
+        cpu_s: r.cpu_s,
+        rss_bytes: r.rss_bytes,
+        alive: r.alive,
+    }
+}
+
+impl Source for ProcReader {
+    fn name(&self) -> &'static str {
+        "instances"
+    }
+
+    fn method(&self) -> String {
+        "threads: /proc/self/task/<tid>/schedstat; processes: /proc/<pid>/stat utime+stime, /proc/<pid>/statm".into()
+    }
+
+    fn read(&mut self, tick: &mut Sample) {
+        tick.targets = self.read_targets();
     }
 }
 
@@ -274,18 +288,18 @@ mod tests {
         });
         let burned = rx.recv().unwrap();
         let mut r = ProcReader::new(inst2, Vec::new());
-        let v = r.read();
+        let v = r.read_targets();
         done_tx.send(()).unwrap();
         h.join().unwrap();
-        assert_eq!(v[0].0, Target::Instance(7));
-        let cpu = v[0].2.cpu_s;
+        assert_eq!(v[0].target, Target::Instance(7));
+        let cpu = v[0].cpu_s.unwrap();
         assert!(
             (cpu - burned).abs() < 0.05,
             "schedstat {cpu} s vs thread clock {burned} s"
         );
         // After the thread exits, the last reading is kept.
-        let after = r.read();
-        assert!((after[0].2.cpu_s - cpu).abs() < 1e-9);
+        let after = r.read_targets();
+        assert!((after[0].cpu_s.unwrap() - cpu).abs() < 1e-9);
     }
 
     #[test]
@@ -301,14 +315,14 @@ mod tests {
                 name: "sleep".into(),
             }],
         );
-        let v = r.read();
-        assert_eq!(v[0].0, Target::Watched(0));
-        assert!(v[0].2.alive);
-        assert!(v[0].2.rss_bytes.unwrap() > 0);
+        let v = r.read_targets();
+        assert_eq!(v[0].target, Target::Watched(0));
+        assert!(v[0].alive);
+        assert!(v[0].rss_bytes.unwrap() > 0);
         child.kill().unwrap();
         child.wait().unwrap();
-        let v = r.read();
-        assert!(!v[0].2.alive);
+        let v = r.read_targets();
+        assert!(!v[0].alive);
         assert!(find_processes("no-such-process-charter").is_empty());
     }
 }

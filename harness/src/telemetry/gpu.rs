@@ -21,7 +21,7 @@
 //! so the record can say why (e.g. `unsupported: nvmlDeviceGetTotalEnergyConsumption returned
 //! NotSupported`). Nothing unmeasured is reported as 0.
 //!
-//! Window summaries ([`window_energy`], [`idle_fraction`]) are pure functions of the sampled
+//! Window summaries (`charter_reports::energy::{window_energy, idle_fraction}`) are pure functions of the sampled
 //! readings: energy is the difference of the energy counter between the window's first and last
 //! samples (method `counter`), else the trapezoidal integral of sampled power (`integrated`);
 //! the idle fraction is the share of samples whose GPU utilisation is below a threshold
@@ -39,7 +39,11 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
 use serde::Serialize;
 
-use super::{Energy, EnergyMethod, Unavailable};
+use charter_record::{GpuSample, Sample};
+use charter_reports::energy::PowerSample;
+
+use super::Unavailable;
+use crate::sampler::Source;
 
 /// How each GPU quantity is read (for the run record).
 pub const METHOD: &str = "NVML (nvml-wrapper, libnvidia-ml loaded at run time): utilisation: \
@@ -50,9 +54,6 @@ nvmlDeviceGetClockInfo(SM); per-process memory: nvmlDeviceGet{Compute,Graphics}R
 
 /// The library [`GpuSource::open`] loads when given no path (resolved by the dynamic loader).
 pub const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
-
-/// Utilisation below this share (%) counts as idle in [`idle_fraction`].
-pub const DEFAULT_IDLE_THRESHOLD_PCT: f64 = 5.0;
 
 /// Paths of the scripted fake NVML libraries that `build.rs` compiles from
 /// `harness/fake_nvml/fake_nvml.c` (a test fixture, for tests and benches of other crates; see
@@ -127,7 +128,8 @@ pub struct DeviceReading {
 }
 
 impl DeviceReading {
-    /// The power and energy of this reading, stamped `t_s`, for [`window_energy`].
+    /// The power and energy of this reading, stamped `t_s`, for
+    /// `charter_reports::energy::window_energy`.
     pub fn power_sample(&self, t_s: f64) -> PowerSample {
         PowerSample {
             t_s,
@@ -469,145 +471,50 @@ fn process_memory(
     }
 }
 
-/// One power/energy observation for [`window_energy`] (`t_s` on the run's clock, seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct PowerSample {
-    pub t_s: f64,
-    pub power_mw: Option<u32>,
-    pub energy_mj: Option<u64>,
-}
+impl Source for GpuSource {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
 
-/// Energy of one device over the window spanned by `samples` (in time order).
-///
-/// `counter`: when the first and last samples both carry the energy counter and it did not go
-/// backwards (a driver reload resets it), energy = (last − first) mJ.
-/// `integrated`: otherwise, the trapezoidal integral of power over the samples that have it
-/// (linear between them across samples that lack it); it covers the span from the first to
-/// the last sample with power.
-/// Errors (with the reason) when neither is possible: fewer than two power samples, or time
-/// going backwards.
-pub fn window_energy(samples: &[PowerSample]) -> Result<Energy, String> {
-    if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
-        if let (Some(a), Some(b)) = (first.energy_mj, last.energy_mj) {
-            if samples.len() >= 2 && b >= a {
-                return Ok(Energy {
-                    joules: (b - a) as f64 / 1000.0,
-                    method: EnergyMethod::Counter,
-                });
-            }
-        }
+    fn method(&self) -> String {
+        format!("{METHOD} (library {})", self.library())
     }
-    let points: Vec<(f64, f64)> = samples
-        .iter()
-        .filter_map(|s| s.power_mw.map(|p| (s.t_s, p as f64)))
-        .collect();
-    if points.len() < 2 {
-        return Err(format!(
-            "no energy counter across the window and {} power sample(s): at least 2 are needed",
-            points.len()
-        ));
-    }
-    let mut mj = 0.0;
-    for w in points.windows(2) {
-        let (t0, p0) = w[0];
-        let (t1, p1) = w[1];
-        if !t0.is_finite() || !t1.is_finite() || t1 < t0 {
-            return Err(format!(
-                "sample times must be finite and in order ({t0} s then {t1} s)"
-            ));
-        }
-        mj += (p0 + p1) / 2.0 * (t1 - t0);
-    }
-    Ok(Energy {
-        joules: mj / 1000.0,
-        method: EnergyMethod::Integrated,
-    })
-}
 
-/// Share of samples whose GPU utilisation is below `threshold_pct`, over the samples where
-/// utilisation was measured; `None` when none was.
-pub fn idle_fraction(util_pct: &[Option<u32>], threshold_pct: f64) -> Option<f64> {
-    let measured: Vec<u32> = util_pct.iter().flatten().copied().collect();
-    if measured.is_empty() {
-        return None;
+    /// Every device, with the GPU memory of charter and the targets read before this source.
+    fn read(&mut self, tick: &mut Sample) {
+        let mut pids = vec![std::process::id()];
+        pids.extend(tick.targets.iter().filter_map(|t| t.pid));
+        tick.gpus = GpuSource::read(self, &pids)
+            .devices
+            .into_iter()
+            .map(|d| GpuSample {
+                device: d.index,
+                utilization_pct: d.util_gpu_pct.map(f64::from),
+                memory_used_bytes: d.mem_used_bytes,
+                memory_total_bytes: d.mem_total_bytes,
+                power_mw: d.power_mw.map(f64::from),
+                energy_mj: d.energy_mj.map(|e| e as f64),
+                temperature_c: d.temp_c.map(f64::from),
+                sm_clock_mhz: d.sm_clock_mhz.map(f64::from),
+                process_memory_bytes: {
+                    let v: Vec<u64> = d.processes.iter().filter_map(|p| p.used_bytes).collect();
+                    (!v.is_empty()).then(|| v.iter().sum())
+                },
+            })
+            .collect();
     }
-    let idle = measured
-        .iter()
-        .filter(|&&u| (u as f64) < threshold_pct)
-        .count();
-    Some(idle as f64 / measured.len() as f64)
+
+    fn devices(&self) -> Vec<String> {
+        self.devices()
+            .iter()
+            .map(|d| d.name.clone().unwrap_or_else(|| format!("GPU {}", d.index)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn s(t_s: f64, power_mw: Option<u32>, energy_mj: Option<u64>) -> PowerSample {
-        PowerSample {
-            t_s,
-            power_mw,
-            energy_mj,
-        }
-    }
-
-    #[test]
-    fn counter_delta_is_preferred() {
-        let e = window_energy(&[
-            s(0.0, Some(100_000), Some(5_000)),
-            s(1.0, Some(900_000), None),
-            s(2.0, Some(100_000), Some(205_000)),
-        ])
-        .unwrap();
-        assert_eq!(e.method, EnergyMethod::Counter);
-        assert_eq!(e.joules, 200.0);
-    }
-
-    #[test]
-    fn integrates_when_counter_missing_at_an_edge_or_reset() {
-        // 100 W then 200 W for 1 s, then 200 W for 1 s: 150 + 200 J.
-        let a = [
-            s(0.0, Some(100_000), None),
-            s(1.0, Some(200_000), Some(10)),
-            s(2.0, Some(200_000), Some(20)),
-        ];
-        let e = window_energy(&a).unwrap();
-        assert_eq!(e.method, EnergyMethod::Integrated);
-        assert!((e.joules - 350.0).abs() < 1e-9, "{e:?}");
-        // Counter went backwards (driver reload): integrate.
-        let b = [
-            s(0.0, Some(100_000), Some(1_000)),
-            s(2.0, Some(100_000), Some(10)),
-        ];
-        let e = window_energy(&b).unwrap();
-        assert_eq!(e.method, EnergyMethod::Integrated);
-        assert!((e.joules - 200.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn integration_bridges_missing_power_and_rejects_too_few() {
-        let e = window_energy(&[
-            s(0.0, Some(100_000), None),
-            s(1.0, None, None),
-            s(4.0, Some(300_000), None),
-        ])
-        .unwrap();
-        assert!((e.joules - 800.0).abs() < 1e-9, "{e:?}");
-        let err = window_energy(&[s(0.0, Some(1), None), s(1.0, None, None)]).unwrap_err();
-        assert!(err.contains("1 power sample"), "{err}");
-        assert!(window_energy(&[]).is_err());
-        assert!(window_energy(&[s(0.0, None, Some(3))]).is_err());
-        let err = window_energy(&[s(1.0, Some(1), None), s(0.0, Some(1), None)]).unwrap_err();
-        assert!(err.contains("in order"), "{err}");
-    }
-
-    #[test]
-    fn idle_fraction_counts_below_threshold_over_measured() {
-        let u = [Some(0), Some(4), Some(5), Some(90), None];
-        assert_eq!(idle_fraction(&u, DEFAULT_IDLE_THRESHOLD_PCT), Some(0.5));
-        assert_eq!(idle_fraction(&u, 100.0), Some(1.0));
-        assert_eq!(idle_fraction(&[None, None], 5.0), None);
-        assert_eq!(idle_fraction(&[], 5.0), None);
-    }
 
     #[test]
     fn missing_default_or_explicit_library_is_unavailable() {

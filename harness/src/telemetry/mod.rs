@@ -3,7 +3,8 @@
 //! Each source is opened once; opening either gives a source or an [`Unavailable`] with the reason
 //! (library missing, no device, permission denied, ...). A source never panics and never fails
 //! the run: a field it cannot read is `None`, with the first failure reason kept by the source.
-//! Energies carry the method that produced them ([`EnergyMethod`]).
+//! Each implements the sampler's `Source`; the energy over a window is computed from the samples
+//! by `charter_reports::energy`, with its method ([`EnergyMethod`]).
 
 pub mod gpu;
 pub mod rapl;
@@ -11,6 +12,7 @@ pub mod rapl;
 use serde::{Deserialize, Serialize};
 
 pub use charter_record::EnergyMethod;
+pub use charter_reports::energy::Energy;
 
 /// Why a telemetry source cannot be used (recorded as "unavailable: <reason>").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -25,11 +27,4 @@ impl Unavailable {
             reason: reason.into(),
         }
     }
-}
-
-/// Energy over a window, with its method.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Energy {
-    pub joules: f64,
-    pub method: EnergyMethod,
 }

@@ -17,7 +17,7 @@
 //!
 //! Since Linux 5.10 `energy_uj` is readable by root only (CVE-2020-8694): a package counter that
 //! cannot be read makes the source [`Unavailable`], with the reason and how to allow it.
-//! Then [`estimate_cpu_energy_j`] gives the fallback of docs/cost-energy.md — declared TDP ×
+//! Then `charter_reports::energy::estimate_cpu_energy_j` gives the fallback of docs/cost-energy.md — declared TDP ×
 //! measured CPU load × time — labelled `estimated`.
 
 use std::io;
@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use charter_record::Sample;
+
 use super::{Energy, EnergyMethod, Unavailable};
+use crate::sampler::Source;
 
 /// The powercap root on Linux.
 pub const DEFAULT_ROOT: &str = "/sys/class/powercap";
@@ -316,35 +319,26 @@ impl RaplSource {
     }
 }
 
-/// CPU energy estimate for a window when RAPL is unavailable (docs/cost-energy.md: declared TDP ×
-/// measured CPU load, codecarbon's approach): `tdp_w × clamp(busy_cores_mean / logical_cores,
-/// 0, 1) × seconds`, labelled `estimated`. `busy_cores_mean` is the mean number of busy logical
-/// cores system-wide over the window (the sampler's per-core busy shares, summed), since a
-/// package's power follows all of its load. Errors on inputs that do not describe a window (no
-/// cores, negative or non-finite values).
-pub fn estimate_cpu_energy_j(
-    tdp_w: f64,
-    busy_cores_mean: f64,
-    logical_cores: usize,
-    seconds: f64,
-) -> Result<Energy, String> {
-    if logical_cores == 0 {
-        return Err("cannot estimate CPU energy: 0 logical cores".into());
+impl Source for RaplSource {
+    fn name(&self) -> &'static str {
+        "rapl"
     }
-    for (what, v) in [
-        ("TDP (W)", tdp_w),
-        ("busy cores", busy_cores_mean),
-        ("seconds", seconds),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(format!("cannot estimate CPU energy: {what} is {v}"));
-        }
+
+    fn method(&self) -> String {
+        let zones: Vec<String> = self
+            .zones()
+            .iter()
+            .map(|z| format!("{} ({})", z.id, z.name))
+            .collect();
+        format!(
+            "RAPL powercap energy_uj of package zones {} (µJ counters, wraps at max_energy_range_uj handled)",
+            zones.join(", ")
+        )
     }
-    let load = (busy_cores_mean / logical_cores as f64).clamp(0.0, 1.0);
-    Ok(Energy {
-        joules: tdp_w * load * seconds,
-        method: EnergyMethod::Estimated,
-    })
+
+    fn read(&mut self, tick: &mut Sample) {
+        tick.row.cpu_energy_j = RaplSource::read(self).package_total_j;
+    }
 }
 
 #[cfg(test)]
@@ -500,24 +494,5 @@ mod tests {
         assert!(src.failures()[0].1.contains("not a counter"));
         set(&p0, 1_000_001);
         assert_eq!(src.read().package_total_j, Some(1.0));
-    }
-
-    #[test]
-    fn estimate_follows_tdp_times_load() {
-        let e = estimate_cpu_energy_j(100.0, 4.0, 16, 10.0).unwrap();
-        assert_eq!(e.method, EnergyMethod::Estimated);
-        assert_eq!(e.joules, 250.0);
-        // Load is capped at all cores busy.
-        assert_eq!(
-            estimate_cpu_energy_j(100.0, 20.0, 16, 1.0).unwrap().joules,
-            100.0
-        );
-        assert_eq!(
-            estimate_cpu_energy_j(65.0, 0.0, 8, 5.0).unwrap().joules,
-            0.0
-        );
-        assert!(estimate_cpu_energy_j(100.0, 1.0, 0, 1.0).is_err());
-        assert!(estimate_cpu_energy_j(f64::NAN, 1.0, 4, 1.0).is_err());
-        assert!(estimate_cpu_energy_j(100.0, 1.0, 4, -1.0).is_err());
     }
 }

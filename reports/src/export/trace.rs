@@ -213,14 +213,14 @@ fn level_spans(run: &LoadedRun) -> impl Iterator<Item = Event> + '_ {
 
 /// One counter event per sample and series; values that did not parse are left out.
 fn sample_counters(run: &LoadedRun) -> impl Iterator<Item = Event> + '_ {
-    let finite = |v: f64| v.is_finite().then(|| json!(v));
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite()).map(|v| json!(v));
     run.samples
         .iter()
         .filter(|s| s.t_s.is_finite())
         .flat_map(move |s| {
             [
                 ("process CPU", "cores", finite(s.process_cpu_cores)),
-                ("RSS", "bytes", Some(json!(s.rss_bytes))),
+                ("RSS", "bytes", s.rss_bytes.map(|b| json!(b))),
                 ("system busy", "cores", finite(s.system_busy_cores)),
             ]
             .into_iter()
