@@ -21,6 +21,7 @@ macro_rules! display_as_str {
 pub(crate) use display_as_str;
 
 pub mod kinds;
+pub mod latency;
 pub mod metrics;
 pub mod observation;
 pub mod run;
@@ -28,10 +29,11 @@ pub mod slo;
 pub mod summary;
 
 pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
-pub use metrics::{request_timings, RequestTimings};
+pub use latency::Latency;
+pub use metrics::{request_timings, RequestTimings, TokenCounts};
 pub use observation::{
     ErrorKind, GenOutcome, Observation, RequestError, StopReason, TokenCountSource, WireInfo,
 };
 pub use run::*;
-pub use slo::{Slo, SloMetric, SloTerm};
+pub use slo::{Slo, SloTerm};
 pub use summary::{LatencySummary, ValueSummary};

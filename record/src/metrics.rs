@@ -4,11 +4,29 @@
 //! Times are seconds on the run's monotonic clock (seconds since the run epoch). A token event
 //! is `(time, tokens)`: the time the chunk arrived and how many content tokens it carried.
 //! Events with zero tokens (empty chunks) never count as the first token.
+//!
+//! Reasoning models ([`DecodeRule`]): decode time, ITL and TPOT count the same tokens above and
+//! below the line. Where the API's usage separates reasoning tokens, decode is timed from the
+//! first content token over the content tokens; where it counts them without saying how many
+//! (Anthropic thinking), from the first output token of any kind over all output tokens.
 
 use std::time::Instant;
 
 use crate::observation::{Observation, TokenCountSource};
-use crate::run::RequestRow;
+use crate::run::{DecodeRule, RequestRow};
+
+/// What a request's token counts say, for choosing its [`DecodeRule`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TokenCounts {
+    /// Output tokens as the backend counted them.
+    pub output: u64,
+    /// Where that count comes from (`usage` counts reasoning tokens too; others count content).
+    pub source: TokenCountSource,
+    /// Reasoning tokens the API's usage reported (included in `output`).
+    pub reasoning: Option<u64>,
+    /// When the first reasoning token arrived (seconds on the run's clock).
+    pub first_reasoning_s: Option<f64>,
+}
 
 /// Timings of one request derived from its events.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -35,18 +53,22 @@ pub struct RequestTimings {
     pub first_token_s: Option<f64>,
     /// Time of the last non-empty token.
     pub last_token_s: Option<f64>,
+    /// Which tokens decode time and ITL count.
+    pub decode_rule: Option<DecodeRule>,
 }
 
 /// Compute a request's timings from its events.
 ///
-/// `output_tokens` is the count the backend reported (it may differ from the sum over events
-/// when a remote API reports usage); ITL and `tpot_incl_first` divide by it.
+/// `counts.output` is the count the backend reported (it may differ from the sum over events
+/// when a remote API reports usage); ITL and `tpot_incl_first` divide by the tokens the
+/// request's [`DecodeRule`] picks.
 pub fn request_timings(
     intended_start_s: f64,
     start_s: f64,
     events: &[(f64, u32)],
-    output_tokens: u64,
+    counts: TokenCounts,
 ) -> RequestTimings {
+    let output_tokens = counts.output;
     let mut t = RequestTimings::default();
     let mut prev: Option<f64> = None;
     for &(at, tokens) in events {
@@ -72,10 +94,21 @@ pub fn request_timings(
     t.ttft_from_intended_s = Some(first - intended_start_s);
     t.e2e_s = Some(e2e);
     t.e2e_from_intended_s = Some(last - intended_start_s);
-    let decode = e2e - ttft;
+    // Usage counts reasoning tokens in the output; tokenizer and chunk counts see content only.
+    let usage = counts.source == TokenCountSource::Usage;
+    let (rule, decode_from, decode_tokens) =
+        match (usage, counts.reasoning, counts.first_reasoning_s) {
+            (true, Some(r), _) if r > 0 => {
+                (DecodeRule::Content, first, output_tokens.saturating_sub(r))
+            }
+            (true, _, Some(fr)) => (DecodeRule::AllOutput, fr.min(first), output_tokens),
+            _ => (DecodeRule::Output, first, output_tokens),
+        };
+    let decode = last - decode_from;
+    t.decode_rule = Some(rule);
     t.decode_time_s = Some(decode);
-    if output_tokens >= 2 {
-        t.itl_s = Some(decode / (output_tokens - 1) as f64);
+    if decode_tokens >= 2 {
+        t.itl_s = Some(decode / (decode_tokens - 1) as f64);
     }
     if output_tokens >= 1 {
         t.tpot_incl_first_s = Some(e2e / output_tokens as f64);
@@ -119,7 +152,18 @@ impl RequestRow {
         // own delay before that shows as schedule lag.
         let started = wire.and_then(|w| w.sent_at).unwrap_or(o.start);
         let (intended, start) = (secs(o.intended_start), secs(started));
-        let t = request_timings(intended, start, &events, output_tokens);
+        let first_reasoning_s = wire.and_then(|w| w.first_reasoning_at).map(secs);
+        let t = request_timings(
+            intended,
+            start,
+            &events,
+            TokenCounts {
+                output: output_tokens,
+                source,
+                reasoning: wire.and_then(|w| w.reasoning_tokens),
+                first_reasoning_s,
+            },
+        );
         let row = RequestRow {
             id: o.id,
             instance: o.instance,
@@ -145,13 +189,16 @@ impl RequestRow {
             connect_s: wire.and_then(|w| w.connect).map(|d| d.as_secs_f64()),
             connection_reused: wire.and_then(|w| w.connection_reused),
             response_headers_s: wire.and_then(|w| w.headers_at).map(|t| secs(t) - start),
-            first_reasoning_s: wire
-                .and_then(|w| w.first_reasoning_at)
-                .map(|t| secs(t) - start),
+            first_reasoning_s: first_reasoning_s.map(|t| t - start),
             reasoning_chunks: wire.map(|w| w.reasoning_chunks),
             reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
             retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
             http_version: wire.and_then(|w| w.http_version).map(str::to_string),
+            decode_rule: t.decode_rule,
+            prefill_tokens_per_s: t
+                .ttft_s
+                .filter(|s| *s > 0.0 && prompt_tokens > 0)
+                .map(|s| prompt_tokens as f64 / s),
         };
         (row, t.chunk_gaps_s)
     }
@@ -160,6 +207,13 @@ impl RequestRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain(output: u64) -> TokenCounts {
+        TokenCounts {
+            output,
+            ..Default::default()
+        }
+    }
 
     fn close(a: Option<f64>, b: f64) {
         let a = a.expect("value present");
@@ -170,7 +224,7 @@ mod tests {
     fn exact_timings_from_known_events() {
         // Scheduled at 0.9, issued at 1.0; tokens at 1.25, 1.35, 1.45, 1.65.
         let ev = [(1.25, 1), (1.35, 1), (1.45, 1), (1.65, 1)];
-        let t = request_timings(0.9, 1.0, &ev, 4);
+        let t = request_timings(0.9, 1.0, &ev, plain(4));
         close(t.ttft_s, 0.25);
         close(t.ttft_from_intended_s, 0.35);
         close(t.e2e_s, 0.65);
@@ -189,7 +243,7 @@ mod tests {
     fn empty_chunks_do_not_count_as_first_token() {
         // A role-only first chunk (0 tokens) must not set TTFT.
         let ev = [(0.1, 0), (0.5, 2), (0.6, 0), (0.9, 3)];
-        let t = request_timings(0.0, 0.0, &ev, 5);
+        let t = request_timings(0.0, 0.0, &ev, plain(5));
         close(t.ttft_s, 0.5);
         close(t.e2e_s, 0.9);
         close(t.itl_s, 0.4 / 4.0);
@@ -199,12 +253,83 @@ mod tests {
 
     #[test]
     fn single_token_has_no_itl_and_no_tokens_has_no_ttft() {
-        let t = request_timings(0.0, 0.0, &[(0.3, 1)], 1);
+        let t = request_timings(0.0, 0.0, &[(0.3, 1)], plain(1));
         close(t.ttft_s, 0.3);
         assert_eq!(t.itl_s, None);
         close(t.tpot_incl_first_s, 0.3);
-        let t = request_timings(0.0, 0.0, &[], 0);
+        let t = request_timings(0.0, 0.0, &[], plain(0));
         assert_eq!(t.ttft_s, None);
         assert_eq!(t.e2e_s, None);
+    }
+
+    /// 40 reasoning chunks (0.1 s … 0.49 s), then 20 content chunks (1.0 s … 1.95 s).
+    fn content_events() -> Vec<(f64, u32)> {
+        (0..20).map(|i| (1.0 + 0.05 * i as f64, 1)).collect()
+    }
+
+    #[test]
+    fn usage_that_separates_reasoning_times_content_over_content_tokens() {
+        // OpenAI: completion_tokens 60 with completion_tokens_details.reasoning_tokens 40.
+        let t = request_timings(
+            0.0,
+            0.0,
+            &content_events(),
+            TokenCounts {
+                output: 60,
+                source: TokenCountSource::Usage,
+                reasoning: Some(40),
+                first_reasoning_s: Some(0.1),
+            },
+        );
+        let ev = content_events();
+        let content_decode = ev[19].0 - ev[0].0;
+        assert_eq!(t.decode_rule, Some(DecodeRule::Content));
+        close(t.ttft_s, 1.0);
+        assert_eq!(t.decode_time_s, Some(content_decode));
+        // The content decode time over the 19 gaps between 20 content tokens, exactly.
+        assert_eq!(t.itl_s, Some(content_decode / 19.0));
+        close(t.tpot_incl_first_s, 1.95 / 60.0);
+    }
+
+    #[test]
+    fn usage_that_hides_reasoning_times_all_output_from_the_first_token_of_any_kind() {
+        // Anthropic: output_tokens 60 includes thinking, with no breakdown.
+        let t = request_timings(
+            0.0,
+            0.0,
+            &content_events(),
+            TokenCounts {
+                output: 60,
+                source: TokenCountSource::Usage,
+                reasoning: None,
+                first_reasoning_s: Some(0.1),
+            },
+        );
+        let last = content_events()[19].0;
+        assert_eq!(t.decode_rule, Some(DecodeRule::AllOutput));
+        assert_eq!(t.decode_time_s, Some(last - 0.1));
+        assert_eq!(t.itl_s, Some((last - 0.1) / 59.0));
+        close(t.ttft_s, 1.0);
+    }
+
+    #[test]
+    fn content_only_counts_time_content() {
+        // A tokenizer over the output text, or chunks: content tokens only.
+        for source in [TokenCountSource::Tokenizer, TokenCountSource::Chunks] {
+            let t = request_timings(
+                0.0,
+                0.0,
+                &content_events(),
+                TokenCounts {
+                    output: 20,
+                    source,
+                    reasoning: None,
+                    first_reasoning_s: Some(0.1),
+                },
+            );
+            let ev = content_events();
+            assert_eq!(t.decode_rule, Some(DecodeRule::Output));
+            assert_eq!(t.itl_s, Some((ev[19].0 - ev[0].0) / 19.0));
+        }
     }
 }

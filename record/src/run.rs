@@ -352,6 +352,18 @@ pub struct RunSummary {
     pub tpot_incl_first: Option<LatencySummary>,
     pub chunk_gaps: Option<LatencySummary>,
     pub schedule_lag: Option<LatencySummary>,
+    /// First reasoning/thinking token − start, over the requests that reasoned.
+    #[serde(default)]
+    pub first_reasoning: Option<LatencySummary>,
+    /// Reasoning tokens the API's usage reported, summed (`None`: no request's usage said).
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens ÷ TTFT per request: prefill speed (the first token's decode included).
+    #[serde(default)]
+    pub prefill_tokens_per_s: Option<ValueSummary>,
+    /// How many requests used each decode rule (reasoning models; see `DecodeRule`).
+    #[serde(default)]
+    pub decode_rules: BTreeMap<DecodeRule, u64>,
     pub stop_reasons: BTreeMap<StopReason, u64>,
     pub errors: BTreeMap<ErrorKind, u64>,
     pub token_count_sources: BTreeMap<TokenCountSource, u64>,
@@ -683,6 +695,40 @@ pub struct RequestRow {
     /// Remote: the response's HTTP version (`HTTP/1.1`, `HTTP/2.0`).
     #[serde(default)]
     pub http_version: Option<String>,
+    /// Which tokens decode time, ITL and TPOT count (empty: no token arrived).
+    #[serde(default)]
+    pub decode_rule: Option<DecodeRule>,
+    /// prompt_tokens ÷ ttft.
+    #[serde(default)]
+    pub prefill_tokens_per_s: Option<f64>,
+}
+
+/// Which tokens a request's decode time and ITL count, so that numerator and denominator cover
+/// the same tokens (reasoning models; `shared/docs/metrics.md`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeRule {
+    /// The API reasoned without separating its tokens in usage (Anthropic thinking): decode
+    /// from the first output token of any kind, over all output tokens − 1.
+    AllOutput,
+    /// The API's usage separates reasoning tokens: decode from the first content token, over
+    /// content tokens (output − reasoning) − 1.
+    Content,
+    /// No reasoning reported, or counts of content only: decode from the first content token,
+    /// over output tokens − 1.
+    Output,
+}
+
+impl DecodeRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeRule::Output => "output",
+            DecodeRule::AllOutput => "all_output",
+            DecodeRule::Content => "content",
+        }
+    }
 }
 
 /// One row of `samples.csv`: the scalar readings of one sampler tick (per-core busy shares

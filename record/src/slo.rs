@@ -12,53 +12,16 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::latency::Latency;
 use crate::run::{RequestRow, RunSummary};
 use crate::summary::LatencySummary;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SloMetric {
-    Ttft,
-    Itl,
-    E2e,
-    TpotInclFirst,
-}
-
-impl SloMetric {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SloMetric::Ttft => "ttft",
-            SloMetric::Itl => "itl",
-            SloMetric::E2e => "e2e",
-            SloMetric::TpotInclFirst => "tpot_incl_first",
-        }
-    }
-
-    /// The request's value of this metric (from the intended start where that applies).
-    pub fn of_request(self, r: &RequestRow) -> Option<f64> {
-        match self {
-            SloMetric::Ttft => r.ttft_from_intended_s,
-            SloMetric::Itl => r.itl_s,
-            SloMetric::E2e => r.e2e_from_intended_s,
-            SloMetric::TpotInclFirst => r.tpot_incl_first_s,
-        }
-    }
-
-    /// The level's distribution of this metric.
-    pub fn of_summary(self, s: &RunSummary) -> Option<&LatencySummary> {
-        match self {
-            SloMetric::Ttft => s.ttft_from_intended.as_ref(),
-            SloMetric::Itl => s.itl.as_ref(),
-            SloMetric::E2e => s.e2e_from_intended.as_ref(),
-            SloMetric::TpotInclFirst => s.tpot_incl_first.as_ref(),
-        }
-    }
-}
 
 /// One SLO term: `metric` at `percentile` must be at most `threshold_s`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SloTerm {
-    pub metric: SloMetric,
+    /// A per-request latency of the registry ([`Latency::in_slo`]); `ttft` and `e2e` are
+    /// evaluated from the intended start ([`Latency::slo_view`]).
+    pub metric: Latency,
     /// One of 50, 90, 95, 99, 99.9.
     pub percentile: f64,
     pub threshold_s: f64,
@@ -88,12 +51,7 @@ impl fmt::Display for SloTerm {
         } else {
             format!("p{}", self.percentile as u32)
         };
-        write!(
-            f,
-            "{}_{p}={}ms",
-            self.metric.as_str(),
-            self.threshold_s * 1e3
-        )
+        write!(f, "{}_{p}={}ms", self.metric.name(), self.threshold_s * 1e3)
     }
 }
 
@@ -103,7 +61,17 @@ pub struct Slo {
     pub terms: Vec<SloTerm>,
 }
 
-const EXPECTED: &str = "expected METRIC_pNN=DURATION terms separated by commas, e.g. ttft_p99=500ms,itl_p50=50ms (metrics: ttft, itl, e2e, tpot_incl_first; percentiles: p50, p90, p95, p99, p999)";
+fn expected() -> String {
+    let metrics: Vec<&str> = Latency::ALL
+        .iter()
+        .filter(|l| l.in_slo())
+        .map(|l| l.name())
+        .collect();
+    format!(
+        "expected METRIC_pNN=DURATION terms separated by commas, e.g. ttft_p99=500ms,itl_p50=50ms (metrics: {}; percentiles: p50, p90, p95, p99, p999)",
+        metrics.join(", ")
+    )
+}
 
 impl FromStr for Slo {
     type Err = String;
@@ -111,16 +79,12 @@ impl FromStr for Slo {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut terms = Vec::new();
         for raw in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let bad = || format!("SLO term `{raw}`: {EXPECTED}");
+            let bad = || format!("SLO term `{raw}`: {}", expected());
             let (lhs, rhs) = raw.split_once('=').ok_or_else(bad)?;
             let (metric, pct) = lhs.trim().rsplit_once("_p").ok_or_else(bad)?;
-            let metric = match metric {
-                "ttft" => SloMetric::Ttft,
-                "itl" => SloMetric::Itl,
-                "e2e" => SloMetric::E2e,
-                "tpot_incl_first" => SloMetric::TpotInclFirst,
-                _ => return Err(bad()),
-            };
+            let metric = Latency::from_name(metric)
+                .filter(|l| l.in_slo())
+                .ok_or_else(bad)?;
             let percentile = match pct {
                 "50" => 50.0,
                 "90" => 90.0,
@@ -140,7 +104,7 @@ impl FromStr for Slo {
             });
         }
         if terms.is_empty() {
-            return Err(format!("SLO `{s}`: {EXPECTED}"));
+            return Err(format!("SLO `{s}`: {}", expected()));
         }
         Ok(Slo { terms })
     }
@@ -158,17 +122,19 @@ impl Slo {
     /// answer, cannot violate its bound). Failed requests are never good.
     pub fn request_is_good(&self, r: &RequestRow) -> bool {
         r.error_kind.is_none()
-            && self
-                .terms
-                .iter()
-                .all(|t| t.metric.of_request(r).is_none_or(|v| v <= t.threshold_s))
+            && self.terms.iter().all(|t| {
+                t.metric
+                    .slo_view()
+                    .of_row(r)
+                    .is_none_or(|v| v <= t.threshold_s)
+            })
     }
 
     /// Each term's percentile is within its bound (`None` if a metric has no data).
     pub fn percentiles_hold(&self, s: &RunSummary) -> Option<bool> {
         let mut ok = true;
         for t in &self.terms {
-            let d = t.metric.of_summary(s)?;
+            let d = t.metric.slo_view().of_summary(s)?;
             ok &= t.percentile_of(d) <= t.threshold_s;
         }
         Some(ok)
@@ -183,7 +149,7 @@ mod tests {
     fn parses_terms_and_rejects_bad_ones() {
         let s: Slo = "ttft_p99=500ms, itl_p50=50ms".parse().unwrap();
         assert_eq!(s.terms.len(), 2);
-        assert_eq!(s.terms[0].metric, SloMetric::Ttft);
+        assert_eq!(s.terms[0].metric, Latency::Ttft);
         assert_eq!(s.terms[0].percentile, 99.0);
         assert!((s.terms[0].threshold_s - 0.5).abs() < 1e-12);
         assert_eq!(s.to_string(), "ttft_p99=500ms,itl_p50=50ms");
@@ -192,6 +158,7 @@ mod tests {
             "ttft=5ms",
             "ttft_p98=5ms",
             "foo_p99=5ms",
+            "chunk_gaps_p99=5ms",
             "ttft_p99=fast",
             "ttft_p99=0ms",
         ] {

@@ -1,6 +1,10 @@
-//! Folding request rows into a run summary (histograms, counts, throughput).
+//! Folding request rows into a run summary (histograms, counts, throughput). Every latency of
+//! the registry (`charter_record::Latency`) gets its histogram here; nothing names them one
+//! by one.
 
-use charter_record::{MeasuredWindow, RequestRow, RunSummary, Slo, StopReason};
+use charter_record::{
+    Latency, MeasuredWindow, RequestRow, RunSummary, Slo, StopReason, ValueSummary,
+};
 
 use crate::slo::wilson_interval;
 use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
@@ -9,14 +13,9 @@ use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
 #[derive(Debug, Default)]
 pub struct Aggregator {
     s: RunSummary,
-    ttft: LatencyHistogram,
-    ttft_i: LatencyHistogram,
-    e2e: LatencyHistogram,
-    e2e_i: LatencyHistogram,
-    itl: LatencyHistogram,
-    tpot: LatencyHistogram,
-    gaps: LatencyHistogram,
-    lag: LatencyHistogram,
+    /// One histogram per latency metric, in `Latency::ALL` order.
+    hists: [LatencyHistogram; Latency::ALL.len()],
+    prefill_tokens_per_s: Vec<f64>,
     first_start_s: Option<f64>,
     last_end_s: Option<f64>,
     first_end_s: Option<f64>,
@@ -70,7 +69,8 @@ impl Aggregator {
         let i = row.intended_start_s;
         self.first_intended_s = Some(self.first_intended_s.map_or(i, |v| v.min(i)));
         self.last_intended_s = Some(self.last_intended_s.map_or(i, |v| v.max(i)));
-        self.lag.record_s(row.schedule_lag_s);
+        // Schedule lag describes failed requests too.
+        self.record(Latency::ScheduleLag, Some(row.schedule_lag_s));
         if self.slo.as_ref().is_some_and(|s| s.request_is_good(row)) {
             self.good += 1;
         }
@@ -84,19 +84,26 @@ impl Aggregator {
             .or_default() += 1;
         self.s.prompt_tokens += row.prompt_tokens;
         self.s.output_tokens += row.output_tokens;
-        let rec = |h: &mut LatencyHistogram, v: Option<f64>| {
-            if let Some(v) = v {
-                h.record_s(v)
+        if let Some(r) = row.reasoning_tokens {
+            *self.s.reasoning_tokens.get_or_insert(0) += r;
+        }
+        if let Some(rule) = row.decode_rule {
+            *self.s.decode_rules.entry(rule).or_default() += 1;
+        }
+        self.prefill_tokens_per_s.extend(row.prefill_tokens_per_s);
+        for l in Latency::ALL {
+            if l != Latency::ScheduleLag {
+                self.record(l, l.of_row(row));
             }
-        };
-        rec(&mut self.ttft, row.ttft_s);
-        rec(&mut self.ttft_i, row.ttft_from_intended_s);
-        rec(&mut self.e2e, row.e2e_s);
-        rec(&mut self.e2e_i, row.e2e_from_intended_s);
-        rec(&mut self.itl, row.itl_s);
-        rec(&mut self.tpot, row.tpot_incl_first_s);
+        }
         for g in chunk_gaps_s {
-            self.gaps.record_s(*g);
+            self.record(Latency::ChunkGaps, Some(*g));
+        }
+    }
+
+    fn record(&mut self, l: Latency, v: Option<f64>) {
+        if let (Some(v), Some(i)) = (v, Latency::ALL.iter().position(|x| *x == l)) {
+            self.hists[i].record_s(v);
         }
     }
 
@@ -133,14 +140,10 @@ impl Aggregator {
                 s.output_token_throughput_per_s = Some(s.output_tokens as f64 / d);
             }
         }
-        s.ttft = self.ttft.summary();
-        s.ttft_from_intended = self.ttft_i.summary();
-        s.e2e = self.e2e.summary();
-        s.e2e_from_intended = self.e2e_i.summary();
-        s.itl = self.itl.summary();
-        s.tpot_incl_first = self.tpot.summary();
-        s.chunk_gaps = self.gaps.summary();
-        s.schedule_lag = self.lag.summary();
+        for (l, h) in Latency::ALL.iter().zip(&self.hists) {
+            *l.field_mut(&mut s) = h.summary();
+        }
+        s.prefill_tokens_per_s = ValueSummary::from_values(&self.prefill_tokens_per_s);
         if let Some(slo) = &self.slo {
             let n = s.requests_completed + s.requests_failed;
             s.requests_good = Some(self.good);

@@ -1,7 +1,7 @@
 //! SLO attainment statistics. The SLO itself (`ttft_p99=500ms,itl_p50=50ms`) and what makes a
 //! request good are defined in charter-record and re-exported here.
 
-pub use charter_record::slo::{Slo, SloMetric, SloTerm};
+pub use charter_record::slo::{Slo, SloTerm};
 
 /// Wilson score interval for a proportion `good / n` at ~95 % confidence (z = 1.96).
 pub fn wilson_interval(good: u64, n: u64) -> Option<(f64, f64)> {

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use charter_record::{
-    KvCacheRecord, LatencySummary, LevelRecord, LevelRole, LoadProfile, RamFit, RunRecord,
+    KvCacheRecord, Latency, LatencySummary, LevelRecord, LevelRole, LoadProfile, RamFit, RunRecord,
     RunStatus,
 };
 
@@ -104,14 +104,35 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
         "\n  latency (ms)     {:>9} {:>9} {:>9} {:>9} {:>9}",
         "p50", "p90", "p99", "max", "mean"
     );
-    latency_row(out, "TTFT", &s.ttft);
-    latency_row(out, "ITL", &s.itl);
-    latency_row(out, "E2E", &s.e2e);
-    latency_row(out, "chunk gaps", &s.chunk_gaps);
-    if matches!(l.load, LoadProfile::OpenLoop { .. }) {
-        latency_row(out, "TTFT (intended)", &s.ttft_from_intended);
-        latency_row(out, "E2E (intended)", &s.e2e_from_intended);
-        latency_row(out, "schedule lag", &s.schedule_lag);
+    let open_loop = matches!(l.load, LoadProfile::OpenLoop { .. });
+    for m in Latency::ALL {
+        let Some(row) = m.console() else { continue };
+        let d = m.field(s);
+        // Reasoning metrics appear only when the model reasoned.
+        let optional = m == Latency::FirstReasoning;
+        if (row.open_loop_only && !open_loop) || (optional && d.is_none()) {
+            continue;
+        }
+        latency_row(out, row.label, d);
+    }
+    if let Some(r) = s.reasoning_tokens {
+        let _ = writeln!(
+            out,
+            "  reasoning: {r} reasoning tokens of {} output tokens; TTFT counts content tokens only (AIPerf's TTFO); decode rules {}",
+            s.output_tokens,
+            s.decode_rules
+                .iter()
+                .map(|(k, v)| format!("{}: {v}", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(p) = &s.prefill_tokens_per_s {
+        let _ = writeln!(
+            out,
+            "  prefill: {:.0} prompt tokens/s per request (mean; p95 {:.0}), prompt tokens ÷ TTFT",
+            p.mean, p.p95
+        );
     }
     let res = &l.resources;
     let _ = writeln!(out);

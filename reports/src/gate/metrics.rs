@@ -6,61 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use charter_record::Latency;
 use charter_record::{LatencySummary, ResourceSummary, RunSummary};
 use serde::{Deserialize, Serialize};
-
-/// A latency histogram kept in [`RunSummary`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Latency {
-    Ttft,
-    TtftFromIntended,
-    Itl,
-    E2e,
-    E2eFromIntended,
-    ChunkGaps,
-    TpotInclFirst,
-    ScheduleLag,
-}
-
-impl Latency {
-    pub const ALL: [Latency; 8] = [
-        Latency::Ttft,
-        Latency::TtftFromIntended,
-        Latency::Itl,
-        Latency::E2e,
-        Latency::E2eFromIntended,
-        Latency::ChunkGaps,
-        Latency::TpotInclFirst,
-        Latency::ScheduleLag,
-    ];
-
-    /// The name used in rules files (and the field name in [`RunSummary`]).
-    pub fn name(self) -> &'static str {
-        match self {
-            Latency::Ttft => "ttft",
-            Latency::TtftFromIntended => "ttft_from_intended",
-            Latency::Itl => "itl",
-            Latency::E2e => "e2e",
-            Latency::E2eFromIntended => "e2e_from_intended",
-            Latency::ChunkGaps => "chunk_gaps",
-            Latency::TpotInclFirst => "tpot_incl_first",
-            Latency::ScheduleLag => "schedule_lag",
-        }
-    }
-
-    fn summary(self, s: &RunSummary) -> Option<&LatencySummary> {
-        match self {
-            Latency::Ttft => s.ttft.as_ref(),
-            Latency::TtftFromIntended => s.ttft_from_intended.as_ref(),
-            Latency::Itl => s.itl.as_ref(),
-            Latency::E2e => s.e2e.as_ref(),
-            Latency::E2eFromIntended => s.e2e_from_intended.as_ref(),
-            Latency::ChunkGaps => s.chunk_gaps.as_ref(),
-            Latency::TpotInclFirst => s.tpot_incl_first.as_ref(),
-            Latency::ScheduleLag => s.schedule_lag.as_ref(),
-        }
-    }
-}
 
 /// A statistic of one run's latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -243,7 +191,7 @@ pub fn metric_value(
     metric: &MetricName,
 ) -> Option<f64> {
     let v = match *metric {
-        MetricName::Latency(l, s) => l.summary(summary).map(|x| s.of(x)),
+        MetricName::Latency(l, s) => l.of_summary(summary).map(|x| s.of(x)),
         MetricName::OutputTokenThroughput => summary.output_token_throughput_per_s,
         MetricName::RequestThroughput => summary.request_throughput_per_s,
         MetricName::CpuCoresMean => resources.process_cpu_cores.as_ref().map(|c| c.mean),
@@ -281,7 +229,7 @@ mod tests {
             assert_eq!(m.to_string(), name);
             n += 1;
         }
-        assert_eq!(n, 65);
+        assert_eq!(n, Latency::ALL.len() * Stat::ALL.len() + SCALARS.len());
         assert_eq!(
             "ttft.p95".parse::<MetricName>().map(MetricName::slug),
             Ok("ttft-p95".to_owned())
