@@ -1,3 +1,5 @@
+//! Why a backend could not be set up ([`LoadError`], naming the offending input).
+
 use std::path::PathBuf;
 
 /// Why a backend could not be set up. Each variant names the offending input.

@@ -1,3 +1,5 @@
+//! File digests (size and sha256) for the provenance of weights in the run record.
+
 use std::io::Read;
 use std::path::Path;
 
