@@ -72,6 +72,8 @@ impl SimulatedBackend {
             load_time_s: 0.0,
             remote: None,
             kv_cache: None,
+            weights_conversion: None,
+            pinning: None,
         };
         Self {
             timings,

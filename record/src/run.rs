@@ -185,6 +185,73 @@ pub struct BackendRecord {
     /// a remote model without `--model-config`).
     #[serde(default)]
     pub kv_cache: Option<KvCacheRecord>,
+    /// The weights that ran were converted from the file's formats (candle: formats without a
+    /// fast CPU kernel, `--weights`); `None`: they ran as the file stores them.
+    #[serde(default)]
+    pub weights_conversion: Option<WeightsConversionRecord>,
+    /// Compute threads pinned to cores (`--pin`); `None`: left to the OS scheduler.
+    #[serde(default)]
+    pub pinning: Option<PinningRecord>,
+}
+
+/// A converted copy of the weights that ran instead of the file's own formats. The source file
+/// is `BackendRecord.weights`; it is never modified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WeightsConversionRecord {
+    /// What `--weights` asked for, e.g. `auto`, `q8_0`, `q4_k`.
+    pub requested: String,
+    /// Formats converted away, e.g. `["q4_1"]`.
+    pub from: Vec<String>,
+    /// The format converted tensors became, e.g. `q8_0`.
+    pub to: String,
+    pub tensors_converted: u32,
+    /// Of the converted tensors, those whose rows do not fit the target's block size and became
+    /// `q8_0` instead (only with a K-quant target).
+    #[serde(default)]
+    pub tensors_fallback_q8_0: u32,
+    /// Tensors kept as the file stores them (formats with a fast kernel, norms).
+    pub tensors_kept: u32,
+    /// The converted file that was loaded, its size and sha256.
+    pub file: FileDigest,
+    /// Whether the converted copy already existed in the cache (same source sha256, target and
+    /// conversion version) and was loaded without converting.
+    pub reused_from_cache: bool,
+    /// Seconds spent converting and writing the copy; `None` when it was reused. Not part of
+    /// `load_time_s`.
+    pub convert_s: Option<f64>,
+    /// charter's conversion version (part of the cache key).
+    pub conversion_version: u32,
+}
+
+impl WeightsConversionRecord {
+    /// One line for consoles: `q4_1 converted to q8_0 (cached)`.
+    pub fn describe(&self) -> String {
+        let how = match self.convert_s {
+            _ if self.reused_from_cache => "cached".to_string(),
+            Some(s) => format!("converted in {s:.1} s"),
+            None => "converted".to_string(),
+        };
+        let fallback = if self.tensors_fallback_q8_0 > 0 {
+            format!(", {} tensors q8_0", self.tensors_fallback_q8_0)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} converted to {}{fallback} ({how})",
+            self.from.join("+"),
+            self.to
+        )
+    }
+}
+
+/// Where each instance's compute threads were pinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PinningRecord {
+    /// Logical CPUs per instance, by instance index: instance `i`'s `j`-th compute thread runs
+    /// only on `cores[i][j]`.
+    pub cores: Vec<Vec<u32>>,
+    /// Which threads are pinned, and any that are shared, in words.
+    pub note: String,
 }
 
 /// How a remote API backend drove the server (no secret: the API key's variable name only).

@@ -12,6 +12,7 @@ use candle_transformers::models::llama::{Llama, LlamaConfig, LlamaEosToks};
 use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use tokenizers::Tokenizer;
 
+use super::convert::{self, Conversion, WeightFormat};
 use super::{path_str, presets, tokenizer, Weights};
 use crate::{file_digest, ChatTemplate, KvCacheRecord, LoadError, WeightsProvenance};
 
@@ -30,6 +31,8 @@ pub(super) struct Loaded {
     pub provenance: WeightsProvenance,
     /// The KV cache per token as the configuration describes it (candle keeps it in f32).
     pub kv_cache: Option<KvCacheRecord>,
+    /// The converted copy that was loaded instead of the file's own formats.
+    pub conversion: Option<Conversion>,
 }
 
 /// The f32 KV cache of a Llama configuration.
@@ -99,10 +102,17 @@ pub(super) fn load_preset(name: &str, seed: u64) -> Result<Loaded, LoadError> {
             preset: name.to_string(),
             seed,
         },
+        conversion: None,
     })
 }
 
-pub(super) fn load_path(path: &Path) -> Result<Loaded, LoadError> {
+/// Load a `.gguf` file (converting formats without a fast kernel as `weights` asks, into
+/// `cache`) or a safetensors directory.
+pub(super) fn load_path(
+    path: &Path,
+    weights: WeightFormat,
+    cache: &Path,
+) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound {
             path: path.to_path_buf(),
@@ -113,9 +123,18 @@ pub(super) fn load_path(path: &Path) -> Result<Loaded, LoadError> {
         },
     })?;
     if meta.is_dir() {
+        if weights.is_explicit_target() {
+            return Err(LoadError::Setting {
+                what: format!(
+                    "--weights {}: converts GGUF weights; {} is a safetensors directory (f32)",
+                    weights.as_str(),
+                    path.display()
+                ),
+            });
+        }
         load_safetensors_dir(path)
     } else {
-        load_gguf(path)
+        load_gguf(path, weights, cache)
     }
 }
 
@@ -126,7 +145,7 @@ fn invalid(path: &Path, what: impl Into<String>) -> LoadError {
     }
 }
 
-fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
+fn load_gguf(path: &Path, weights: WeightFormat, cache: &Path) -> Result<Loaded, LoadError> {
     let unreadable = |e| LoadError::Unreadable {
         path: path.to_path_buf(),
         source: e,
@@ -168,14 +187,6 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
         .map(|c| c as usize)
         .unwrap_or(MAX_SEQ_LEN)
         .min(MAX_SEQ_LEN);
-    let mut dtypes: Vec<String> = content
-        .tensor_infos
-        .values()
-        .map(|t| format!("{:?}", t.ggml_dtype).to_lowercase())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    dtypes.dedup();
     let parameters: u64 = content
         .tensor_infos
         .values()
@@ -222,9 +233,38 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
         ),
         _ => None,
     };
-    let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-        .map_err(|e| invalid(path, format!("cannot load Llama weights from GGUF ({e})")))?;
     let digest = file_digest(path).map_err(unreadable)?;
+    let conversion = convert::convert_gguf(path, &digest.sha256, &content, weights, cache)?;
+    // The converted copy, when there is one, is what runs; its metadata is the source's.
+    let (content, mut file, run_path) = match &conversion {
+        Some(c) => {
+            let mut f = File::open(&c.path).map_err(|e| LoadError::Unreadable {
+                path: c.path.clone(),
+                source: e,
+            })?;
+            let ct = gguf_file::Content::read(&mut f).map_err(|e| {
+                invalid(
+                    &c.path,
+                    format!("converted copy is not a readable GGUF file ({e}); delete it to convert again"),
+                )
+            })?;
+            (ct, f, c.path.as_path())
+        }
+        None => (content, file, path),
+    };
+    let dtypes: Vec<String> = content
+        .tensor_infos
+        .values()
+        .map(|t| convert::dtype_name(t.ggml_dtype))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(|e| {
+        invalid(
+            run_path,
+            format!("cannot load Llama weights from GGUF ({e})"),
+        )
+    })?;
     Ok(Loaded {
         kv_cache: gguf_kv,
         weights: Weights::Quantized(weights),
@@ -242,6 +282,7 @@ fn load_gguf(path: &Path) -> Result<Loaded, LoadError> {
             format: "gguf".into(),
             files: vec![digest],
         },
+        conversion,
     })
 }
 
@@ -364,6 +405,7 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
             format: "safetensors".into(),
             files: digests,
         },
+        conversion: None,
     })
 }
 

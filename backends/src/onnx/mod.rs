@@ -574,6 +574,8 @@ impl OnnxBackend {
             load_time_s: started.elapsed().as_secs_f64(),
             remote: None,
             kv_cache: None,
+            weights_conversion: None,
+            pinning: None,
         };
         Ok(Self {
             model: model.clone(),

@@ -344,6 +344,8 @@ impl RemoteBackend {
             load_time_s: started.elapsed().as_secs_f64(),
             remote: Some(remote),
             kv_cache: None,
+            weights_conversion: None,
+            pinning: None,
         };
         Ok(Self {
             shared: Arc::new(Shared {
