@@ -125,23 +125,29 @@ pub fn plan(
     );
     if let Some(cfg) = load_cost(cost_file)? {
         let fixed = cfg.onprem.fixed_per_hour() * HOURS_PER_MONTH * f64::from(nodes);
-        let cores = cap.cpu_cores_mean.unwrap_or(0.0);
         let logical = f64::from(loaded[0].record.host.logical_cores);
         // Each serving node runs at target ÷ (needed × capacity) of its measured load.
         let load_share = (rps / (f64::from(needed) * per_node)).min(1.0);
-        let watts = cfg.energy.estimated_watts(cores * load_share, logical);
-        let energy = cfg.energy.cost_per_hour(watts) * HOURS_PER_MONTH * f64::from(nodes);
         println!(
             "\nmonthly cost ({}{}):",
             cfg.currency,
             if cfg.example { ", EXAMPLE prices" } else { "" }
         );
-        println!(
-            "  on-prem: {:.2} fixed + {:.2} energy (estimated {watts:.0} W per node) = {:.2}",
-            fixed,
-            energy,
-            fixed + energy
-        );
+        match cap.cpu_cores_mean {
+            Some(cores) => {
+                let watts = cfg.energy.estimated_watts(cores * load_share, logical);
+                let energy = cfg.energy.cost_per_hour(watts) * HOURS_PER_MONTH * f64::from(nodes);
+                println!(
+                    "  on-prem: {:.2} fixed + {:.2} energy (estimated {watts:.0} W per node) = {:.2}",
+                    fixed,
+                    energy,
+                    fixed + energy
+                );
+            }
+            None => println!(
+                "  on-prem: {fixed:.2} fixed + energy not measured (the run has no CPU measurement to estimate power from)"
+            ),
+        }
         for c in &cfg.cloud_instance {
             println!(
                 "  {}: {nodes} × {:.4}/h × {HOURS_PER_MONTH:.0} h = {:.2}",

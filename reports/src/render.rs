@@ -25,6 +25,12 @@ fn num(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// Power as the cost sections print it.
+fn watts(v: Option<f64>) -> String {
+    v.map(|w| format!("{w:.1} W"))
+        .unwrap_or_else(|| "not measured".into())
+}
+
 fn bytes(v: Option<u64>) -> String {
     v.map(human_bytes).unwrap_or_else(|| "not measured".into())
 }
@@ -163,8 +169,11 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
         let _ = writeln!(o, "\n## Cost — {}\n", c.backend);
         let _ = writeln!(
             o,
-            "Priced on {}: {:.1} output tokens/s; power {:.1} W ({}).\n",
-            c.basis, c.tokens_per_s, c.power_w, c.power_method
+            "Priced on {}: {:.1} output tokens/s; power {} ({}).\n",
+            c.basis,
+            c.tokens_per_s,
+            watts(c.power_w),
+            c.power_method
         );
         let _ = writeln!(
             o,
@@ -313,10 +322,10 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
         let _ = writeln!(o, "<h2>Cost — {}</h2>", esc(&c.backend));
         let _ = writeln!(
             o,
-            "<p>Priced on {}: {:.1} output tokens/s; power {:.1} W <span class=\"muted\">({})</span>{}</p>",
+            "<p>Priced on {}: {:.1} output tokens/s; power {} <span class=\"muted\">({})</span>{}</p>",
             esc(&c.basis),
             c.tokens_per_s,
-            c.power_w,
+            watts(c.power_w),
             esc(&c.power_method),
             if c.example_figures { " <b class=\"warn\">Example prices.</b>" } else { "" }
         );
