@@ -30,7 +30,8 @@ pub mod summary;
 pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 pub use metrics::{request_timings, RequestTimings};
 pub use observation::{
-    ErrorKind, GenOutcome, Observation, RequestError, StopReason, TokenCountSource, WireInfo,
+    ErrorKind, GenOutcome, Observation, PromptTokenSource, RequestError, StaleConnection,
+    StopReason, TokenCountSource, WireInfo,
 };
 pub use run::*;
 pub use slo::{Slo, SloMetric, SloTerm};
