@@ -12,6 +12,19 @@ use charter_workloads::PromptSource;
 use super::config::{Plan, ProfileConfig};
 use crate::{host, rundir};
 
+/// A level's resources as the backend lets them be read: under a remote backend the model and
+/// its context live in the server, so a fit of charter's own memory against live context
+/// tokens describes the client, not the model, and is left out (with the reason).
+pub fn for_backend(backend: &dyn Backend, r: &mut charter_reports::ResourceSummary) {
+    if backend.record().remote.is_some() {
+        r.ram_per_1k_tokens = None;
+        r.unmeasured.insert(
+            "ram_per_1k_tokens".into(),
+            "remote backend: the model's context lives in the server, not in charter's process (sample the server with --watch-pid or --watch-process)".into(),
+        );
+    }
+}
+
 /// The record as it is written before any traffic (`complete: false`).
 pub fn initial(
     cfg: &ProfileConfig,

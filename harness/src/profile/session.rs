@@ -425,7 +425,7 @@ impl<'a> Session<'a> {
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
-        let resources = resources::resources_in_window(
+        let mut resources = resources::resources_in_window(
             &samples,
             &WindowInputs {
                 window: window.as_ref().map(|w| (w.start_s, w.end_s)),
@@ -441,6 +441,7 @@ impl<'a> Session<'a> {
                 unavailable: &self.unavailable,
             },
         );
+        super::record::for_backend(self.backend, &mut resources);
         self.write_context(index, &samples, &spans)?;
         let completed_to_offered = match load {
             LoadLevel::Open { .. } => agg.keep_up_ratio(),
