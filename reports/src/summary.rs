@@ -298,12 +298,14 @@ pub fn remote_notes(r: &RunRecord) -> Vec<String> {
                 .collect()),
         ));
     }
-    let estimated = r.levels.iter().any(|l| {
+    // Without a tokenizer, charter's own prompt lengths are estimates.
+    let estimated = r.backend.tokenizer.is_none();
+    let estimates_used = r.levels.iter().any(|l| {
         l.summary
             .prompt_token_sources
             .contains_key(&PromptTokenSource::Estimate)
     });
-    if estimated {
+    if estimates_used {
         notes.push(
             "prompt lengths are estimates: without --tokenizer a synthetic prompt of N tokens is N common words, and text is counted in words".into(),
         );
@@ -329,17 +331,13 @@ pub fn remote_notes(r: &RunRecord) -> Vec<String> {
             .as_ref()
             .filter(|c| c.differing > 0)
         {
-            let why = if remote.endpoint.ends_with("/chat/completions")
-                || remote.api == charter_record::Api::Anthropic
-            {
-                "chat requests: the server's count includes its chat template"
-            } else if s
-                .prompt_token_sources
-                .contains_key(&PromptTokenSource::Estimate)
-            {
-                "the intended lengths are estimates (no --tokenizer)"
-            } else {
-                "is --tokenizer the server's tokenizer? does the server add a BOS token?"
+            let chat = remote.endpoint.ends_with("/chat/completions")
+                || remote.api == charter_record::Api::Anthropic;
+            let why = match (chat, estimated) {
+                (true, true) => "the intended lengths are estimates (no --tokenizer), and the server's count includes its chat template",
+                (true, false) => "chat requests: the server's count includes its chat template",
+                (false, true) => "the intended lengths are estimates (no --tokenizer)",
+                (false, false) => "is --tokenizer the server's tokenizer? does the server add a BOS token?",
             };
             notes.push(format!(
                 "level {i}: the server counted a different prompt length than intended in {} of {} requests: {:+.1} tokens on average ({:+} to {:+}); {why}",
