@@ -26,8 +26,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use charter_record::{
-    BackendRecord, ErrorKind, GenOutcome, KvCacheRecord, RequestError, StopReason,
-    TokenCountSource, TokenizerProvenance, WeightsProvenance, WireInfo,
+    BackendRecord, ErrorKind, GenOutcome, KvCacheRecord, PromptTokenSource, RequestError,
+    StaleConnection, StopReason, TokenCountSource, TokenizerProvenance, WeightsProvenance,
+    WireInfo,
 };
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::LoadError;

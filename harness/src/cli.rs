@@ -13,6 +13,8 @@ Exit codes:
   0    the run finished (failed requests are recorded as data; they do not fail the run)
   1    charter itself failed (e.g. results could not be written)
   2    bad input (flags, model path or files, tokenizer); no run record is left behind
+  3    every measured request of a load level failed (the first errors are printed); the
+       results are written as usual
   130  interrupted (Ctrl-C); the partial record is written with \"complete\": false";
 
 /// Benchmark and resource-profile LLM inference.

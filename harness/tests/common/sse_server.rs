@@ -56,6 +56,10 @@ pub struct Script {
     /// Prompt tokens the usage reports (tests use it to tell scripts apart in the rows).
     pub prompt_tokens: u64,
     pub fault: Fault,
+    /// The content chunks' text (one token each): `None` sends `"w0 "`, `"w1 "`, ...
+    pub pieces: Option<Arc<Vec<String>>>,
+    /// The last chunk's `finish_reason` (OpenAI wire).
+    pub finish: &'static str,
 }
 
 impl Script {
@@ -69,7 +73,15 @@ impl Script {
             usage: true,
             prompt_tokens: 11,
             fault: Fault::None,
+            pieces: None,
+            finish: "length",
         }
+    }
+    /// Stream these pieces as the content chunks, one token each.
+    pub fn with_pieces(mut self, pieces: Vec<String>) -> Self {
+        self.tokens = pieces.len() as u32;
+        self.pieces = Some(Arc::new(pieces));
+        self
     }
     pub fn with(mut self, fault: Fault) -> Self {
         self.fault = fault;
@@ -359,8 +371,12 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             }
             _ => {}
         }
-        let text = match s.fault {
-            Fault::Huge(n) if i == 0 => "x".repeat(n),
+        let text = match (&s.fault, &s.pieces) {
+            (Fault::Huge(n), _) if i == 0 => "x".repeat(*n),
+            (_, Some(p)) => serde_json::to_string(&p[i as usize])
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
             _ => format!("w{i} "),
         };
         let chunk = match s.wire {
@@ -376,7 +392,7 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
     let mut end = String::new();
     match s.wire {
         Wire::OpenAiChat => {
-            end.push_str(&oa("{}", "\"length\""));
+            end.push_str(&oa("{}", &format!("\"{}\"", s.finish)));
             if s.usage && include_usage {
                 end.push_str(&format!(
                     "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
