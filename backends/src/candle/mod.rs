@@ -5,7 +5,7 @@
 //! on the caller's OS thread (the runner gives each stream a dedicated thread), inside a
 //! per-stream rayon pool of `threads` threads so that "threads per instance" means what it says.
 
-mod files;
+pub(crate) mod files;
 pub use files::write_random_llama_dir;
 pub mod presets;
 pub mod tokenizer;
