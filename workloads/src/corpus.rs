@@ -16,7 +16,7 @@ pub const MULTILINGUAL_JSONL: &str = include_str!("../corpus/multilingual.jsonl"
 pub const MULTILINGUAL_LICENSE: &str = "charter built-in multilingual corpus: parallel passages in 10 languages and 4 code snippets, written and translated for charter by its authors, CC0-1.0";
 
 /// How [`word_count`] counts, in words for reports.
-pub const WORD_DEFINITION: &str = "words are Unicode (UAX #29) word segments that contain a letter or digit, by the default rules without dictionaries: spaces and punctuation separate words; each Chinese character and each Japanese kana or kanji counts as one word, a run of katakana as one; Thai, Lao, Khmer and Burmese text without spaces counts as one word per run. Per-word figures therefore compare languages written with spaces (and code) with each other; for Chinese and Japanese they are per character, and tokens per UTF-8 byte or per character are the script-neutral measures";
+pub const WORD_DEFINITION: &str = "Unicode (UAX #29) word segments that contain a letter or digit, by the default rules without dictionaries: spaces and punctuation separate words; each Chinese character and each Japanese kana or kanji counts as one word, a run of katakana as one; Thai, Lao, Khmer and Burmese text without spaces counts as one word per run. Per-word figures therefore compare languages written with spaces (and code) with each other; for Chinese and Japanese they are per character, and tokens per UTF-8 byte or per character are the script-neutral measures";
 
 /// One document of a corpus.
 #[derive(Debug, Clone, PartialEq, Eq)]
