@@ -17,29 +17,32 @@ fn reference() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
-/// The spec of fixture entry `key`, with local paths made absolute (the GGUF from
-/// `CHARTER_SMOLLM2_GGUF` when set, as the other tests find it).
+/// The tiny decoder's tokenizer.json (beside the model `scripts/make-onnx-decoder.py` makes;
+/// `CHARTER_ONNX_DECODER` names the model when the cache is elsewhere).
+fn tiny_decoder_tokenizer() -> PathBuf {
+    match std::env::var_os("CHARTER_ONNX_DECODER") {
+        Some(m) => PathBuf::from(m).with_file_name("tokenizer.json"),
+        None => root().join(".cache/models/tiny-decoder/tokenizer.json"),
+    }
+}
+
+/// The spec of fixture entry `key`, with local paths made absolute: the models from the
+/// variables `scripts/test.sh` exports when set, as the other tests find them.
 fn spec_path(key: &str, spec: &str) -> String {
-    if key == "gguf" {
-        if let Some(p) = std::env::var_os("CHARTER_SMOLLM2_GGUF") {
-            return PathBuf::from(p).display().to_string();
-        }
-    }
-    if spec.contains('/') {
-        let p = if spec.starts_with("backends/") {
-            root().join(spec)
-        } else {
-            root().join(spec)
-        };
-        assert!(
-            p.exists(),
-            "{} not found: scripts/test.sh fetches the models (scripts/fetch-smollm2.sh, scripts/make-onnx-decoder.py)",
-            p.display()
-        );
-        p.display().to_string()
-    } else {
-        spec.to_string()
-    }
+    let p = match key {
+        "gguf" => std::env::var_os("CHARTER_SMOLLM2_GGUF")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join(spec)),
+        "hf" => tiny_decoder_tokenizer(),
+        _ if spec.contains('/') => root().join(spec),
+        _ => return spec.to_string(),
+    };
+    assert!(
+        p.exists(),
+        "{} not found: scripts/test.sh fetches and makes the models (scripts/fetch-smollm2.sh, scripts/make-onnx-decoder.py)",
+        p.display()
+    );
+    p.display().to_string()
 }
 
 #[test]
@@ -120,7 +123,7 @@ fn gguf_tokenizer_has_its_chat_template_and_kv_shape() {
 
 #[test]
 fn hf_tokenizer_reads_its_config_for_the_kv_shape() {
-    let p = root().join(".cache/models/tiny-decoder/tokenizer.json");
+    let p = tiny_decoder_tokenizer();
     let c = TokenizerSpec::parse(p.to_str().unwrap())
         .unwrap()
         .load(None)

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use super::{scrub, Count, CountError, CounterInfo, TokenCounter, TokenizerKind};
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Retries of a rate-limited (429) request before the document counts as failed.
+const RATE_LIMIT_RETRIES: u32 = 5;
 
 /// A remote token-count endpoint.
 pub struct RemoteCounter {
@@ -159,26 +161,44 @@ impl RemoteCounter {
         format!("{}{path}", self.base)
     }
 
+    /// POST `body` to `path`. A 429 is retried after its `Retry-After` (else 1 s, doubling),
+    /// up to [`RATE_LIMIT_RETRIES`] times: counts, unlike latencies, are not changed by waiting.
     fn post(&self, path: &str, body: Value) -> Result<Value, CountError> {
         let url = self.url(path);
+        let body = body.to_string();
         let fut = async {
-            let resp = self
-                .client
-                .post(&url)
-                .body(body.to_string())
-                .send()
-                .await
-                .map_err(|e| format!("POST {path}: {e}"))?;
-            let status = resp.status();
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| format!("POST {path}: reading the body: {e}"))?;
-            if !status.is_success() {
-                let snippet: String = text.chars().take(200).collect();
-                return Err(format!("POST {path}: HTTP {}: {snippet}", status.as_u16()));
+            let mut wait = Duration::from_secs(1);
+            for attempt in 0.. {
+                let resp = self
+                    .client
+                    .post(&url)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_err(|e| format!("POST {path}: {e}"))?;
+                let status = resp.status();
+                if status.as_u16() == 429 && attempt < RATE_LIMIT_RETRIES {
+                    let after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+                    tokio::time::sleep(after.unwrap_or(wait)).await;
+                    wait *= 2;
+                    continue;
+                }
+                let text = resp
+                    .text()
+                    .await
+                    .map_err(|e| format!("POST {path}: reading the body: {e}"))?;
+                if !status.is_success() {
+                    let snippet: String = text.chars().take(200).collect();
+                    return Err(format!("POST {path}: HTTP {}: {snippet}", status.as_u16()));
+                }
+                return serde_json::from_str::<Value>(&text)
+                    .map_err(|e| format!("POST {path}: not JSON: {e}"));
             }
-            serde_json::from_str::<Value>(&text).map_err(|e| format!("POST {path}: not JSON: {e}"))
+            unreachable!("the loop returns")
         };
         self.rt
             .block_on(fut)

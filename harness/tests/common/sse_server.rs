@@ -414,7 +414,8 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
 /// count with 5 template tokens per message) and `/detokenize` (→ `{"prompt"}`), llama.cpp's
 /// `/tokenize` (`{"content"}` → `{"tokens"}`) and `/detokenize` (→ `{"content"}`), and
 /// Anthropic's `/v1/messages/count_tokens` (→ `{"input_tokens"}`: the words plus 7 of message
-/// framing; 401 echoing the key it got when the key is not `sk-test-…`). The tokenizer is one
+/// framing; 401 echoing the key it got when the key is not `sk-test-…`). llama.cpp's
+/// `/tokenize` answers the text `rate limited once` with a 429 (`Retry-After: 0`) the first time. The tokenizer is one
 /// token per whitespace-separated word, ids interned in arrival order, so detokenizing joins
 /// words with single spaces: text with other whitespace does not round-trip.
 fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
@@ -422,6 +423,8 @@ fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
     use axum::Json;
     use serde_json::{json, Value};
     static VOCAB: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // llama.cpp's /tokenize answers the text "rate limited once" with a 429 the first time.
+    static LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     fn ids(text: &str) -> Vec<u64> {
         let mut v = VOCAB.lock().unwrap();
         text.split_whitespace()
@@ -470,15 +473,26 @@ fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
                     if body.get("messages").is_some() {
                         let n = words_of_messages(&body)
                             + 5 * body["messages"].as_array().map_or(0, Vec::len);
-                        return Json(json!({"count": n, "max_model_len": 4096, "tokens": []}));
+                        return Json(json!({"count": n, "max_model_len": 4096, "tokens": []}))
+                            .into_response();
                     }
                     match body.get("prompt").and_then(|p| p.as_str()) {
                         Some(p) => {
                             let t = ids(p);
                             Json(json!({"count": t.len(), "max_model_len": 4096, "tokens": t}))
+                                .into_response()
                         }
                         None => {
-                            Json(json!({"tokens": ids(body["content"].as_str().unwrap_or(""))}))
+                            let content = body["content"].as_str().unwrap_or("");
+                            if content == "rate limited once"
+                                && !LIMITED.swap(true, Ordering::SeqCst)
+                            {
+                                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({})))
+                                    .into_response();
+                                r.headers_mut().insert("retry-after", "0".parse().unwrap());
+                                return r;
+                            }
+                            Json(json!({"tokens": ids(content)})).into_response()
                         }
                     }
                 },
