@@ -92,6 +92,10 @@ pub struct BuildInput<'a> {
 
 /// Sums of `columns` over `resamples` bootstrap resamples of the rows (each resample draws
 /// `n` row indices with replacement): `out[r][c]`. Row `i` of column `c` is `columns[c][i]`.
+///
+/// A resample is kept as how often each row was drawn (increments in an array that stays in
+/// cache), then each column is summed against those multiplicities in order: on a 50 MB corpus
+/// this is many times faster than gathering every column at each random draw.
 pub fn bootstrap_sums(columns: &[Vec<f64>], resamples: u32, seed: u64) -> Vec<Vec<f64>> {
     let n = columns.first().map_or(0, Vec::len);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -99,15 +103,18 @@ pub fn bootstrap_sums(columns: &[Vec<f64>], resamples: u32, seed: u64) -> Vec<Ve
     if n == 0 {
         return out;
     }
+    let mut times = vec![0u32; n];
     for _ in 0..resamples {
-        let mut sums = vec![0.0; columns.len()];
+        times.iter_mut().for_each(|t| *t = 0);
         for _ in 0..n {
-            let i = draw_index(&mut rng, n);
-            for (s, col) in sums.iter_mut().zip(columns) {
-                *s += col[i];
-            }
+            times[draw_index(&mut rng, n)] += 1;
         }
-        out.push(sums);
+        out.push(
+            columns
+                .iter()
+                .map(|col| col.iter().zip(&times).map(|(x, &t)| x * f64::from(t)).sum())
+                .collect(),
+        );
     }
     out
 }
