@@ -18,6 +18,7 @@ pub mod onnx;
 mod prompting;
 pub mod remote;
 pub mod simulated;
+pub mod tokens;
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};

@@ -23,6 +23,7 @@ pub mod runner;
 pub mod sampler;
 pub mod serve;
 pub mod telemetry;
+pub mod tokens;
 pub mod values;
 pub mod worker;
 

@@ -1,5 +1,6 @@
 //! `charter report`, `charter compare` and `charter plan`: everything here reads run records
-//! (no re-run) through `charter_reports`, and writes files or prints tables.
+//! (no re-run) through `charter_reports`, and writes files or prints tables. `charter report`
+//! also takes `charter tokens` directories, whose records become a token-efficiency section.
 
 use std::path::{Path, PathBuf};
 
@@ -31,9 +32,18 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
 
 /// `charter report RUN... --out DIR [--cost FILE]`.
 pub fn report(runs: &[PathBuf], out: &Path, cost_file: Option<&Path>) -> Result<i32, CliError> {
-    let runs = load_runs(runs)?;
+    let (token_dirs, run_dirs): (Vec<PathBuf>, Vec<PathBuf>) = runs
+        .iter()
+        .cloned()
+        .partition(|d| crate::tokens::is_tokens_dir(d));
+    let tokens = token_dirs
+        .iter()
+        .map(|d| crate::tokens::read_record(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = load_runs(&run_dirs)?;
     let cost_cfg = load_cost(cost_file)?;
-    let ch = charter::build(&runs, cost_cfg.as_ref(), &tool());
+    let mut ch = charter::build(&runs, cost_cfg.as_ref(), &tool());
+    charter_reports::tokens::attach(&mut ch, tokens, &runs);
     let charts = charts::all(&runs, &ch)
         .map_err(|e| CliError::Failure(anyhow::anyhow!("drawing charts: {e}")))?;
     let chart_dir = out.join("charts");

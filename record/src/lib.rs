@@ -27,6 +27,7 @@ pub mod observation;
 pub mod run;
 pub mod slo;
 pub mod summary;
+pub mod tokens;
 
 pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 pub use latency::Latency;

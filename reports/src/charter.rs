@@ -116,6 +116,9 @@ pub struct Charter {
     pub cost: Vec<CostReport>,
     /// Assumptions behind derived numbers (prices, power method), with sources and dates.
     pub assumptions: Vec<String>,
+    /// Token-efficiency records (`charter tokens` runs) reported alongside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<charter_record::tokens::TokensRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -765,5 +768,6 @@ pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> C
         runs: rcs,
         cost: costs,
         assumptions,
+        tokens: Vec::new(),
     }
 }

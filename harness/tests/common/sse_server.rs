@@ -129,25 +129,27 @@ impl TestServer {
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-                    let (script, requests, credentials, bodies) = (
-                        Arc::clone(&script),
-                        Arc::clone(&r2),
-                        Arc::clone(&c2),
-                        Arc::clone(&b2),
-                    );
-                    async move {
-                        if let Ok(v) = serde_json::from_slice(&body) {
-                            bodies.lock().unwrap().push(v);
+                let app = count_routes(Arc::clone(&c2)).fallback(
+                    move |headers: HeaderMap, body: Bytes| {
+                        let (script, requests, credentials, bodies) = (
+                            Arc::clone(&script),
+                            Arc::clone(&r2),
+                            Arc::clone(&c2),
+                            Arc::clone(&b2),
+                        );
+                        async move {
+                            if let Ok(v) = serde_json::from_slice(&body) {
+                                bodies.lock().unwrap().push(v);
+                            }
+                            let (response, hold) =
+                                respond(&*script, &requests, &credentials, headers, body);
+                            if !hold.is_zero() {
+                                tokio::time::sleep(hold).await;
+                            }
+                            response
                         }
-                        let (response, hold) =
-                            respond(&*script, &requests, &credentials, headers, body);
-                        if !hold.is_zero() {
-                            tokio::time::sleep(hold).await;
-                        }
-                        response
-                    }
-                });
+                    },
+                );
                 axum::serve(listener, app).await.unwrap();
             });
         });
@@ -421,4 +423,136 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
     }
     send(at, end);
     out
+}
+
+/// Token-count endpoints for the `charter tokens` tests, beside the streaming fallback: vLLM's
+/// `/tokenize` (`{"model", "prompt"}` → `{"count", "tokens"}`; `{"model", "messages"}` → the
+/// count with 5 template tokens per message) and `/detokenize` (→ `{"prompt"}`), llama.cpp's
+/// `/tokenize` (`{"content"}` → `{"tokens"}`) and `/detokenize` (→ `{"content"}`), and
+/// Anthropic's `/v1/messages/count_tokens` (→ `{"input_tokens"}`: the words plus 7 of message
+/// framing; 401 echoing the key it got when the key is not `sk-test-…`). llama.cpp's
+/// `/tokenize` answers the text `rate limited once` with a 429 (`Retry-After: 0`) the first time. The tokenizer is one
+/// token per whitespace-separated word, ids interned in arrival order, so detokenizing joins
+/// words with single spaces: text with other whitespace does not round-trip.
+fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::{json, Value};
+    static VOCAB: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // llama.cpp's /tokenize answers the text "rate limited once" with a 429 the first time.
+    static LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn ids(text: &str) -> Vec<u64> {
+        let mut v = VOCAB.lock().unwrap();
+        text.split_whitespace()
+            .map(|w| match v.iter().position(|x| x == w) {
+                Some(i) => i as u64,
+                None => {
+                    v.push(w.to_string());
+                    (v.len() - 1) as u64
+                }
+            })
+            .collect()
+    }
+    fn words_of_messages(body: &Value) -> usize {
+        body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        m["content"]
+                            .as_str()
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .count()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    let seen = move |headers: &HeaderMap| {
+        let cred = headers
+            .get("authorization")
+            .or_else(|| headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        credentials.lock().unwrap().push(cred.clone());
+        cred
+    };
+    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen);
+    axum::Router::new()
+        .route(
+            "/tokenize",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    s1(&headers);
+                    if body.get("messages").is_some() {
+                        let n = words_of_messages(&body)
+                            + 5 * body["messages"].as_array().map_or(0, Vec::len);
+                        return Json(json!({"count": n, "max_model_len": 4096, "tokens": []}))
+                            .into_response();
+                    }
+                    match body.get("prompt").and_then(|p| p.as_str()) {
+                        Some(p) => {
+                            let t = ids(p);
+                            Json(json!({"count": t.len(), "max_model_len": 4096, "tokens": t}))
+                                .into_response()
+                        }
+                        None => {
+                            let content = body["content"].as_str().unwrap_or("");
+                            if content == "rate limited once"
+                                && !LIMITED.swap(true, Ordering::SeqCst)
+                            {
+                                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({})))
+                                    .into_response();
+                                r.headers_mut().insert("retry-after", "0".parse().unwrap());
+                                return r;
+                            }
+                            Json(json!({"tokens": ids(content)})).into_response()
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/detokenize",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    s2(&headers);
+                    let v = VOCAB.lock().unwrap();
+                    let text: Vec<&str> = body["tokens"]
+                        .as_array()
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(|i| v.get(i.as_u64()? as usize).map(String::as_str))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let text = text.join(" ");
+                    if body.get("model").is_some() {
+                        Json(json!({"prompt": text}))
+                    } else {
+                        Json(json!({"content": text}))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    let key = s3(&headers);
+                    if !key.starts_with("sk-test-") {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            Json(json!({"error": {"message": format!("invalid x-api-key {key}")}})),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        Json(json!({"input_tokens": words_of_messages(&body) + 7})),
+                    )
+                },
+            ),
+        )
 }
