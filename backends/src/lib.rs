@@ -18,6 +18,7 @@ pub mod onnx;
 mod prompting;
 pub mod remote;
 pub mod simulated;
+pub mod tokens;
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use charter_record::{
-    BackendRecord, ErrorKind, GenOutcome, KvCacheRecord, RequestError, StopReason,
-    TokenCountSource, TokenizerProvenance, WeightsProvenance, WireInfo,
+    BackendRecord, ErrorKind, GenOutcome, KvCacheRecord, PromptTokenSource, RequestError,
+    StaleConnection, StopReason, TokenCountSource, TokenizerProvenance, WeightsProvenance,
+    WireInfo,
 };
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::LoadError;

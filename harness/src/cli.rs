@@ -13,6 +13,8 @@ Exit codes:
   0    the run finished (failed requests are recorded as data; they do not fail the run)
   1    charter itself failed (e.g. results could not be written)
   2    bad input (flags, model path or files, tokenizer); no run record is left behind
+  3    every measured request of a load level failed (the first errors are printed); the
+       results are written as usual
   130  interrupted (Ctrl-C); the partial record is written with \"complete\": false";
 
 /// Benchmark and resource-profile LLM inference.
@@ -57,7 +59,7 @@ pub enum Command {
     /// Render a resource charter (HTML, Markdown, JSON, CSV, PNG/SVG charts) from run records.
     #[command(after_help = EXIT_CODES)]
     Report {
-        /// Run directories.
+        /// Run directories (`charter tokens` output directories add a token-efficiency section).
         #[arg(required = true, value_name = "RUN")]
         runs: Vec<PathBuf>,
         /// Output directory.
@@ -95,6 +97,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         cost: Option<PathBuf>,
     },
+    /// Token efficiency: how many tokens the same text costs under each tokenizer (per word,
+    /// character and byte, with bootstrap intervals, relative to a baseline, per language),
+    /// whether each round-trips, chat-template overhead, cost per 1M words and KV RAM per 1k
+    /// words. `charter report` includes the result when given its directory.
+    #[command(after_help = EXIT_CODES)]
+    Tokens(Box<crate::tokens::TokensArgs>),
     /// List the built-in architecture presets (random weights, no download).
     Presets,
     /// Internal: one instance of `profile --isolation process` (started by charter itself;
@@ -142,6 +150,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<i32, CliError> {
             redundancy,
             cost.as_deref(),
         ),
+        Command::Tokens(args) => crate::tokens::run(&args),
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {
                 println!("{:<14} {}", p.name, p.description);

@@ -7,6 +7,9 @@
 //! - 0: the run finished (failed requests are data, recorded per request; they do not fail it)
 //! - 1: charter itself failed (e.g. results could not be written)
 //! - 2: bad input: flags, model path, model files, tokenizer; no run record is left behind
+//! - 3: every measured request of a load level failed (e.g. a server that answers every request
+//!   with an error); the first distinct error messages are printed, and the run's results are
+//!   written as usual (run.json complete, requests.csv)
 //! - 130: interrupted (Ctrl-C): the partial record is written with `"complete": false`
 
 pub mod cli;
@@ -20,6 +23,7 @@ pub mod runner;
 pub mod sampler;
 pub mod serve;
 pub mod telemetry;
+pub mod tokens;
 pub mod values;
 pub mod worker;
 
@@ -35,6 +39,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: bad input.
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: every measured request of at least one load level failed; results were written.
+pub const EXIT_ALL_FAILED: i32 = 3;
 /// Exit code: interrupted by Ctrl-C; partial results were written.
 pub const EXIT_INTERRUPTED: i32 = 130;
 

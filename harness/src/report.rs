@@ -1,5 +1,6 @@
 //! `charter report`, `charter compare` and `charter plan`: everything here reads run records
-//! (no re-run) through `charter_reports`, and writes files or prints tables.
+//! (no re-run) through `charter_reports`, and writes files or prints tables. `charter report`
+//! also takes `charter tokens` directories, whose records become a token-efficiency section.
 
 use std::path::{Path, PathBuf};
 
@@ -31,9 +32,18 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> CliError + '_ {
 
 /// `charter report RUN... --out DIR [--cost FILE]`.
 pub fn report(runs: &[PathBuf], out: &Path, cost_file: Option<&Path>) -> Result<i32, CliError> {
-    let runs = load_runs(runs)?;
+    let (token_dirs, run_dirs): (Vec<PathBuf>, Vec<PathBuf>) = runs
+        .iter()
+        .cloned()
+        .partition(|d| crate::tokens::is_tokens_dir(d));
+    let tokens = token_dirs
+        .iter()
+        .map(|d| crate::tokens::read_record(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs = load_runs(&run_dirs)?;
     let cost_cfg = load_cost(cost_file)?;
-    let ch = charter::build(&runs, cost_cfg.as_ref(), &tool());
+    let mut ch = charter::build(&runs, cost_cfg.as_ref(), &tool());
+    charter_reports::tokens::attach(&mut ch, tokens, &runs);
     let charts = charts::all(&runs, &ch)
         .map_err(|e| CliError::Failure(anyhow::anyhow!("drawing charts: {e}")))?;
     let chart_dir = out.join("charts");
@@ -125,23 +135,29 @@ pub fn plan(
     );
     if let Some(cfg) = load_cost(cost_file)? {
         let fixed = cfg.onprem.fixed_per_hour() * HOURS_PER_MONTH * f64::from(nodes);
-        let cores = cap.cpu_cores_mean.unwrap_or(0.0);
         let logical = f64::from(loaded[0].record.host.logical_cores);
         // Each serving node runs at target ÷ (needed × capacity) of its measured load.
         let load_share = (rps / (f64::from(needed) * per_node)).min(1.0);
-        let watts = cfg.energy.estimated_watts(cores * load_share, logical);
-        let energy = cfg.energy.cost_per_hour(watts) * HOURS_PER_MONTH * f64::from(nodes);
         println!(
             "\nmonthly cost ({}{}):",
             cfg.currency,
             if cfg.example { ", EXAMPLE prices" } else { "" }
         );
-        println!(
-            "  on-prem: {:.2} fixed + {:.2} energy (estimated {watts:.0} W per node) = {:.2}",
-            fixed,
-            energy,
-            fixed + energy
-        );
+        match cap.cpu_cores_mean {
+            Some(cores) => {
+                let watts = cfg.energy.estimated_watts(cores * load_share, logical);
+                let energy = cfg.energy.cost_per_hour(watts) * HOURS_PER_MONTH * f64::from(nodes);
+                println!(
+                    "  on-prem: {:.2} fixed + {:.2} energy (estimated {watts:.0} W per node) = {:.2}",
+                    fixed,
+                    energy,
+                    fixed + energy
+                );
+            }
+            None => println!(
+                "  on-prem: {fixed:.2} fixed + energy not measured (the run has no CPU measurement to estimate power from)"
+            ),
+        }
         for c in &cfg.cloud_instance {
             println!(
                 "  {}: {nodes} × {:.4}/h × {HOURS_PER_MONTH:.0} h = {:.2}",

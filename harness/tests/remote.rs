@@ -1,8 +1,12 @@
 //! The remote API backends through the real binary, against scripted in-process servers
-//! (timing accuracy, faults, secrets) and against `charter serve`.
+//! (timing accuracy, faults, secrets, stale keep-alive connections, servers that ignore the cap
+//! or never send usage) and against `charter serve` (prompt lengths and output counts with
+//! byte-level BPE and SentencePiece tokenizers).
 
 mod common;
-// Only this test binary needs the scripted server (axum): the others do not compile it.
+// Only this test binary needs the scripted servers: the others do not compile them.
+#[path = "common/idle_close_server.rs"]
+mod idle_close_server;
 #[path = "common/sse_server.rs"]
 mod sse_server;
 
@@ -10,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use charter_record::{ErrorKind, StopReason, TokenCountSource};
+use charter_record::{ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource};
 use common::*;
 use sse_server::{closed_port, Fault, Script, TestServer, Wire};
 
@@ -273,14 +277,18 @@ fn connection_refused_is_recorded_and_the_run_goes_on() {
     let run = tmp.path().join("run");
     let base = format!("http://{}", closed_port());
     let o = profile_openai(&base, &run, &["--requests", "3", "--warmup", "0"]);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    // Every request failed: exit code 3, with the record written as usual.
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
     let rec = validated_record(&run);
+    assert_eq!(rec["complete"], true);
     assert_eq!(rec["levels"][0]["summary"]["errors"]["connect"], 3);
     let rows = request_rows(&run);
     assert_eq!(rows.len(), 3);
     assert!(rows
         .iter()
         .all(|r| r.error_kind == Some(ErrorKind::Connect)));
+    // A failed connect is a new connection, not a reused one.
+    assert!(rows.iter().all(|r| r.connection_reused == Some(false)));
 }
 
 #[test]
@@ -443,6 +451,28 @@ fn bad_remote_flags_exit_2() {
     let o = charter(&["profile", "--base-url", "http://127.0.0.1:9"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("only to --backend openai"));
+    let remote = [
+        "profile",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:9",
+    ];
+    let o = charter(&[&remote[..], &["--prompt-ids"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--prompt-ids") && stderr(&o).contains("completions"),
+        "{}",
+        stderr(&o)
+    );
+    let o = charter(&[&remote[..], &["--prompt-ids", "--endpoint", "completions"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("needs --tokenizer"), "{}", stderr(&o));
+    let o = charter(&[&remote[..], &["--tokenizer", "/nonexistent/t.gguf"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/t.gguf"), "{}", stderr(&o));
 }
 
 /// `charter serve` on a free port; killed on drop.
@@ -466,15 +496,18 @@ fn serve(args: &[&str]) -> Served {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let mut lines = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let base = loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap() == 0 {
+            panic!("charter serve exited before listening: {seen}");
+        }
+        if let Some(w) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break w.to_string();
+        }
+        seen.push_str(&line);
+    };
     Served { child, base }
 }
 
@@ -668,4 +701,670 @@ fn charter_serve_streams_the_decoded_text_of_a_real_model() {
         .filter_map(|v| v["choices"][0]["text"].as_str().map(String::from))
         .collect();
     assert_eq!(streamed, text);
+}
+
+/// A server that closes kept-alive connections idle for 1 s (uvicorn does after 5 s): streams
+/// that sat idle through a warm-up barrier longer than that, and an open loop at 0.5 req/s,
+/// find their connections closed. No request fails, the stale connections are counted, and
+/// the server reads each request once.
+#[test]
+fn stale_keep_alive_connections_are_reconnected_not_failed() {
+    let _serial = serial();
+    use idle_close_server::{Close, IdleCloseServer};
+    use std::sync::atomic::Ordering::SeqCst;
+    // The first warm-up request is held 1.5 s: the other streams idle past the server's 1 s.
+    // The other three are held 200 ms so that all four are in flight together, on four
+    // connections; measured requests are held 50 ms so that every stream sends one before the
+    // stream with the fresh connection could take them all.
+    let hold_first = |n| match n {
+        0 => std::time::Duration::from_millis(1500),
+        1..=3 => std::time::Duration::from_millis(200),
+        _ => std::time::Duration::from_millis(50),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Timer: the close reaches the client while it idles (found before sending). OnArrival:
+    // the request and the close cross (written to the closed connection, then resent).
+    for (close, kind) in [
+        (Close::Timer, StaleConnection::FoundClosed),
+        (Close::OnArrival, StaleConnection::Resent),
+    ] {
+        let srv = IdleCloseServer::start(std::time::Duration::from_secs(1), close, hold_first);
+        let closed = tmp.path().join(format!("closed-{close:?}"));
+        let o = profile_openai(
+            &srv.base_url(),
+            &closed,
+            &[
+                "--concurrency",
+                "4",
+                "--warmup",
+                "4",
+                "--requests",
+                "8",
+                "--max-tokens",
+                "4",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let rec = validated_record(&closed);
+        let s = &rec["levels"][0]["summary"];
+        assert_eq!(s["requests_failed"], 0, "{close:?}: {s}");
+        assert_eq!(s["requests_completed"], 8, "{close:?}: {s}");
+        let rows = request_rows(&closed);
+        assert!(rows.iter().all(|r| r.connection_reused.is_some()));
+        let stale: Vec<_> = rows.iter().filter_map(|r| r.stale_connection).collect();
+        eprintln!("{close:?}: stale connections {stale:?}");
+        assert!(
+            s["stale_reconnects"].as_u64().unwrap() >= 3,
+            "{close:?}: {s}"
+        );
+        assert!(stale.iter().all(|k| *k == kind), "{close:?}: {stale:?}");
+        for r in rows.iter().filter(|r| r.stale_connection.is_some()) {
+            assert_eq!(r.connection_reused, Some(false), "{r:?}");
+            assert!(r.connect_s.is_some(), "{r:?}");
+        }
+        assert_eq!(
+            srv.requests.load(SeqCst),
+            rows.len() as u64,
+            "{close:?}: the server read every request exactly once"
+        );
+        assert!(srv.idle_closes.load(SeqCst) >= 3);
+        assert!(
+            srv.connections.load(SeqCst) >= 4 + 3,
+            "new connections replaced the closed ones"
+        );
+    }
+    let srv = IdleCloseServer::start(std::time::Duration::from_secs(1), Close::Timer, |_| {
+        std::time::Duration::ZERO
+    });
+
+    // Open loop at 0.5 req/s: every gap (2 s) is longer than the server's idle timeout, so
+    // every request after the first finds its connection closed.
+    let open = tmp.path().join("open");
+    let before = srv.requests.load(SeqCst);
+    let o = profile_openai(
+        &srv.base_url(),
+        &open,
+        &[
+            "--rate",
+            "0.5",
+            "--arrivals",
+            "constant",
+            // One worker stream, so that each request follows the previous one's connection.
+            "--max-in-flight",
+            "1",
+            "--warmup",
+            "1",
+            "--requests",
+            "3",
+            "--max-tokens",
+            "4",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&open);
+    let s = &rec["levels"][0]["summary"];
+    assert_eq!(s["requests_failed"], 0, "{s}");
+    assert_eq!(s["stale_reconnects"], 3, "{s}");
+    assert_eq!(srv.requests.load(SeqCst) - before, 4);
+
+    // Charter's own idle timeout shorter than the server's: the pool retires the connections
+    // first, so none is found stale (each request opens a new connection instead).
+    let own = tmp.path().join("own");
+    let o = profile_openai(
+        &srv.base_url(),
+        &own,
+        &[
+            "--rate",
+            "0.5",
+            "--arrivals",
+            "constant",
+            // One worker stream, so that each request follows the previous one's connection.
+            "--max-in-flight",
+            "1",
+            "--warmup",
+            "1",
+            "--requests",
+            "2",
+            "--max-tokens",
+            "4",
+            "--pool-idle-timeout",
+            "500ms",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&own);
+    let s = &rec["levels"][0]["summary"];
+    assert_eq!(
+        (
+            s["requests_failed"].as_u64(),
+            s["stale_reconnects"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    assert_eq!(rec["backend"]["remote"]["pool_idle_timeout_s"], 0.5);
+    for r in request_rows(&own) {
+        assert_eq!(r.connection_reused, Some(false), "{r:?}");
+        assert!(r.connect_s.is_some());
+    }
+}
+
+fn tiny_decoder() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/tiny-decoder/model.onnx");
+    assert!(
+        p.is_file(),
+        "{} not found: run scripts/make-onnx-decoder.py (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Words of the test SentencePiece vocabulary (each one piece, `▁word`).
+const SP_WORDS: &[&str] = &[
+    "the", "at", "of", "and", "to", "in", "is", "that", "for", "it", "was", "with", "be", "on",
+    "not", "this", "are", "or", "from", "which", "but", "have", "had", "they", "you", "were",
+    "their", "one", "all", "we", "can", "her", "has", "there", "been", "more", "when", "will",
+];
+
+/// A Llama-2-style SentencePiece tokenizer.json (BPE with byte fallback, `▁` prepended and
+/// spaces replaced by the normaliser, a decoder that strips the prepended space) whose
+/// vocabulary fits the tiny ONNX decoder's 512 ids.
+fn sentencepiece_tokenizer(path: &Path) {
+    let mut vocab: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    vocab.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    vocab.push("▁".into());
+    vocab.extend(('a'..='z').map(String::from));
+    let mut merges = Vec::new();
+    for w in SP_WORDS {
+        let chars: Vec<String> = format!("▁{w}").chars().map(String::from).collect();
+        let mut prefix = chars[0].clone();
+        for c in &chars[1..] {
+            let merged = format!("{prefix}{c}");
+            if !vocab.contains(&merged) {
+                merges.push(vec![prefix.clone(), c.clone()]);
+                vocab.push(merged.clone());
+            }
+            prefix = merged;
+        }
+    }
+    assert!(vocab.len() <= 512, "{}", vocab.len());
+    let special = |id: usize, c: &str| {
+        serde_json::json!({"id": id, "content": c, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
+        ]},
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}
+        ]},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": "<unk>",
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect::<serde_json::Map<_, _>>(),
+            "merges": merges,
+        }
+    });
+    std::fs::write(path, serde_json::to_vec(&json).unwrap()).unwrap();
+}
+
+/// Profile `charter serve` at `base` with synthetic prompts of each length in `lengths`
+/// (completions endpoint, `tokenizer` on the client) and check the server counted exactly
+/// the requested length.
+fn prompt_lengths_reach_the_server(base: &str, tokenizer: &Path, lengths: &[u32]) {
+    for n in lengths {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let n_s = n.to_string();
+        let o = profile_openai(
+            base,
+            &run,
+            &[
+                "--endpoint",
+                "completions",
+                "--tokenizer",
+                tokenizer.to_str().unwrap(),
+                "--prompt-tokens",
+                &n_s,
+                "--max-tokens",
+                "2",
+                "--requests",
+                "3",
+                "--warmup",
+                "0",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let rec = validated_record(&run);
+        let c = &rec["levels"][0]["summary"]["prompt_tokens_usage_vs_intended"];
+        assert_eq!(c["requests"], 3, "{}: {c}", tokenizer.display());
+        assert_eq!(c["differing"], 0, "{}: {c}", tokenizer.display());
+        for r in request_rows(&run) {
+            assert_eq!(r.error_kind, None, "{r:?}");
+            assert_eq!(
+                (r.prompt_tokens_usage, r.prompt_tokens_intended),
+                (Some(u64::from(*n)), Some(u64::from(*n))),
+                "{}: {r:?}",
+                tokenizer.display()
+            );
+            assert_eq!(
+                r.prompt_tokens_intended_source,
+                Some(PromptTokenSource::Tokenizer)
+            );
+            assert_eq!(r.prompt_token_source, PromptTokenSource::Usage);
+        }
+    }
+}
+
+/// Synthetic prompts are text the server tokenises to exactly the requested length: SmolLM2's
+/// GGUF tokenizer (byte-level BPE, read from the .gguf by both sides) at 16, 64 and 512
+/// tokens, and through the tiny ONNX decoder (context 256) its byte-level BPE tokenizer.json
+/// and a SentencePiece (Llama-style) tokenizer.json at 16, 64 and 192. A real model's output
+/// counted with the tokenizer agrees with the server's usage.
+#[test]
+fn synthetic_prompts_reach_charter_serve_at_the_requested_length() {
+    let _serial = serial();
+    let gguf = smollm2_gguf();
+    let srv = serve(&["--model", gguf.to_str().unwrap(), "--threads", "2"]);
+    prompt_lengths_reach_the_server(&srv.base, &gguf, &[16, 64, 512]);
+    // 64 generated tokens of real text: the tokenizer's count is the server's usage.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base,
+        &run,
+        &[
+            "--tokenizer",
+            gguf.to_str().unwrap(),
+            "--prompts",
+            "corpus",
+            "--max-tokens",
+            "64",
+            "--ignore-eos",
+            "--requests",
+            "3",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&run);
+    let c = &rec["levels"][0]["summary"]["output_tokens_usage_vs_tokenizer"];
+    assert_eq!(
+        (c["requests"].as_u64(), c["differing"].as_u64()),
+        (Some(3), Some(0)),
+        "{c}"
+    );
+    for r in request_rows(&run) {
+        assert_eq!(r.output_tokens_usage, Some(64), "{r:?}");
+        assert_eq!(r.output_tokens_tokenizer, Some(64), "{r:?}");
+    }
+    drop(srv);
+
+    let decoder = tiny_decoder();
+    let bpe = decoder.with_file_name("tokenizer.json");
+    let srv = serve(&[
+        "--backend",
+        "onnx",
+        "--model",
+        decoder.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    prompt_lengths_reach_the_server(&srv.base, &bpe, &[16, 64, 192]);
+    drop(srv);
+
+    let sp = tmp.path().join("sentencepiece.json");
+    sentencepiece_tokenizer(&sp);
+    let srv = serve(&[
+        "--backend",
+        "onnx",
+        "--model",
+        decoder.to_str().unwrap(),
+        "--tokenizer",
+        sp.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    prompt_lengths_reach_the_server(&srv.base, &sp, &[16, 64, 192]);
+}
+
+/// The pieces a server streams for `ids`: each token's newly decoded text (what `charter
+/// serve` and Hugging Face's text streamers send), or for SentencePiece its piece with `▁` as
+/// a space (what llama.cpp's server sends, leading space included).
+fn streamed_pieces(tok: &tokenizers::Tokenizer, ids: &[u32], sentencepiece: bool) -> Vec<String> {
+    if sentencepiece {
+        return ids
+            .iter()
+            .map(|&id| tok.id_to_token(id).unwrap().replace('▁', " "))
+            .collect();
+    }
+    let mut shown = 0;
+    (1..=ids.len())
+        .map(|i| {
+            let text = tok.decode(&ids[..i], false).unwrap();
+            let new = text[shown..].to_string();
+            shown = text.len();
+            new
+        })
+        .collect()
+}
+
+/// 64 generated tokens count as 64 with `--tokenizer` when the server sends no usage, for
+/// byte-level BPE (SmolLM2's GGUF tokenizer, the tiny decoder's tokenizer.json) and for a
+/// SentencePiece tokenizer whose output starts with a space (`▁at` streamed as `" at"`).
+#[test]
+fn output_counts_match_generated_tokens_per_tokenizer_kind() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let sp = tmp.path().join("sentencepiece.json");
+    sentencepiece_tokenizer(&sp);
+    let text = "Paris is the capital and largest city of France. With an estimated population of \
+        two million residents, it is the centre of the region and one of the largest cities in \
+        Europe; its museums, cafés and river banks draw visitors all year, and its metro carries \
+        millions of people every day. The city grew on an island in the Seine more than two \
+        thousand years ago, and its streets, bridges and gardens still follow the river's bends \
+        from east to west.";
+    let sp_text: String = (0..64)
+        .map(|i| format!(" {}", SP_WORDS[(i * 7) % SP_WORDS.len()]))
+        .collect();
+    let cases = [
+        (smollm2_gguf(), text.to_string(), false),
+        (
+            tiny_decoder().with_file_name("tokenizer.json"),
+            text.to_string(),
+            false,
+        ),
+        (sp.clone(), sp_text, true),
+    ];
+    for (path, text, is_sp) in cases {
+        let tok = charter_backends::candle::tokenizer::from_path(&path).unwrap();
+        let ids = tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        let ids = &ids[..64];
+        let pieces = streamed_pieces(&tok, ids, is_sp);
+        if is_sp {
+            assert!(pieces[0].starts_with(' '), "{pieces:?}");
+        }
+        for usage in [false, true] {
+            let p = pieces.clone();
+            let srv = TestServer::start(move |_| Script {
+                usage,
+                ..Script::openai(0, 0, 0).with_pieces(p.clone())
+            });
+            let run = tmp
+                .path()
+                .join(format!("run-{usage}-{}", path.display()).replace('/', "_"));
+            let mut args = vec![
+                "--tokenizer",
+                path.to_str().unwrap(),
+                "--max-tokens",
+                "64",
+                "--requests",
+                "2",
+                "--warmup",
+                "0",
+            ];
+            if !usage {
+                args.push("--no-include-usage");
+            }
+            let o = profile_openai(&srv.base_url(), &run, &args);
+            assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+            let rec = validated_record(&run);
+            for r in request_rows(&run) {
+                assert_eq!(r.error_kind, None, "{r:?}");
+                assert_eq!(
+                    r.output_tokens_tokenizer,
+                    Some(64),
+                    "{}: {r:?}",
+                    path.display()
+                );
+                assert_eq!(r.output_tokens, 64, "{}", path.display());
+                let source = if usage {
+                    TokenCountSource::Usage
+                } else {
+                    TokenCountSource::Tokenizer
+                };
+                assert_eq!(r.token_count_source, source);
+            }
+            if usage {
+                let c = &rec["levels"][0]["summary"]["output_tokens_usage_vs_tokenizer"];
+                assert_eq!(c["differing"], 0, "{c}");
+            }
+        }
+    }
+}
+
+/// A server that ignores the cap: every request is flagged `cap_ignored`, the stop reason is
+/// the server's `finish_reason`, and the level warns once.
+#[test]
+fn a_server_that_ignores_the_cap_is_flagged() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script {
+        finish: "stop",
+        ..Script::openai(1, 0, 10)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--length-field",
+            "max-completion-tokens",
+            "--max-tokens",
+            "4",
+            "--requests",
+            "3",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&run);
+    assert_eq!(rec["levels"][0]["summary"]["cap_ignored"], 3);
+    for r in request_rows(&run) {
+        assert_eq!(r.cap_ignored, Some(true), "{r:?}");
+        assert_eq!(r.max_tokens_sent, Some(4));
+        assert_eq!(r.output_tokens, 10);
+        assert_eq!(r.stop_reason, Some(StopReason::Eos), "the server said stop");
+    }
+    // --json: the warning is part of the console summary only.
+    let mut console_run = tmp.path().join("console");
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        &srv.base_url(),
+        "--model",
+        "m",
+        "--length-field",
+        "max-completion-tokens",
+        "--max-tokens",
+        "4",
+        "--requests",
+        "3",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        console_run.to_str().unwrap(),
+    ]);
+    console_run.push("run.json");
+    assert!(console_run.is_file());
+    let out = stdout(&o);
+    assert_eq!(
+        out.matches("produced more output tokens than the cap")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.contains("max_completion_tokens") && out.contains("--length-field max-tokens"),
+        "{out}"
+    );
+}
+
+/// A server that answers everything with HTTP 500: exit code 3, the first error message on
+/// stderr, and the results on disk as usual.
+#[test]
+fn a_server_that_fails_everything_exits_3() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script::openai(1, 1, 4).with(Fault::Status(500, None)));
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        &srv.base_url(),
+        "--model",
+        "m",
+        "--endpoint",
+        "completions",
+        "--requests",
+        "8",
+        "--warmup",
+        "1",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("all 8 measured requests failed"), "{err}");
+    assert!(err.contains("http_status (×9): HTTP 500"), "{err}");
+    let rec = validated_record(&run);
+    assert_eq!(rec["complete"], true);
+    assert_eq!(rec["levels"][0]["summary"]["errors"]["http_status"], 8);
+    assert_eq!(request_rows(&run).len(), 9);
+    // The body carried text, not ids of charter's own word list.
+    let bodies = srv.bodies.lock().unwrap();
+    assert!(
+        bodies.iter().all(|b| b["prompt"].is_string()),
+        "{:?}",
+        bodies[0]
+    );
+}
+
+/// A partly failing level gets a warning line; the run exits 0.
+#[test]
+fn a_level_with_many_failures_warns() {
+    let _serial = serial();
+    let srv = TestServer::start(|n| {
+        let s = Script::openai(1, 1, 4);
+        if n % 4 == 0 {
+            s.with(Fault::Status(503, None))
+        } else {
+            s
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(&srv.base_url(), &run, &["--requests", "8", "--warmup", "0"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("2 of 8 requests failed (25 %)"), "{err}");
+}
+
+/// A server that never sends usage although it was asked: one line says so and names the
+/// sources the counts came from; remote runs show no RAM-per-token figure for charter itself.
+#[test]
+fn a_server_without_usage_is_named() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script {
+        usage: false,
+        ..Script::openai(1, 1, 5)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        &srv.base_url(),
+        "--model",
+        "m",
+        "--requests",
+        "3",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        out.matches("usage requested but never sent by the server; counts from chunks (output), estimate (prompt)")
+            .count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("prompt lengths are estimates"), "{out}");
+    assert!(
+        out.contains("RAM per 1k tokens of context: not measured (a remote backend's model memory is the server's"),
+        "{out}"
+    );
+    let rec = validated_record(&run);
+    assert!(rec["levels"][0]["resources"]["ram_per_1k_tokens"].is_null());
+    for r in request_rows(&run) {
+        assert_eq!(r.prompt_token_source, PromptTokenSource::Estimate);
+        assert_eq!(r.prompt_tokens_usage, None);
+    }
+}
+
+/// `--prompt-ids` with a tokenizer sends the synthetic ids as a list (completions endpoint);
+/// without it, completions get text.
+#[test]
+fn prompt_ids_are_sent_only_when_asked() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script::openai(0, 0, 2));
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = tiny_decoder().with_file_name("tokenizer.json");
+    for (ids, want_array) in [(true, true), (false, false)] {
+        let run = tmp.path().join(format!("run-{ids}"));
+        let mut args = vec![
+            "--endpoint",
+            "completions",
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--prompt-tokens",
+            "12",
+            "--requests",
+            "1",
+            "--warmup",
+            "0",
+        ];
+        if ids {
+            args.push("--prompt-ids");
+        }
+        let o = profile_openai(&srv.base_url(), &run, &args);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let body = srv.bodies.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(body["prompt"].is_array(), want_array, "{body}");
+        if want_array {
+            assert_eq!(body["prompt"].as_array().unwrap().len(), 12);
+        }
+        let r = &request_rows(&run)[0];
+        let source = if ids {
+            PromptTokenSource::Ids
+        } else {
+            PromptTokenSource::Tokenizer
+        };
+        assert_eq!(r.prompt_tokens_intended_source, Some(source));
+        assert_eq!(r.prompt_tokens_intended, Some(12));
+    }
 }

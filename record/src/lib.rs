@@ -27,12 +27,14 @@ pub mod observation;
 pub mod run;
 pub mod slo;
 pub mod summary;
+pub mod tokens;
 
 pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 pub use latency::Latency;
 pub use metrics::{request_timings, RequestTimings, TokenCounts};
 pub use observation::{
-    ErrorKind, GenOutcome, Observation, RequestError, StopReason, TokenCountSource, WireInfo,
+    ErrorKind, GenOutcome, Observation, PromptTokenSource, RequestError, StaleConnection,
+    StopReason, TokenCountSource, WireInfo,
 };
 pub use run::*;
 pub use slo::{Slo, SloTerm};

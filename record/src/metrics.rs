@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use crate::observation::{Observation, TokenCountSource};
+use crate::observation::{Observation, PromptTokenSource, TokenCountSource};
 use crate::run::{DecodeRule, RequestRow};
 
 /// What a request's token counts say, for choosing its [`DecodeRule`].
@@ -199,6 +199,24 @@ impl RequestRow {
                 .ttft_s
                 .filter(|s| *s > 0.0 && prompt_tokens > 0)
                 .map(|s| prompt_tokens as f64 / s),
+            prompt_token_source: match wire {
+                None => PromptTokenSource::Backend,
+                Some(w) if w.prompt_tokens_usage.is_some() => PromptTokenSource::Usage,
+                Some(w) => w
+                    .prompt_intended_source
+                    .unwrap_or(PromptTokenSource::Backend),
+            },
+            prompt_tokens_intended: wire.and_then(|w| w.prompt_tokens_intended),
+            prompt_tokens_intended_source: wire.and_then(|w| w.prompt_intended_source),
+            prompt_tokens_usage: wire.and_then(|w| w.prompt_tokens_usage),
+            output_tokens_usage: wire.and_then(|w| w.output_tokens_usage),
+            output_tokens_tokenizer: wire.and_then(|w| w.output_tokens_tokenizer),
+            max_tokens_sent: wire.and_then(|w| w.max_tokens_sent),
+            cap_ignored: match (wire.and_then(|w| w.max_tokens_sent), &o.result) {
+                (Some(cap), Ok(_)) => Some(output_tokens > u64::from(cap)),
+                _ => None,
+            },
+            stale_connection: wire.and_then(|w| w.stale_connection),
         };
         (row, t.chunk_gaps_s)
     }
@@ -249,6 +267,47 @@ mod tests {
         close(t.itl_s, 0.4 / 4.0);
         assert_eq!(t.chunk_gaps_s, vec![0.9 - 0.5]);
         assert_eq!(t.event_tokens, 5);
+    }
+
+    #[test]
+    fn remote_rows_carry_prompt_sources_and_the_cap_check() {
+        use crate::observation::{GenOutcome, WireInfo};
+        let epoch = Instant::now();
+        let obs = |usage: Option<u64>, out: u64| Observation {
+            id: 0,
+            instance: 0,
+            warmup: false,
+            intended_start: epoch,
+            start: epoch,
+            end: epoch,
+            events: Vec::new(),
+            result: Ok(GenOutcome {
+                prompt_tokens: usage.unwrap_or(64),
+                output_tokens: out,
+                wire: Some(Box::new(WireInfo {
+                    prompt_tokens_intended: Some(64),
+                    prompt_intended_source: Some(PromptTokenSource::Tokenizer),
+                    prompt_tokens_usage: usage,
+                    max_tokens_sent: Some(16),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }),
+        };
+        let (r, _) = RequestRow::from_observation(&obs(Some(66), 16), epoch);
+        assert_eq!(r.prompt_token_source, PromptTokenSource::Usage);
+        assert_eq!(
+            (
+                r.prompt_tokens,
+                r.prompt_tokens_intended,
+                r.prompt_tokens_usage
+            ),
+            (66, Some(64), Some(66))
+        );
+        assert_eq!(r.cap_ignored, Some(false));
+        let (r, _) = RequestRow::from_observation(&obs(None, 17), epoch);
+        assert_eq!(r.prompt_token_source, PromptTokenSource::Tokenizer);
+        assert_eq!(r.cap_ignored, Some(true));
     }
 
     #[test]

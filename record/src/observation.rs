@@ -65,6 +65,64 @@ impl TokenCountSource {
     }
 }
 
+/// Where a request's prompt-token count came from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptTokenSource {
+    /// Exact: the in-process backend encoded the prompt itself.
+    #[default]
+    Backend,
+    /// Remote API without a tokenizer: whitespace-separated words counted as tokens (common
+    /// English words are about one token each in BPE vocabularies); an estimate.
+    Estimate,
+    /// Remote API: the prompt was sent as token ids (`--prompt-ids`), so its length is the
+    /// number of ids.
+    Ids,
+    /// Remote API: the configured tokenizer's count of the prompt text (synthetic prompt text
+    /// is built and re-encoded until that count is the intended length).
+    Tokenizer,
+    /// A remote API's own `usage.prompt_tokens` (includes whatever the server adds: chat
+    /// template, BOS).
+    Usage,
+}
+
+impl PromptTokenSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptTokenSource::Backend => "backend",
+            PromptTokenSource::Estimate => "estimate",
+            PromptTokenSource::Ids => "ids",
+            PromptTokenSource::Tokenizer => "tokenizer",
+            PromptTokenSource::Usage => "usage",
+        }
+    }
+}
+
+/// A kept-alive connection that turned out closed by the server when a request was to use it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleConnection {
+    /// The pooled connection was found closed before the request was written: the request
+    /// went out on a new connection.
+    FoundClosed,
+    /// The request was written to a pooled connection the server had already closed and no
+    /// byte of a response came back: it was sent again, once, on a new connection.
+    Resent,
+}
+
+impl StaleConnection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleConnection::FoundClosed => "found_closed",
+            StaleConnection::Resent => "resent",
+        }
+    }
+}
+
 /// What a remote request saw on the wire (`None` for in-process backends).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WireInfo {
@@ -86,6 +144,20 @@ pub struct WireInfo {
     pub reasoning_tokens: Option<u64>,
     /// `Retry-After` of a 429 response.
     pub retry_after: Option<Duration>,
+    /// Set when the kept-alive connection the request was to use had been closed by the
+    /// server (the request then went over a new connection).
+    pub stale_connection: Option<StaleConnection>,
+    /// The prompt length charter meant to send, and how it knows it.
+    pub prompt_tokens_intended: Option<u64>,
+    pub prompt_intended_source: Option<PromptTokenSource>,
+    /// `usage.prompt_tokens` as the server reported it.
+    pub prompt_tokens_usage: Option<u64>,
+    /// Output tokens as the server's `usage` reported them.
+    pub output_tokens_usage: Option<u64>,
+    /// Output tokens counted with the configured tokenizer over the output text.
+    pub output_tokens_tokenizer: Option<u64>,
+    /// The output cap sent with the request.
+    pub max_tokens_sent: Option<u32>,
 }
 
 /// What a finished generation reports about itself. Counts are exact for in-process backends.
@@ -142,7 +214,13 @@ impl ErrorKind {
     }
 }
 
-crate::display_as_str!(StopReason, TokenCountSource, ErrorKind);
+crate::display_as_str!(
+    StopReason,
+    TokenCountSource,
+    ErrorKind,
+    PromptTokenSource,
+    StaleConnection
+);
 
 /// A request that failed, with the tokens it produced before failing.
 #[derive(Debug, Clone, Serialize, Deserialize)]

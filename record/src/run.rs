@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
-use crate::observation::{ErrorKind, StopReason, TokenCountSource};
+use crate::observation::{
+    ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource,
+};
 use crate::summary::{LatencySummary, ValueSummary};
 
 /// Version of the `run.json` layout. Bump on any incompatible change.
@@ -283,6 +285,16 @@ pub struct RemoteRecord {
     pub retries: u32,
     /// Largest SSE event accepted; a larger one fails the request as `malformed`.
     pub max_event_bytes: u64,
+    /// Seconds a kept-alive connection may sit idle before charter closes it itself (shorter
+    /// than servers' own keep-alive timeouts, so that a server rarely closes one first).
+    #[serde(default)]
+    pub pool_idle_timeout_s: Option<f64>,
+    /// What happens when a kept-alive connection turns out closed by the server, in words.
+    #[serde(default)]
+    pub stale_connections: Option<String>,
+    /// How prompts are sent and how their length is known, in words.
+    #[serde(default)]
+    pub prompts: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -446,6 +458,57 @@ pub struct RunSummary {
     pub goodput_per_s: Option<f64>,
     /// Whether every SLO term's percentile held over the level.
     pub slo_percentiles_hold: Option<bool>,
+    /// Where the completed requests' prompt-token counts came from.
+    #[serde(default)]
+    pub prompt_token_sources: BTreeMap<PromptTokenSource, u64>,
+    /// Remote: requests (completed or failed) whose kept-alive connection turned out closed by
+    /// the server and that went out on a new connection instead (see `stale_connection` in
+    /// requests.csv).
+    #[serde(default)]
+    pub stale_reconnects: u64,
+    /// Remote: completed requests whose output exceeded the cap they sent (the server ignored
+    /// the length field).
+    #[serde(default)]
+    pub cap_ignored: u64,
+    /// Remote: the prompt tokens the server reported (`usage.prompt_tokens`) minus the
+    /// intended length, over completed requests that have both.
+    #[serde(default)]
+    pub prompt_tokens_usage_vs_intended: Option<CountComparison>,
+    /// Remote: the output tokens the server reported (`usage`) minus the configured
+    /// tokenizer's count of the output text, over completed requests that have both.
+    #[serde(default)]
+    pub output_tokens_usage_vs_tokenizer: Option<CountComparison>,
+}
+
+/// Two counts of the same tokens compared request by request (difference = first − second).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CountComparison {
+    /// Requests that had both counts.
+    pub requests: u64,
+    /// Of those, requests whose counts differ.
+    pub differing: u64,
+    pub mean_difference: f64,
+    pub min_difference: i64,
+    pub max_difference: i64,
+}
+
+impl CountComparison {
+    /// Add one request's pair of counts.
+    pub fn add(&mut self, first: u64, second: u64) {
+        let d = first as i64 - second as i64;
+        if self.requests == 0 {
+            self.min_difference = d;
+            self.max_difference = d;
+        } else {
+            self.min_difference = self.min_difference.min(d);
+            self.max_difference = self.max_difference.max(d);
+        }
+        self.mean_difference += (d as f64 - self.mean_difference) / (self.requests + 1) as f64;
+        self.requests += 1;
+        if d != 0 {
+            self.differing += 1;
+        }
+    }
 }
 
 /// Sampled resource use over the measured window.
@@ -768,6 +831,37 @@ pub struct RequestRow {
     /// prompt_tokens ÷ ttft.
     #[serde(default)]
     pub prefill_tokens_per_s: Option<f64>,
+    /// Where `prompt_tokens` came from: `backend` (in-process), or for remote APIs `usage`
+    /// (the server's report), `tokenizer`, `ids` or `estimate` (charter's own count).
+    #[serde(default)]
+    pub prompt_token_source: PromptTokenSource,
+    /// Remote: the prompt length charter meant to send (synthetic prompts: the requested
+    /// length), and how it knows it (`tokenizer`, `ids`, or `estimate` without a tokenizer).
+    #[serde(default)]
+    pub prompt_tokens_intended: Option<u64>,
+    #[serde(default)]
+    pub prompt_tokens_intended_source: Option<PromptTokenSource>,
+    /// Remote: `usage.prompt_tokens` as the server reported it (empty: no usage).
+    #[serde(default)]
+    pub prompt_tokens_usage: Option<u64>,
+    /// Remote: output tokens as the server's usage reported them (empty: no usage).
+    #[serde(default)]
+    pub output_tokens_usage: Option<u64>,
+    /// Remote: output tokens counted with `--tokenizer` over the output text (empty: no
+    /// tokenizer).
+    #[serde(default)]
+    pub output_tokens_tokenizer: Option<u64>,
+    /// Remote: the output cap sent with the request.
+    #[serde(default)]
+    pub max_tokens_sent: Option<u32>,
+    /// Remote: the output exceeded the cap that was sent (the server ignored the length field).
+    #[serde(default)]
+    pub cap_ignored: Option<bool>,
+    /// Remote: the kept-alive connection this request was to use had been closed by the
+    /// server: `found_closed` (noticed before sending) or `resent` (written to the closed
+    /// connection, no byte of a response came back, sent again once on a new connection).
+    #[serde(default)]
+    pub stale_connection: Option<StaleConnection>,
 }
 
 /// Which tokens a request's decode time and ITL count, so that numerator and denominator cover

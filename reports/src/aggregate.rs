@@ -56,6 +56,9 @@ impl Aggregator {
         if let Some(r) = row.stop_reason {
             *self.s.stop_reasons.entry(r).or_default() += 1;
         }
+        if row.stale_connection.is_some() {
+            self.s.stale_reconnects += 1;
+        }
         // Cancelled requests were cut short by the user: their timings describe nothing.
         if cancelled {
             return;
@@ -82,6 +85,28 @@ impl Aggregator {
             .token_count_sources
             .entry(row.token_count_source)
             .or_default() += 1;
+        *self
+            .s
+            .prompt_token_sources
+            .entry(row.prompt_token_source)
+            .or_default() += 1;
+        if row.cap_ignored == Some(true) {
+            self.s.cap_ignored += 1;
+        }
+        if let (Some(usage), Some(intended)) = (row.prompt_tokens_usage, row.prompt_tokens_intended)
+        {
+            self.s
+                .prompt_tokens_usage_vs_intended
+                .get_or_insert_with(Default::default)
+                .add(usage, intended);
+        }
+        if let (Some(usage), Some(counted)) = (row.output_tokens_usage, row.output_tokens_tokenizer)
+        {
+            self.s
+                .output_tokens_usage_vs_tokenizer
+                .get_or_insert_with(Default::default)
+                .add(usage, counted);
+        }
         self.s.prompt_tokens += row.prompt_tokens;
         self.s.output_tokens += row.output_tokens;
         if let Some(r) = row.reasoning_tokens {
@@ -212,6 +237,39 @@ mod tests {
         assert_eq!(s.chunk_gaps.unwrap().count, 2);
         assert_eq!(s.ttft.unwrap().count, 2);
         assert_eq!(s.requests_good, None);
+    }
+
+    #[test]
+    fn remote_counts_are_compared_and_flags_counted() {
+        let mut a = Aggregator::new();
+        let mut r = row(1, 0.0, 1.0, 9);
+        r.prompt_tokens_usage = Some(66);
+        r.prompt_tokens_intended = Some(64);
+        r.output_tokens_usage = Some(9);
+        r.output_tokens_tokenizer = Some(10);
+        r.cap_ignored = Some(true);
+        r.stale_connection = Some(charter_record::StaleConnection::Resent);
+        a.add(&r, &[]);
+        let mut r = row(2, 0.0, 1.0, 8);
+        r.prompt_tokens_usage = Some(64);
+        r.prompt_tokens_intended = Some(64);
+        r.output_tokens_usage = Some(8);
+        r.output_tokens_tokenizer = Some(8);
+        r.cap_ignored = Some(false);
+        a.add(&r, &[]);
+        let mut f = row(3, 0.0, 0.5, 0);
+        f.error_kind = Some(ErrorKind::HttpStatus);
+        f.stale_connection = Some(charter_record::StaleConnection::FoundClosed);
+        a.add(&f, &[]);
+        let s = a.summary();
+        assert_eq!(s.stale_reconnects, 2, "failed requests count too");
+        assert_eq!(s.cap_ignored, 1);
+        let p = s.prompt_tokens_usage_vs_intended.unwrap();
+        assert_eq!((p.requests, p.differing), (2, 1));
+        assert_eq!((p.min_difference, p.max_difference), (0, 2));
+        assert!((p.mean_difference - 1.0).abs() < 1e-12);
+        let o = s.output_tokens_usage_vs_tokenizer.unwrap();
+        assert_eq!((o.requests, o.differing, o.min_difference), (2, 1, -1));
     }
 
     #[test]

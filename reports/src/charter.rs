@@ -116,6 +116,9 @@ pub struct Charter {
     pub cost: Vec<CostReport>,
     /// Assumptions behind derived numbers (prices, power method), with sources and dates.
     pub assumptions: Vec<String>,
+    /// Token-efficiency records (`charter tokens` runs) reported alongside.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<charter_record::tokens::TokensRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -220,8 +223,9 @@ pub struct CostReport {
     /// The level whose throughput is priced, and which throughput (goodput when an SLO was set).
     pub basis: String,
     pub tokens_per_s: f64,
-    /// Power used for energy cost and carbon, and how it was obtained.
-    pub power_w: f64,
+    /// Power used for energy cost and carbon, and how it was obtained (`None`: neither
+    /// measured nor estimable, so the on-prem option has no energy cost and says so).
+    pub power_w: Option<f64>,
     pub power_method: String,
     pub options: Vec<CostOption>,
     pub onprem_fixed_per_month: f64,
@@ -381,12 +385,7 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
             "output token throughput (no SLO set)",
         ),
     };
-    let busy = l
-        .resources
-        .system_busy_cores
-        .as_ref()
-        .map(|c| c.mean)
-        .unwrap_or(0.0);
+    let busy = l.resources.system_busy_cores.as_ref().map(|c| c.mean);
     // Measured power (RAPL and/or NVML over the window) wins over the TDP estimate.
     let measured = l.resources.energy.as_ref().and_then(|e| {
         let methods: Vec<&str> = [e.cpu_method, e.gpu_method]
@@ -399,31 +398,37 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         (e.cpu_method == Some(EnergyMethod::Rapl) && secs > 0.0)
             .then(|| (total / secs, methods.join(" + ")))
     });
-    let (power_w, power_method) = match measured {
-        Some((w, methods)) => (
-            w + cfg.energy.rest_of_node_w,
+    let (power_w, power_method) = match (measured, busy) {
+        (Some((w, methods)), _) => (
+            Some(w + cfg.energy.rest_of_node_w),
             format!(
                 "measured: {w:.1} W average over the window ({methods}) + declared rest of node {} W",
                 cfg.energy.rest_of_node_w
             ),
         ),
-        None => (
-            cfg.energy
-                .estimated_watts(busy, f64::from(r.host.logical_cores)),
+        (None, Some(busy)) => (
+            Some(
+                cfg.energy
+                    .estimated_watts(busy, f64::from(r.host.logical_cores)),
+            ),
             format!(
                 "estimated: declared CPU TDP {} W × measured busy share ({busy:.2} of {} cores) + declared rest of node {} W (no RAPL measurement in the run)",
                 cfg.energy.cpu_tdp_w, r.host.logical_cores, cfg.energy.rest_of_node_w
             ),
         ),
+        (None, None) => (
+            None,
+            "not measured: no RAPL energy and no measured busy cores to estimate from".into(),
+        ),
     };
     let fixed_h = cfg.onprem.fixed_per_hour();
-    let energy_h = cfg.energy.cost_per_hour(power_w);
+    let energy_h = power_w.map(|w| cfg.energy.cost_per_hour(w));
     let u = cfg.utilisation;
     let mut options = Vec::new();
-    let mut push = |name: String, kind: &str, v: Result<f64, cost::CostIssue>| {
+    let mut push = |name: String, kind: &str, v: Result<f64, String>| {
         let (per_1m_output, issue) = match v {
             Ok(x) => (Some(x), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(e)),
         };
         options.push(CostOption {
             name,
@@ -435,13 +440,16 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
     push(
         "on-prem node".into(),
         "onprem",
-        cost::per_million(fixed_h + energy_h, tokens_per_s, u),
+        match energy_h {
+            Some(e) => cost::per_million(fixed_h + e, tokens_per_s, u).map_err(|e| e.to_string()),
+            None => Err("energy cost not measured (no power measurement or estimate)".into()),
+        },
     );
     for c in &cfg.cloud_instance {
         push(
             c.name.clone(),
             "cloud_instance",
-            cost::per_million(c.price_per_hour, tokens_per_s, u),
+            cost::per_million(c.price_per_hour, tokens_per_s, u).map_err(|e| e.to_string()),
         );
     }
     let (pin, pout): (u64, u64) = (s.prompt_tokens, s.output_tokens);
@@ -458,9 +466,9 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         );
     }
     // Energy is paid only while loaded; the node's fixed cost every hour.
-    let variable = cost::per_million(energy_h, tokens_per_s, 1.0).ok();
+    let variable = energy_h.and_then(|e| cost::per_million(e, tokens_per_s, 1.0).ok());
     let fixed_month = fixed_h * HOURS_PER_MONTH;
-    let running_month = cfg.onprem.opex_per_year / 12.0 + energy_h * HOURS_PER_MONTH * u;
+    let running_month = energy_h.map(|e| cfg.onprem.opex_per_year / 12.0 + e * HOURS_PER_MONTH * u);
     let mut break_even = Vec::new();
     for a in &cfg.cloud_api {
         let price = cost::api_per_million_output(a, ratio);
@@ -478,13 +486,15 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         break_even.push(BreakEven {
             against: c.name.clone(),
             tokens_per_month: None,
-            months: cost::break_even_months(cfg.onprem.capex, per_month, running_month),
+            months: running_month
+                .and_then(|m| cost::break_even_months(cfg.onprem.capex, per_month, m)),
             cloud_per_1m: None,
             cloud_per_month: Some(per_month),
         });
     }
-    let kwh_per_1m = (tokens_per_s > 0.0)
-        .then(|| power_w / 1000.0 * cfg.energy.pue / (tokens_per_s * 3600.0) * 1e6);
+    let kwh_per_1m = power_w
+        .filter(|_| tokens_per_s > 0.0)
+        .map(|w| w / 1000.0 * cfg.energy.pue / (tokens_per_s * 3600.0) * 1e6);
     Some(CostReport {
         run_dir: run.dir.clone(),
         backend: r.backend.model.clone(),
@@ -758,5 +768,6 @@ pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> C
         runs: rcs,
         cost: costs,
         assumptions,
+        tokens: Vec::new(),
     }
 }

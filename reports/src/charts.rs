@@ -22,7 +22,7 @@ fn register_font() {
 
 const W: u32 = 900;
 const H: u32 = 480;
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -43,7 +43,7 @@ pub struct Chart {
 type DrawFn<'a> = dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Result<(), String> + 'a;
 type DrawPng<'a> = dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String> + 'a;
 
-fn render(
+pub(crate) fn render(
     name: &str,
     title: &str,
     svg_f: &DrawFn<'_>,
@@ -82,7 +82,7 @@ fn encode_png(rgb: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn err<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
@@ -207,7 +207,7 @@ pub fn latency_cdfs(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
     Ok(out)
 }
 
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(39).collect::<String>())
     } else {
@@ -832,6 +832,9 @@ pub fn all(runs: &[LoadedRun], ch: &Charter) -> Result<Vec<Chart>, String> {
     v.extend(resource_timelines(runs)?);
     v.extend(ram_vs_context(runs)?);
     v.extend(cost_charts(ch)?);
+    for (i, t) in ch.tokens.iter().enumerate() {
+        v.push(crate::tokens::render::chart(t, Some(i))?);
+    }
     Ok(v)
 }
 

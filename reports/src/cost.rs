@@ -77,6 +77,11 @@ pub struct CloudInstance {
 #[serde(deny_unknown_fields)]
 pub struct CloudApi {
     pub name: String,
+    /// Label of the `charter tokens` tokenizer this API's model uses (`NAME=SPEC`): its counts
+    /// are priced with this entry. Without it, an entry applies to the tokenizer labelled with
+    /// its `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
     pub input_per_1m: f64,
     #[serde(default)]
     pub cached_input_per_1m: Option<f64>,

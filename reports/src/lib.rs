@@ -17,6 +17,7 @@ pub mod resources;
 pub mod slo;
 pub mod stats;
 pub mod summary;
+pub mod tokens;
 
 pub use aggregate::Aggregator;
 pub use charter_record::run as record;

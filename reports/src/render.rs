@@ -25,6 +25,12 @@ fn num(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// Power as the cost sections print it.
+fn watts(v: Option<f64>) -> String {
+    v.map(|w| format!("{w:.1} W"))
+        .unwrap_or_else(|| "not measured".into())
+}
+
 fn bytes(v: Option<u64>) -> String {
     v.map(human_bytes).unwrap_or_else(|| "not measured".into())
 }
@@ -163,8 +169,11 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
         let _ = writeln!(o, "\n## Cost — {}\n", c.backend);
         let _ = writeln!(
             o,
-            "Priced on {}: {:.1} output tokens/s; power {:.1} W ({}).\n",
-            c.basis, c.tokens_per_s, c.power_w, c.power_method
+            "Priced on {}: {:.1} output tokens/s; power {} ({}).\n",
+            c.basis,
+            c.tokens_per_s,
+            watts(c.power_w),
+            c.power_method
         );
         let _ = writeln!(
             o,
@@ -208,6 +217,9 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
             );
         }
     }
+    for t in &ch.tokens {
+        let _ = write!(o, "\n{}", crate::tokens::render::markdown_section(t, 2));
+    }
     if !ch.assumptions.is_empty() {
         let _ = writeln!(o, "\n## Assumptions\n");
         for a in &ch.assumptions {
@@ -236,7 +248,7 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const CSS: &str = "body{font-family:-apple-system,Segoe UI,DejaVu Sans,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;line-height:1.45;padding:0 1rem}
+pub(crate) const CSS: &str = "body{font-family:-apple-system,Segoe UI,DejaVu Sans,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;line-height:1.45;padding:0 1rem}
 h1{font-size:1.7rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
 .headline{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.6rem 1rem;margin:1rem 0}.headline li{margin:.25rem 0}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem;width:100%}th,td{border:1px solid #d0d7de;padding:.3rem .45rem;text-align:right}
@@ -313,10 +325,10 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
         let _ = writeln!(o, "<h2>Cost — {}</h2>", esc(&c.backend));
         let _ = writeln!(
             o,
-            "<p>Priced on {}: {:.1} output tokens/s; power {:.1} W <span class=\"muted\">({})</span>{}</p>",
+            "<p>Priced on {}: {:.1} output tokens/s; power {} <span class=\"muted\">({})</span>{}</p>",
             esc(&c.basis),
             c.tokens_per_s,
-            c.power_w,
+            watts(c.power_w),
             esc(&c.power_method),
             if c.example_figures { " <b class=\"warn\">Example prices.</b>" } else { "" }
         );
@@ -357,6 +369,9 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
         }
         let _ = writeln!(o, "</ul>");
     }
+    for t in &ch.tokens {
+        o.push_str(&crate::tokens::render::html_section(t, None));
+    }
     if !ch.assumptions.is_empty() {
         let _ = writeln!(o, "<h2>Assumptions</h2><ul>");
         for a in &ch.assumptions {
@@ -367,24 +382,29 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
     if !charts.is_empty() {
         let _ = writeln!(o, "<h2>Charts</h2>");
         for c in charts {
-            // plotters writes a complete SVG document; drop its XML prolog to inline it.
-            let svg = c.svg.trim_start_matches(|ch: char| ch != '<');
-            let svg = match svg.strip_prefix("<?xml") {
-                Some(rest) => rest.split_once("?>").map(|x| x.1).unwrap_or(rest),
-                None => svg,
-            };
-            // Inline SVG needs no namespace declaration in HTML; dropping it leaves the page
-            // without a single URL.
-            let svg = svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "");
             let _ = writeln!(
                 o,
-                "<figure>{svg}<figcaption>{}</figcaption></figure>",
+                "<figure>{}<figcaption>{}</figcaption></figure>",
+                inline_svg(&c.svg),
                 esc(&c.title)
             );
         }
     }
     let _ = writeln!(o, "</body></html>");
     o
+}
+
+/// A plotters SVG document as an inline `<svg>` element.
+pub(crate) fn inline_svg(svg: &str) -> String {
+    // plotters writes a complete SVG document; drop its XML prolog to inline it.
+    let svg = svg.trim_start_matches(|ch: char| ch != '<');
+    let svg = match svg.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").map(|x| x.1).unwrap_or(rest),
+        None => svg,
+    };
+    // Inline SVG needs no namespace declaration in HTML; dropping it leaves the page
+    // without a single URL.
+    svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "")
 }
 
 /// `charter.json`.

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use charter_record::{
-    KvCacheRecord, Latency, LatencySummary, LevelRecord, LevelRole, LoadProfile, RamFit, RunRecord,
-    RunStatus,
+    KvCacheRecord, Latency, LatencySummary, LevelRecord, LevelRole, LoadProfile, PromptTokenSource,
+    RamFit, RunRecord, RunStatus, TokenCountSource,
 };
 
 fn ms(v: f64) -> String {
@@ -293,6 +293,112 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary, kv: Option<&K
     }
 }
 
+/// What a remote run's counts rest on, when it is not what one would assume: usage that never
+/// came, caps the server ignored, prompt lengths the server saw differently, tokenizer counts
+/// that disagree with usage, and kept-alive connections the server had closed.
+pub fn remote_notes(r: &RunRecord) -> Vec<String> {
+    let Some(remote) = &r.backend.remote else {
+        return Vec::new();
+    };
+    let mut notes = Vec::new();
+    let completed: u64 = r.levels.iter().map(|l| l.summary.requests_completed).sum();
+    let sources = |f: &dyn Fn(&LevelRecord) -> Vec<String>| -> String {
+        let mut v: Vec<String> = r.levels.iter().flat_map(f).collect();
+        v.sort();
+        v.dedup();
+        v.join(", ")
+    };
+    let usage_seen = r.levels.iter().any(|l| {
+        l.summary
+            .token_count_sources
+            .contains_key(&TokenCountSource::Usage)
+            || l.summary
+                .prompt_token_sources
+                .contains_key(&PromptTokenSource::Usage)
+    });
+    if remote.include_usage_requested && completed > 0 && !usage_seen {
+        notes.push(format!(
+            "usage requested but never sent by the server; counts from {} (output), {} (prompt)",
+            sources(&|l| l
+                .summary
+                .token_count_sources
+                .keys()
+                .map(|k| k.to_string())
+                .collect()),
+            sources(&|l| l
+                .summary
+                .prompt_token_sources
+                .keys()
+                .map(|k| k.to_string())
+                .collect()),
+        ));
+    }
+    // Without a tokenizer, charter's own prompt lengths are estimates.
+    let estimated = r.backend.tokenizer.is_none();
+    let estimates_used = r.levels.iter().any(|l| {
+        l.summary
+            .prompt_token_sources
+            .contains_key(&PromptTokenSource::Estimate)
+    });
+    if estimates_used {
+        notes.push(
+            "prompt lengths are estimates: without --tokenizer a synthetic prompt of N tokens is N common words, and text is counted in words".into(),
+        );
+    }
+    for l in &r.levels {
+        let s = &l.summary;
+        let i = l.index;
+        if s.cap_ignored > 0 {
+            notes.push(format!(
+                "level {i} WARNING: {} of {} completed requests produced more output tokens than the cap they sent ({}): the server ignores that field{}",
+                s.cap_ignored,
+                s.requests_completed,
+                remote.length_field,
+                if remote.length_field == charter_record::LengthField::MaxCompletionTokens {
+                    " (try --length-field max-tokens)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(c) = s
+            .prompt_tokens_usage_vs_intended
+            .as_ref()
+            .filter(|c| c.differing > 0)
+        {
+            let chat = remote.endpoint.ends_with("/chat/completions")
+                || remote.api == charter_record::Api::Anthropic;
+            let why = match (chat, estimated) {
+                (true, true) => "the intended lengths are estimates (no --tokenizer), and the server's count includes its chat template",
+                (true, false) => "chat requests: the server's count includes its chat template",
+                (false, true) => "the intended lengths are estimates (no --tokenizer)",
+                (false, false) => "is --tokenizer the server's tokenizer? does the server add a BOS token?",
+            };
+            notes.push(format!(
+                "level {i}: the server counted a different prompt length than intended in {} of {} requests: {:+.1} tokens on average ({:+} to {:+}); {why}",
+                c.differing, c.requests, c.mean_difference, c.min_difference, c.max_difference
+            ));
+        }
+        if let Some(c) = s
+            .output_tokens_usage_vs_tokenizer
+            .as_ref()
+            .filter(|c| c.differing > 0)
+        {
+            notes.push(format!(
+                "level {i}: the tokenizer's output count differs from the server's usage in {} of {} requests: usage − tokenizer {:+.2} on average ({:+} to {:+}); usage is used",
+                c.differing, c.requests, c.mean_difference, c.min_difference, c.max_difference
+            ));
+        }
+        if s.stale_reconnects > 0 {
+            notes.push(format!(
+                "level {i}: {} request(s) found their kept-alive connection closed by the server and went out on a new one (stale_connection in requests.csv)",
+                s.stale_reconnects
+            ));
+        }
+    }
+    notes
+}
+
 /// [`human_bytes`] of a possibly negative amount (e.g. a fitted slope).
 pub fn signed_human_bytes(v: f64) -> String {
     if v < 0.0 {
@@ -440,6 +546,9 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
         for reason in &l.client_bound.reasons {
             let _ = writeln!(out, "  level {} CLIENT-BOUND: {reason}", l.index);
         }
+    }
+    for note in remote_notes(r) {
+        let _ = writeln!(out, "  {note}");
     }
     if let Some(s) = &r.search {
         let _ = writeln!(

@@ -144,3 +144,73 @@ fn compare_console_snapshot() {
     assert_eq!(doc.rows[3].ratios[1], Some(2.0));
     insta::assert_snapshot!("compare_console", doc.export(Format::Console).unwrap());
 }
+
+/// A remote run's console notes say what its counts rest on; an in-process run has none.
+#[test]
+fn remote_notes_say_what_counts_rest_on() {
+    use charter_record::{Api, LengthField, PromptTokenSource, TokenCountSource};
+    use charter_reports::record::{CountComparison, RemoteRecord};
+    assert!(summary::remote_notes(&common::fixture().record).is_empty());
+    let mut run = common::fixture();
+    let r = &mut run.record;
+    r.backend.tokenizer = None;
+    r.backend.remote = Some(RemoteRecord {
+        api: Api::Openai,
+        base_url: "http://127.0.0.1:8000/".into(),
+        endpoint: "/v1/chat/completions".into(),
+        length_field: LengthField::MaxCompletionTokens,
+        include_usage_requested: true,
+        extra_header_names: Vec::new(),
+        api_key_env: None,
+        token_count_fallback: "chunks".into(),
+        client: String::new(),
+        connection_timing: String::new(),
+        connect_timeout_s: 10.0,
+        headers_timeout_s: 300.0,
+        idle_timeout_s: 60.0,
+        total_timeout_s: None,
+        retries: 0,
+        max_event_bytes: 1 << 20,
+        pool_idle_timeout_s: Some(4.0),
+        stale_connections: None,
+        prompts: None,
+    });
+    for l in &mut r.levels {
+        let n = l.summary.requests_completed;
+        l.summary.token_count_sources = [(TokenCountSource::Chunks, n)].into();
+        l.summary.prompt_token_sources = [(PromptTokenSource::Estimate, n)].into();
+    }
+    let s = &mut r.levels[0].summary;
+    s.cap_ignored = 2;
+    s.stale_reconnects = 1;
+    s.prompt_tokens_usage_vs_intended = Some(CountComparison {
+        requests: 4,
+        differing: 4,
+        mean_difference: 51.5,
+        min_difference: 45,
+        max_difference: 58,
+    });
+    let notes = summary::remote_notes(r).join("\n");
+    assert_eq!(
+        notes
+            .matches("usage requested but never sent by the server; counts from chunks (output), estimate (prompt)")
+            .count(),
+        1,
+        "{notes}"
+    );
+    assert!(notes.contains("prompt lengths are estimates"), "{notes}");
+    assert!(
+        notes.contains("level 0 WARNING: 2 of")
+            && notes.contains("(try --length-field max-tokens)"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("in 4 of 4 requests: +51.5 tokens on average (+45 to +58); the intended lengths are estimates (no --tokenizer), and the server's count includes its chat template"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("level 0: 1 request(s) found their kept-alive connection closed"),
+        "{notes}"
+    );
+    assert!(!notes.contains("level 1 WARNING"), "{notes}");
+}

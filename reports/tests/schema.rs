@@ -1,4 +1,4 @@
-//! The committed JSON Schemas of run.json and charter.json must match their types.
+//! The committed JSON Schemas of run.json, charter.json and tokens.json must match their types.
 //! Regenerate with `CHARTER_BLESS=1 cargo test -p charter-reports --test schema`.
 
 use std::path::Path;
@@ -28,5 +28,9 @@ fn committed_schemas_are_up_to_date() {
     check(
         schemars::schema_for!(charter_reports::charter::Charter),
         "charter.schema.json",
+    );
+    check(
+        schemars::schema_for!(charter_record::tokens::TokensRecord),
+        "tokens.schema.json",
     );
 }

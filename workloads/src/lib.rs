@@ -4,6 +4,7 @@
 //! Everything here is deterministic given a seed, so a run can be repeated exactly.
 
 pub mod arrivals;
+pub mod corpus;
 pub mod lengths;
 pub mod prompts;
 pub mod search;

@@ -410,7 +410,7 @@ fn load_safetensors_dir(dir: &Path) -> Result<Loaded, LoadError> {
 }
 
 /// The `chat_template` of a Hugging Face `tokenizer_config.json`, if the file has one.
-fn chat_template_from_config(path: &Path) -> Result<Option<ChatTemplate>, LoadError> {
+pub(crate) fn chat_template_from_config(path: &Path) -> Result<Option<ChatTemplate>, LoadError> {
     let Ok(raw) = std::fs::read_to_string(path) else {
         return Ok(None);
     };

@@ -6,7 +6,7 @@
 //! per-stream rayon pool of `threads` threads so that "threads per instance" means what it says.
 
 pub mod convert;
-mod files;
+pub(crate) mod files;
 pub use files::write_random_llama_dir;
 pub mod presets;
 pub mod tokenizer;

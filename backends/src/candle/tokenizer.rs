@@ -47,6 +47,28 @@ pub fn from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer, LoadError> {
     Ok(tok)
 }
 
+/// Load a tokenizer given on the command line: the tokenizer embedded in a `.gguf` model file's
+/// metadata (the same one charter uses when it runs that model), else a `tokenizer.json`.
+pub fn from_path(path: &std::path::Path) -> Result<Tokenizer, LoadError> {
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !is_gguf {
+        return from_file(path);
+    }
+    let err = |what: String| LoadError::Tokenizer {
+        source_name: path.display().to_string(),
+        what,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let ct = gguf_file::Content::read(&mut f)
+        .map_err(|e| err(format!("not a readable GGUF file ({e})")))?;
+    from_gguf(&ct).map_err(|e| match e {
+        LoadError::Tokenizer { what, .. } => err(what),
+        other => other,
+    })
+}
+
 /// Load `tokenizer.json`.
 pub fn from_file(path: &std::path::Path) -> Result<Tokenizer, LoadError> {
     Tokenizer::from_file(path).map_err(|e| LoadError::Tokenizer {

@@ -490,7 +490,7 @@ impl OnnxBackend {
                 });
                 let (tokenizer, tokenizer_record) = match tok_path {
                     Some(p) => {
-                        let tok = crate::candle::tokenizer::from_file(&p)?;
+                        let tok = crate::candle::tokenizer::from_path(&p)?;
                         let name = p.display().to_string();
                         crate::candle::tokenizer::check_round_trip(&tok, &name)?;
                         (

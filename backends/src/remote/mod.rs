@@ -8,6 +8,17 @@
 //! (HTTP/1.1, or HTTP/2 when TLS negotiates it or `http2_prior_knowledge` is set). Retries are
 //! off: a failed request is recorded as it failed.
 //!
+//! Stale connections: servers close kept-alive connections that sit idle (uvicorn after 5 s,
+//! gunicorn 2 s, nginx 75 s). A stream's runtime only runs while the stream sends, so the
+//! server's close is not seen until the next request: charter closes idle connections itself
+//! after `pool_idle_timeout` (4 s by default), lets the runtime process pending socket events
+//! before each request (a pooled connection whose close already arrived is then dropped, and the
+//! request goes out on a new one: `found_closed`), and when a request written to a pooled
+//! connection fails with the connection closed or reset before any byte of a response, it is
+//! sent again once on a new connection (`resent`): the server had closed that connection
+//! before the request reached it. Both are recorded per request (`stale_connection`) and
+//! counted per level; neither is a retry of a request the server answered.
+//!
 //! Timing: a content event is stamped with the arrival time of the network read that completed
 //! it (taken before any parsing), so parsing cost never inflates TTFT or ITL. Reasoning and
 //! thinking deltas are counted separately and never count as the first token. New connections
@@ -24,6 +35,7 @@
 //! as a sensitive header, and scrubbed from every error message; records only hold the
 //! variable's name.
 
+mod prompts;
 mod timing;
 pub mod wire;
 
@@ -42,9 +54,10 @@ use tokenizers::Tokenizer;
 
 use crate::{
     Backend, BackendRecord, ChatMessage, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt,
-    RequestError, StopReason, Stream, TokenCountSource, TokenEvent, TokenSink, WeightsProvenance,
-    WireInfo,
+    PromptTokenSource, RequestError, StaleConnection, StopReason, Stream, TokenCountSource,
+    TokenEvent, TokenSink, WeightsProvenance, WireInfo,
 };
+use prompts::PromptText;
 use wire::{Format, Usage};
 
 pub use charter_record::{Api, LengthField};
@@ -110,12 +123,27 @@ pub struct RemoteOptions {
     /// JSON object merged into every request body last (e.g. vendor sampling parameters).
     pub extra_body: Option<serde_json::Map<String, Value>>,
     pub timeouts: Timeouts,
-    /// `tokenizer.json` for output counts when the server sends no usage (and for text of
-    /// synthetic token prompts).
+    /// The server's tokenizer (`tokenizer.json`, or a `.gguf` model's): synthetic prompt text
+    /// of exact length, and output counts (compared with usage when the server sends it).
     pub tokenizer: Option<PathBuf>,
     pub max_event_bytes: usize,
     /// Speak HTTP/2 without TLS negotiation (h2c), e.g. to a gRPC-style gateway.
     pub http2_prior_knowledge: bool,
+    /// Close a kept-alive connection after it sat idle this long (shorter than servers' own
+    /// keep-alive timeouts, so that the server rarely closes it first).
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: Duration,
+    /// Send synthetic prompts as token ids of the tokenizer's vocabulary (completions endpoint).
+    #[serde(default)]
+    pub prompt_ids: bool,
+}
+
+/// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
+/// (nginx: 75 s).
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+fn default_pool_idle_timeout() -> Duration {
+    DEFAULT_POOL_IDLE_TIMEOUT
 }
 
 impl RemoteOptions {
@@ -134,6 +162,8 @@ impl RemoteOptions {
             tokenizer: None,
             max_event_bytes: 1 << 20,
             http2_prior_knowledge: false,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            prompt_ids: false,
         }
     }
 }
@@ -152,8 +182,11 @@ struct Shared {
     extra_body: Option<serde_json::Map<String, Value>>,
     timeouts: Timeouts,
     tokenizer: Option<Arc<Tokenizer>>,
+    prompt_text: PromptText,
+    prompt_ids: bool,
     max_event_bytes: usize,
     http2_prior_knowledge: bool,
+    pool_idle_timeout: Duration,
     /// Scrubbed from every message: the API key and the values of extra headers (which may
     /// carry credentials too).
     secrets: Vec<String>,
@@ -279,8 +312,27 @@ impl RemoteBackend {
             headers.insert(n, v);
         }
         let tokenizer = match &opts.tokenizer {
-            Some(p) => Some(Arc::new(crate::candle::tokenizer::from_file(p)?)),
+            Some(p) => Some(Arc::new(crate::candle::tokenizer::from_path(p)?)),
             None => None,
+        };
+        if opts.prompt_ids {
+            if opts.endpoint != Endpoint::Completions || opts.api != Api::Openai {
+                return Err(setting(
+                    "--prompt-ids applies to --endpoint completions (chat messages are text)"
+                        .into(),
+                ));
+            }
+            if tokenizer.is_none() {
+                return Err(setting(
+                    "--prompt-ids needs --tokenizer: the ids are drawn from its vocabulary, which must be the server's".into(),
+                ));
+            }
+        }
+        let prompt_text = match (&tokenizer, &opts.tokenizer) {
+            (Some(t), Some(p)) => {
+                PromptText::with_tokenizer(Arc::clone(t), &p.display().to_string())?
+            }
+            _ => PromptText::estimated(),
         };
         let vocab = match &tokenizer {
             Some(t) => crate::prompting::ordinary_token_ids(
@@ -288,7 +340,7 @@ impl RemoteBackend {
                 t.get_vocab_size(true),
                 &Default::default(),
             ),
-            None => (0..WORDS.len() as u32).collect(),
+            None => (0..prompts::WORDS.len() as u32).collect(),
         };
         let format = match (opts.api, opts.endpoint) {
             (Api::Openai, Endpoint::Chat) => Format::OpenAiChat,
@@ -305,12 +357,16 @@ impl RemoteBackend {
             extra_header_names: opts.headers.iter().map(|(n, _)| n.trim().to_string()).collect(),
             api_key_env: opts.api_key_env.clone(),
             token_count_fallback: match &opts.tokenizer {
-                Some(p) => format!("tokenizer {} over the whole output text", p.display()),
+                Some(p) => format!(
+                    "tokenizer {} over the whole output text, counted as a continuation (also recorded beside usage when the server sends it)",
+                    p.display()
+                ),
                 None => "chunks (one token per non-empty content chunk)".into(),
             },
             client: format!(
-                "reqwest {} (rustls, ring) on one tokio current-thread runtime and one client per stream (thread); keep-alive; {}",
+                "reqwest {} (rustls, ring) on one tokio current-thread runtime and one client per stream (thread); keep-alive, idle connections closed after {:?}; {}",
                 "0.12",
+                opts.pool_idle_timeout,
                 if opts.http2_prior_knowledge { "HTTP/2 prior knowledge" } else { "HTTP/1.1, HTTP/2 when TLS ALPN offers it" }
             ),
             connection_timing: "connect = time inside reqwest's connector (DNS + TCP connect + TLS handshake) for a new connection, via a tower connector layer; response headers = start → send() returned; reused connections have no connect time".into(),
@@ -320,6 +376,11 @@ impl RemoteBackend {
             total_timeout_s: opts.timeouts.total.map(|d| d.as_secs_f64()),
             retries: 0,
             max_event_bytes: opts.max_event_bytes as u64,
+            pool_idle_timeout_s: Some(opts.pool_idle_timeout.as_secs_f64()),
+            stale_connections: Some(
+                "pending socket events are processed before each request, so a kept-alive connection the server has closed is dropped and the request goes out on a new one (found_closed); a request written to a connection the server had already closed (closed or reset before any byte of a response) is sent again once on a new connection (resent); both are marked per request (stale_connection) and counted per level (stale_reconnects); no other request is ever sent twice".into(),
+            ),
+            prompts: Some(describe_prompts(opts, &prompt_text)),
         };
         let record = BackendRecord {
             kind: opts.api.as_str().into(),
@@ -338,7 +399,10 @@ impl RemoteBackend {
             eos_token_ids: Vec::new(),
             tokenizer: opts.tokenizer.as_ref().map(|p| crate::TokenizerProvenance {
                 source: p.display().to_string(),
-                round_trip_checked: "not checked (used for counting only)".into(),
+                round_trip_checked: format!(
+                    "each synthetic prompt re-encoded to its intended length ({} one-token words found)",
+                    prompt_text.word_count()
+                ),
             }),
             chat_template: Some("applied by the server".into()),
             load_time_s: started.elapsed().as_secs_f64(),
@@ -359,8 +423,11 @@ impl RemoteBackend {
                 extra_body: opts.extra_body.clone(),
                 timeouts: opts.timeouts,
                 tokenizer,
+                prompt_text,
+                prompt_ids: opts.prompt_ids,
                 max_event_bytes: opts.max_event_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
+                pool_idle_timeout: opts.pool_idle_timeout,
                 secrets: secret
                     .into_iter()
                     .chain(
@@ -376,6 +443,25 @@ impl RemoteBackend {
             vocab,
             record,
         })
+    }
+}
+
+/// How prompts are sent and their lengths known, for the record.
+fn describe_prompts(opts: &RemoteOptions, p: &PromptText) -> String {
+    let tail = "text prompts are counted with the same tokenizer, chat prompts by their message contents (the server's chat template adds tokens); the server's usage.prompt_tokens is recorded beside the intended count";
+    match &opts.tokenizer {
+        Some(t) if opts.prompt_ids => format!(
+            "synthetic prompts: token ids of {}'s vocabulary sent as a list (--prompt-ids); {tail}",
+            t.display()
+        ),
+        Some(t) => format!(
+            "synthetic prompts: text of words that are one token each in {} ({} found), re-encoded until the count is the intended length (exact when the server tokenises as that tokenizer does); {tail}",
+            t.display(),
+            p.word_count()
+        ),
+        None => format!(
+            "synthetic prompts: N common English words for N tokens, an estimate (no --tokenizer; most BPE vocabularies give about one token per word); text prompts: whitespace-separated words counted; {tail}"
+        ),
     }
 }
 
@@ -409,6 +495,7 @@ impl Backend for RemoteBackend {
             .connect_timeout(self.shared.timeouts.connect)
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1)
+            .pool_idle_timeout(self.shared.pool_idle_timeout)
             .user_agent(concat!("charter/", env!("CARGO_PKG_VERSION")))
             .connector_layer(timing::layer(slot.clone()));
         if self.shared.http2_prior_knowledge {
@@ -422,6 +509,7 @@ impl Backend for RemoteBackend {
             rt,
             client,
             slot,
+            pooled_at: Cell::new(None),
         }))
     }
 }
@@ -431,29 +519,15 @@ struct RemoteStream {
     rt: tokio::runtime::Runtime,
     client: reqwest::Client,
     slot: timing::ConnectSlot,
+    /// When the stream's connection last went back to the pool, ready for the next request.
+    pooled_at: Cell<Option<Instant>>,
 }
 
-/// Words for synthetic token prompts when no tokenizer is configured: one common word per id
-/// (each about one token for BPE vocabularies), so the prompt length is roughly what was asked.
-const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
-    "on", "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an",
-    "had", "they", "you", "were", "their", "one", "all", "we", "can", "her", "has", "there",
-    "been", "if", "more", "when", "will", "would", "who", "so", "no", "time", "about", "many",
-    "then", "them", "some", "these", "may", "two", "first", "water", "could", "people", "made",
-    "over", "day", "work", "world", "life", "long", "down", "place", "good", "year", "number",
-    "great", "small", "house", "light", "word", "city", "state",
-];
-
-fn words_for(ids: &[u32]) -> String {
-    let mut s = String::with_capacity(ids.len() * 5);
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(WORDS[*id as usize % WORDS.len()]);
-    }
-    s
+/// A request body and what charter knows about its prompt's length.
+struct Prepared {
+    body: Bytes,
+    prompt_tokens: u64,
+    prompt_source: PromptTokenSource,
 }
 
 impl Shared {
@@ -466,39 +540,36 @@ impl Shared {
         msg
     }
 
-    /// The request body, and an estimate of the prompt's tokens for when usage is missing.
-    fn body(&self, req: &GenRequest) -> (Bytes, u64) {
+    /// The request body, with the prompt's intended length and how it is known.
+    fn body(&self, req: &GenRequest) -> Prepared {
         enum P {
             Text(String),
             Ids(Vec<u32>),
             Chat(Vec<ChatMessage>),
         }
-        let count = |s: &str| -> u64 {
-            match &self.tokenizer {
-                Some(t) => t
-                    .encode(s, false)
-                    .map(|e| e.len() as u64)
-                    .unwrap_or_else(|_| s.split_whitespace().count() as u64),
-                None => s.split_whitespace().count() as u64,
-            }
-        };
-        let (p, estimate) = match &req.prompt {
-            Prompt::Tokens(ids) => {
-                let n = ids.len() as u64;
-                match &self.tokenizer {
-                    Some(t) => (
-                        P::Text(t.decode(ids, false).unwrap_or_else(|_| words_for(ids))),
-                        n,
-                    ),
-                    None if self.format == Format::OpenAiCompletions => (P::Ids(ids.clone()), n),
-                    None => (P::Text(words_for(ids)), n),
-                }
-            }
-            Prompt::Text(s) => (P::Text(s.clone()), count(s)),
-            Prompt::Chat(m) => (
-                P::Chat(m.clone()),
-                m.iter().map(|m| count(&m.content)).sum(),
+        let pt = &self.prompt_text;
+        let (p, (prompt_tokens, prompt_source)) = match &req.prompt {
+            Prompt::Tokens(ids) if self.prompt_ids => (
+                P::Ids(ids.clone()),
+                (ids.len() as u64, PromptTokenSource::Ids),
             ),
+            Prompt::Tokens(ids) => {
+                let (text, n, source) = pt.synthetic(ids);
+                (P::Text(text), (n, source))
+            }
+            Prompt::Text(s) => (P::Text(s.clone()), pt.count(s)),
+            Prompt::Chat(m) => {
+                let mut n = 0;
+                let mut source = PromptTokenSource::Tokenizer;
+                for msg in m {
+                    let (c, s) = pt.count(&msg.content);
+                    n += c;
+                    if s == PromptTokenSource::Estimate {
+                        source = s;
+                    }
+                }
+                (P::Chat(m.clone()), (n, source))
+            }
         };
         let user = |s: String| {
             vec![ChatMessage {
@@ -517,7 +588,7 @@ impl Shared {
                         body.insert("messages".into(), json!(user(s)))
                     }
                     (Format::OpenAiChat, P::Ids(ids)) => {
-                        body.insert("messages".into(), json!(user(words_for(&ids))))
+                        body.insert("messages".into(), json!(user(pt.synthetic(&ids).0)))
                     }
                     (_, P::Chat(m)) => {
                         body.insert("prompt".into(), json!(crate::chat::plain_join(&m)))
@@ -539,7 +610,7 @@ impl Shared {
                 let mut msgs = match p {
                     P::Chat(m) => m,
                     P::Text(s) => user(s),
-                    P::Ids(ids) => user(words_for(&ids)),
+                    P::Ids(ids) => user(pt.synthetic(&ids).0),
                 };
                 let system: Vec<String> = msgs
                     .iter()
@@ -564,7 +635,11 @@ impl Shared {
             }
         }
         let bytes = serde_json::to_vec(&Value::Object(body)).expect("JSON values serialise");
-        (Bytes::from(bytes), estimate)
+        Prepared {
+            body: Bytes::from(bytes),
+            prompt_tokens,
+            prompt_source,
+        }
     }
 }
 
@@ -619,16 +694,16 @@ impl Stream for RemoteStream {
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError> {
         let start = Instant::now();
-        let (body, estimate) = self.shared.body(request);
+        let prepared = self.shared.body(request);
         let ex = Exchange {
             shared: &self.shared,
             client: &self.client,
             slot: &self.slot,
+            pooled_at: &self.pooled_at,
             start,
-            prompt_estimate: estimate,
             max_tokens: request.max_tokens,
         };
-        self.rt.block_on(ex.run(body, on_token))
+        self.rt.block_on(ex.run(prepared, on_token))
     }
 }
 
@@ -637,8 +712,8 @@ struct Exchange<'a> {
     shared: &'a Shared,
     client: &'a reqwest::Client,
     slot: &'a timing::ConnectSlot,
+    pooled_at: &'a Cell<Option<Instant>>,
     start: Instant,
-    prompt_estimate: u64,
     max_tokens: u32,
 }
 
@@ -652,12 +727,55 @@ struct Progress {
     finish: Option<StopReason>,
 }
 
+/// Whether a failed send looks like a kept-alive connection the server had closed: the
+/// connection was closed or reset before any byte of a response (hyper's "connection closed
+/// before message completed", or a reset/broken pipe on the socket), not a timeout.
+fn closed_before_response(e: &reqwest::Error) -> bool {
+    if e.is_timeout() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether the response lets its connection be kept alive.
+fn keeps_alive(resp: &reqwest::Response) -> bool {
+    !resp
+        .headers()
+        .get(reqwest::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+}
+
 impl Exchange<'_> {
     fn fail(&self, p: &Progress, kind: ErrorKind, message: String) -> RequestError {
         RequestError {
             kind,
             message: self.shared.scrub(message),
-            prompt_tokens: p.usage.prompt_tokens.unwrap_or(self.prompt_estimate),
+            prompt_tokens: p
+                .usage
+                .prompt_tokens
+                .or(p.wire.prompt_tokens_intended)
+                .unwrap_or(0),
             output_tokens: p.usage.output_tokens.unwrap_or(p.chunks),
             wire: Some(Box::new(p.wire.clone())),
         }
@@ -665,67 +783,123 @@ impl Exchange<'_> {
 
     async fn run(
         self,
-        body: Bytes,
+        prepared: Prepared,
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError> {
-        let sh = self.shared;
+        // The connection goes back to the pool only where this request ends well.
+        let pooled_at = self.pooled_at.take();
         let mut p = Progress {
-            text: sh.tokenizer.as_ref().map(|_| String::new()),
+            text: self.shared.tokenizer.as_ref().map(|_| String::new()),
             ..Default::default()
         };
+        p.wire.prompt_tokens_intended = Some(prepared.prompt_tokens);
+        p.wire.prompt_intended_source = Some(prepared.prompt_source);
+        p.wire.max_tokens_sent = Some(self.max_tokens);
+        let r = self
+            .exchange(prepared.body, pooled_at, &mut p, on_token)
+            .await;
+        if r.as_ref().is_ok_and(|reusable| *reusable) {
+            self.pooled_at.set(Some(Instant::now()));
+        }
+        match r {
+            Err(e) => Err(e),
+            Ok(_) => Ok(self.outcome(p)),
+        }
+    }
+
+    /// Send the request and read its stream into `p`; `Ok(true)` when the connection went back
+    /// to the pool.
+    async fn exchange(
+        &self,
+        body: Bytes,
+        pooled_at: Option<Instant>,
+        p: &mut Progress,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<bool, RequestError> {
+        let sh = self.shared;
         let total_deadline = sh.timeouts.total.map(|t| self.start + t);
         let headers_deadline = match total_deadline {
             Some(t) => t.min(self.start + sh.timeouts.headers),
             None => self.start + sh.timeouts.headers,
         };
-        self.slot.clear();
+        // The runtime only runs while this stream sends: let it read the socket events that
+        // arrived while it was idle (two scheduler ticks: the driver's poll wakes the idle
+        // connection's task, which then sees the server's close), so that hyper drops a pooled
+        // connection the server has closed instead of writing the request to it.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        // A pooled connection charter's own idle timer has not retired (with a margin for the
+        // pool's clock starting a little earlier than this one).
+        let pooled = pooled_at
+            .is_some_and(|t| t.elapsed() + Duration::from_millis(100) < sh.pool_idle_timeout);
         p.wire.sent_at = Some(Instant::now());
-        let send = self
-            .client
-            .post(sh.url.clone())
-            .headers(sh.headers.clone())
-            .body(body)
-            .send();
-        let sent = tokio::time::timeout_at(headers_deadline.into(), send).await;
-        let conn = self.slot.take();
-        p.wire.connect = conn;
-        let resp = match sent {
-            Err(_) => {
-                let which = if total_deadline.is_some_and(|t| t <= headers_deadline) {
-                    "total timeout"
-                } else {
-                    "response-headers timeout"
-                };
-                return Err(self.fail(
-                    &p,
-                    ErrorKind::Timeout,
-                    format!(
-                        "{which}: no response headers within {:?}",
-                        headers_deadline - self.start
-                    ),
-                ));
+        let mut resent = false;
+        let resp = loop {
+            self.slot.clear();
+            let send = self
+                .client
+                .post(sh.url.clone())
+                .headers(sh.headers.clone())
+                .body(body.clone())
+                .send();
+            let sent = tokio::time::timeout_at(headers_deadline.into(), send).await;
+            // Recorded on every row, failed or not.
+            let attempt = self.slot.take();
+            p.wire.connection_reused = Some(attempt.is_none());
+            p.wire.connect = attempt.and_then(|a| a.took);
+            if attempt.is_some() && pooled && !resent {
+                p.wire.stale_connection = Some(StaleConnection::FoundClosed);
             }
-            Ok(Err(e)) => {
-                let e = e.without_url();
-                let kind = if e.is_timeout() {
-                    ErrorKind::Timeout
-                } else if e.is_connect() {
-                    ErrorKind::Connect
-                } else {
-                    ErrorKind::StreamBroken
-                };
-                let what = if kind == ErrorKind::Timeout && e.is_connect() {
-                    format!("connect timeout ({:?}): ", sh.timeouts.connect)
-                } else {
-                    String::new()
-                };
-                return Err(self.fail(&p, kind, format!("{what}{}", chain(&e))));
+            match sent {
+                Err(_) => {
+                    let which = if total_deadline.is_some_and(|t| t <= headers_deadline) {
+                        "total timeout"
+                    } else {
+                        "response-headers timeout"
+                    };
+                    return Err(self.fail(
+                        p,
+                        ErrorKind::Timeout,
+                        format!(
+                            "{which}: no response headers within {:?}",
+                            headers_deadline - self.start
+                        ),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    if !resent && attempt.is_none() && closed_before_response(&e) {
+                        // Written to a kept-alive connection the server had closed: it never
+                        // saw the request. Once, on a new connection.
+                        resent = true;
+                        p.wire.stale_connection = Some(StaleConnection::Resent);
+                        continue;
+                    }
+                    let e = e.without_url();
+                    let kind = if e.is_timeout() {
+                        ErrorKind::Timeout
+                    } else if e.is_connect() {
+                        ErrorKind::Connect
+                    } else {
+                        ErrorKind::StreamBroken
+                    };
+                    let what = if kind == ErrorKind::Timeout && e.is_connect() {
+                        format!("connect timeout ({:?}): ", sh.timeouts.connect)
+                    } else {
+                        String::new()
+                    };
+                    let again = if resent {
+                        " (sent again on a new connection after the kept-alive one was found closed)"
+                    } else {
+                        ""
+                    };
+                    return Err(self.fail(p, kind, format!("{what}{}{again}", chain(&e))));
+                }
+                Ok(Ok(r)) => break r,
             }
-            Ok(Ok(r)) => r,
         };
         let headers_at = Instant::now();
         p.wire.headers_at = Some(headers_at);
-        p.wire.connection_reused = Some(conn.is_none());
         let status = resp.status();
         p.wire.http_status = Some(status.as_u16());
         p.wire.http_version = Some(match resp.version() {
@@ -736,6 +910,7 @@ impl Exchange<'_> {
             reqwest::Version::HTTP_3 => "HTTP/3.0",
             _ => "other",
         });
+        let keep_alive = keeps_alive(&resp);
         if !status.is_success() {
             p.wire.retry_after = resp
                 .headers()
@@ -746,19 +921,22 @@ impl Exchange<'_> {
             } else {
                 ErrorKind::HttpStatus
             };
-            let snippet = match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
-                Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
-                _ => String::new(),
-            };
+            let (snippet, read) =
+                match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
+                    Ok(Ok(b)) => (
+                        String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
+                        true,
+                    ),
+                    _ => (String::new(), false),
+                };
+            if read && keep_alive {
+                self.pooled_at.set(Some(Instant::now()));
+            }
             let retry = match p.wire.retry_after {
                 Some(d) => format!(" (Retry-After {:.3} s)", d.as_secs_f64()),
                 None => String::new(),
             };
-            return Err(self.fail(
-                &p,
-                kind,
-                format!("HTTP {status}{retry}: {}", snippet.trim()),
-            ));
+            return Err(self.fail(p, kind, format!("HTTP {status}{retry}: {}", snippet.trim())));
         }
 
         // Arrival time of the latest network read, and bytes read since the last event.
@@ -793,7 +971,7 @@ impl Exchange<'_> {
                     let now = Instant::now();
                     if total_deadline.is_some_and(|t| now >= t) {
                         return Err(self.fail(
-                            &p,
+                            p,
                             ErrorKind::Timeout,
                             format!(
                                 "total timeout: the request ran past {:?} ({} content chunks received)",
@@ -806,7 +984,7 @@ impl Exchange<'_> {
                         continue; // bytes arrived (a comment, part of an event): not idle
                     }
                     return Err(self.fail(
-                        &p,
+                        p,
                         ErrorKind::Timeout,
                         format!(
                             "idle timeout: no bytes for {idle:?} ({} content chunks received)",
@@ -830,7 +1008,7 @@ impl Exchange<'_> {
                     } else {
                         ""
                     };
-                    return Err(self.fail(&p, kind, format!("{what}{}", chain(&e))));
+                    return Err(self.fail(p, kind, format!("{what}{}", chain(&e))));
                 }
             };
             let at = stamp.get();
@@ -840,11 +1018,11 @@ impl Exchange<'_> {
             };
             let piece = match wire::parse(sh.format, data) {
                 Ok(x) => x,
-                Err(m) => return Err(self.fail(&p, ErrorKind::Malformed, m)),
+                Err(m) => return Err(self.fail(p, ErrorKind::Malformed, m)),
             };
             if let Some(err) = &piece.error {
                 return Err(self.fail(
-                    &p,
+                    p,
                     ErrorKind::StreamBroken,
                     format!("the server reported an error mid-stream: {err}"),
                 ));
@@ -884,7 +1062,7 @@ impl Exchange<'_> {
                 Api::Anthropic => "message_stop",
             };
             return Err(self.fail(
-                &p,
+                p,
                 ErrorKind::StreamBroken,
                 format!(
                     "the stream ended without {marker} ({} content chunks received)",
@@ -892,40 +1070,59 @@ impl Exchange<'_> {
                 ),
             ));
         }
-        if done {
-            // Read to the end of the body so the connection goes back to the pool.
-            let drain = idle.min(Duration::from_secs(1));
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(drain, events.next()).await {}
+        if cancelled {
+            p.finish = Some(StopReason::Cancelled);
+            return Ok(false);
         }
+        // Read to the end of the body so the connection goes back to the pool.
+        let drain = idle.min(Duration::from_secs(1));
+        let ended = loop {
+            match tokio::time::timeout(drain, events.next()).await {
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) => break true,
+                _ => break false,
+            }
+        };
+        Ok(ended && keep_alive)
+    }
+
+    /// The outcome of a request whose stream completed: counts from usage, the tokenizer or
+    /// the chunks (every one that exists is recorded), and the stop reason the server gave.
+    fn outcome(&self, mut p: Progress) -> GenOutcome {
+        let sh = self.shared;
         p.wire.reasoning_tokens = p.usage.reasoning_tokens;
-        let (output_tokens, source) = match (p.usage.output_tokens, &sh.tokenizer, &p.text) {
-            (Some(n), _, _) => (n, TokenCountSource::Usage),
-            (None, Some(t), Some(text)) => (
-                t.encode(text.as_str(), false)
-                    .map(|e| e.len() as u64)
-                    .unwrap_or(p.chunks),
-                TokenCountSource::Tokenizer,
-            ),
+        p.wire.prompt_tokens_usage = p.usage.prompt_tokens;
+        p.wire.output_tokens_usage = p.usage.output_tokens;
+        p.wire.output_tokens_tokenizer = p
+            .text
+            .as_deref()
+            .and_then(|t| sh.prompt_text.count_output(t));
+        let (output_tokens, source) = match (p.usage.output_tokens, p.wire.output_tokens_tokenizer)
+        {
+            (Some(n), _) => (n, TokenCountSource::Usage),
+            (None, Some(n)) => (n, TokenCountSource::Tokenizer),
             _ => (p.chunks, TokenCountSource::Chunks),
         };
-        let stop = if cancelled {
-            StopReason::Cancelled
-        } else {
-            p.finish
-                .unwrap_or(if output_tokens >= u64::from(self.max_tokens) {
-                    StopReason::MaxTokens
-                } else {
-                    StopReason::Eos
-                })
-        };
-        Ok(GenOutcome {
-            prompt_tokens: p.usage.prompt_tokens.unwrap_or(self.prompt_estimate),
+        // The server's finish_reason; without one, whether the cap was reached.
+        let stop = p
+            .finish
+            .unwrap_or(if output_tokens >= u64::from(self.max_tokens) {
+                StopReason::MaxTokens
+            } else {
+                StopReason::Eos
+            });
+        GenOutcome {
+            prompt_tokens: p
+                .usage
+                .prompt_tokens
+                .or(p.wire.prompt_tokens_intended)
+                .unwrap_or(0),
             output_tokens,
             stop_reason: stop,
             output_token_ids: Vec::new(),
             token_count_source: source,
             wire: Some(Box::new(p.wire)),
-        })
+        }
     }
 }
 

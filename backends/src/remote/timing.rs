@@ -1,8 +1,9 @@
 //! Connection timing: a tower layer around reqwest's connector that times each new connection
 //! (DNS, TCP connect and, for https, the TLS handshake: reqwest's connector does all three) and
-//! leaves the duration in a slot the stream reads after the request's headers arrive. Each
-//! stream has its own client and runs one request at a time, so a connection opened while a
-//! request waited was opened for that request.
+//! leaves the attempt, and its duration when it succeeded, in a slot the stream reads after the
+//! request's headers arrive (or the request failed). Each stream has its own client and runs one
+//! request at a time, so a connection opened while a request waited was opened for that
+//! request, and a request that opened none went over a kept-alive one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,20 +11,27 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// Where the connector leaves the time of the latest new connection.
+/// A new connection the client opened (or tried to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// DNS + TCP + TLS time; `None` when the attempt failed or has not finished.
+    pub took: Option<Duration>,
+}
+
+/// Where the connector leaves the latest connection attempt.
 #[derive(Debug, Clone, Default)]
-pub struct ConnectSlot(Arc<Mutex<Option<Duration>>>);
+pub struct ConnectSlot(Arc<Mutex<Option<Attempt>>>);
 
 impl ConnectSlot {
     pub fn clear(&self) {
         *self.0.lock().expect("connect slot") = None;
     }
-    /// The time of a connection opened since [`clear`](Self::clear), if one was.
-    pub fn take(&self) -> Option<Duration> {
+    /// The connection attempt made since [`clear`](Self::clear), if one was.
+    pub fn take(&self) -> Option<Attempt> {
         self.0.lock().expect("connect slot").take()
     }
-    fn set(&self, d: Duration) {
-        *self.0.lock().expect("connect slot") = Some(d);
+    fn set(&self, a: Attempt) {
+        *self.0.lock().expect("connect slot") = Some(a);
     }
 }
 
@@ -59,12 +67,15 @@ where
 
     fn call(&mut self, req: R) -> Self::Future {
         let t0 = Instant::now();
+        self.slot.set(Attempt { took: None });
         let fut = self.inner.call(req);
         let slot = self.slot.clone();
         Box::pin(async move {
             let r = fut.await;
             if r.is_ok() {
-                slot.set(t0.elapsed());
+                slot.set(Attempt {
+                    took: Some(t0.elapsed()),
+                });
             }
             r
         })

@@ -82,8 +82,12 @@ pub struct BackendArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
     pub threads: Option<usize>,
 
-    /// tokenizer.json: ONNX decoder mode, the text of prompts [default: tokenizer.json next to
-    /// the model]; remote APIs, output tokens when the server sends no usage.
+    /// Tokenizer: a tokenizer.json, or a .gguf model file (its embedded tokenizer). ONNX decoder
+    /// mode: encodes text prompts and decodes output [default: tokenizer.json next to the
+    /// model]. Remote APIs (must be the server's tokenizer): synthetic prompts become text of
+    /// exactly --prompt-tokens tokens (without it: N common words, an estimate), text prompts
+    /// are counted, and output tokens are counted (the count used when the server sends no
+    /// usage, compared with usage when it does). candle: not used (the model brings its own).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub tokenizer: Option<PathBuf>,
 
@@ -235,6 +239,16 @@ pub struct RemoteArgs {
     /// Speak HTTP/2 over plain TCP without negotiation (h2c).
     #[arg(long)]
     pub http2_prior_knowledge: bool,
+
+    /// Close a kept-alive connection that sat idle this long, before the server does (uvicorn
+    /// closes them after 5s, gunicorn 2s, nginx 75s) [default: 4s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub pool_idle_timeout: Option<Duration>,
+
+    /// Completions endpoint: send synthetic prompts as token ids of --tokenizer's vocabulary
+    /// (which must be the server's) instead of text.
+    #[arg(long)]
+    pub prompt_ids: bool,
 }
 
 /// Arguments of one kind-specific group, by id.
@@ -405,6 +419,24 @@ impl BackendArgs {
                     idle: r.idle_timeout.unwrap_or(d.idle),
                     total: r.total_timeout,
                 };
+                if r.prompt_ids {
+                    if api != Api::Openai || opts.endpoint != Endpoint::Completions {
+                        return Err(o.bad(
+                            "prompt_ids",
+                            "applies only to --endpoint completions (chat messages are text)",
+                        ));
+                    }
+                    if self.tokenizer.is_none() {
+                        return Err(o.bad(
+                            "prompt_ids",
+                            "needs --tokenizer: the ids are drawn from its vocabulary, which must be the server's",
+                        ));
+                    }
+                }
+                opts.prompt_ids = r.prompt_ids;
+                opts.pool_idle_timeout = r
+                    .pool_idle_timeout
+                    .unwrap_or(charter_backends::remote::DEFAULT_POOL_IDLE_TIMEOUT);
                 opts.tokenizer = self.tokenizer.clone();
                 if let Some(m) = r.max_event_bytes {
                     opts.max_event_bytes = m as usize;

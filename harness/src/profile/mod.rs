@@ -5,11 +5,13 @@
 //! - [`scenario`]: scenario files read through the same definitions, merged under the command
 //!   line;
 //! - [`config`]: the settings checked as a whole, every default applied;
-//! - [`session`]: the plan loop and one level; [`record`]: the run record's settings part.
+//! - [`session`]: the plan loop and one level; [`record`]: the run record's settings part;
+//!   [`failures`]: loud failures (a level whose every request failed, exit code 3).
 
 pub mod args;
 pub mod backend;
 pub mod config;
+mod failures;
 pub mod record;
 pub mod scenario;
 mod session;

@@ -18,11 +18,12 @@ use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
 
 use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
+use super::failures::Failures;
 use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, OpenLevel, Phase, StreamPool};
 use crate::sampler::{self, Instances, Sampler};
-use crate::{CliError, EXIT_INTERRUPTED, EXIT_OK};
+use crate::{CliError, EXIT_INTERRUPTED};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static CTRLC: Once = Once::new();
@@ -63,6 +64,7 @@ pub(super) struct Session<'a> {
     next_id: u64,
     trial: u32,
     progress: Progress,
+    failures: Failures,
 }
 
 impl<'a> Session<'a> {
@@ -122,6 +124,7 @@ impl<'a> Session<'a> {
             next_id: 0,
             trial: 0,
             progress: Progress::new(None, cfg.no_progress, cfg.json),
+            failures: Failures::default(),
         })
     }
 
@@ -193,7 +196,7 @@ impl<'a> Session<'a> {
         let l = self.level(probe, LevelRole::SaturationProbe)?;
         match l.summary.request_throughput_per_s {
             Some(r) if r > 0.0 => Ok(Some(r)),
-            _ if Self::interrupted() => Ok(None),
+            _ if Self::interrupted() || self.failures.all_failed(l.index) => Ok(None),
             _ => Err(CliError::Failure(anyhow::anyhow!(
                 "the saturation probe (closed loop, concurrency {}) completed no requests; see requests.csv",
                 self.cfg.probe_concurrency
@@ -216,6 +219,9 @@ impl<'a> Session<'a> {
             lowest_failing_rate_per_s: None,
             stopped_because: "interrupted".into(),
         };
+        if sat.is_none() && !Self::interrupted() {
+            rec.stopped_because = "every request of the saturation probe failed".into();
+        }
         if let Some(sat) = sat {
             let mut search = RateSearch::new(sat, self.cfg.search_steps, 0.05);
             while let Some(rate) = search.next_rate() {
@@ -277,16 +283,18 @@ impl<'a> Session<'a> {
             .phase(&format!("level {index}: {}", profile_rec.label()));
         let epoch = self.epoch;
         let vocab = self.backend.prompt_token_ids();
-        let (out, write_err, progress) = (
+        let (out, write_err, progress, failures) = (
             &mut self.requests_out,
             &mut self.write_err,
             &mut self.progress,
+            &mut self.failures,
         );
         let mut spans: Vec<ContextSpan> = Vec::new();
         let mut on_finished = |f: Observation| {
             spans.push(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
+            failures.add(&row);
             agg.add(&row, &gaps);
             if write_err.is_none() {
                 if let Err(e) = out.write(&row) {
@@ -371,6 +379,8 @@ impl<'a> Session<'a> {
         let excluded = format!("{warmup} warm-up request(s) before the window");
         let window = agg.window(&excluded);
         let summary = agg.summary();
+        self.failures
+            .level_done(index, &profile_rec.label(), &summary);
         // The requests' context must be complete before the last samples are read.
         std::thread::sleep(
             self.cfg
@@ -482,7 +492,7 @@ impl<'a> Session<'a> {
         Ok(if interrupted {
             EXIT_INTERRUPTED
         } else {
-            EXIT_OK
+            self.failures.exit_code()
         })
     }
 }

@@ -56,6 +56,10 @@ pub struct Script {
     /// Prompt tokens the usage reports (tests use it to tell scripts apart in the rows).
     pub prompt_tokens: u64,
     pub fault: Fault,
+    /// The content chunks' text (one token each): `None` sends `"w0 "`, `"w1 "`, ...
+    pub pieces: Option<Arc<Vec<String>>>,
+    /// The last chunk's `finish_reason` (OpenAI wire).
+    pub finish: &'static str,
 }
 
 impl Script {
@@ -69,7 +73,15 @@ impl Script {
             usage: true,
             prompt_tokens: 11,
             fault: Fault::None,
+            pieces: None,
+            finish: "length",
         }
+    }
+    /// Stream these pieces as the content chunks, one token each.
+    pub fn with_pieces(mut self, pieces: Vec<String>) -> Self {
+        self.tokens = pieces.len() as u32;
+        self.pieces = Some(Arc::new(pieces));
+        self
     }
     pub fn with(mut self, fault: Fault) -> Self {
         self.fault = fault;
@@ -117,25 +129,27 @@ impl TestServer {
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-                    let (script, requests, credentials, bodies) = (
-                        Arc::clone(&script),
-                        Arc::clone(&r2),
-                        Arc::clone(&c2),
-                        Arc::clone(&b2),
-                    );
-                    async move {
-                        if let Ok(v) = serde_json::from_slice(&body) {
-                            bodies.lock().unwrap().push(v);
+                let app = count_routes(Arc::clone(&c2)).fallback(
+                    move |headers: HeaderMap, body: Bytes| {
+                        let (script, requests, credentials, bodies) = (
+                            Arc::clone(&script),
+                            Arc::clone(&r2),
+                            Arc::clone(&c2),
+                            Arc::clone(&b2),
+                        );
+                        async move {
+                            if let Ok(v) = serde_json::from_slice(&body) {
+                                bodies.lock().unwrap().push(v);
+                            }
+                            let (response, hold) =
+                                respond(&*script, &requests, &credentials, headers, body);
+                            if !hold.is_zero() {
+                                tokio::time::sleep(hold).await;
+                            }
+                            response
                         }
-                        let (response, hold) =
-                            respond(&*script, &requests, &credentials, headers, body);
-                        if !hold.is_zero() {
-                            tokio::time::sleep(hold).await;
-                        }
-                        response
-                    }
-                });
+                    },
+                );
                 axum::serve(listener, app).await.unwrap();
             });
         });
@@ -359,8 +373,12 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             }
             _ => {}
         }
-        let text = match s.fault {
-            Fault::Huge(n) if i == 0 => "x".repeat(n),
+        let text = match (&s.fault, &s.pieces) {
+            (Fault::Huge(n), _) if i == 0 => "x".repeat(*n),
+            (_, Some(p)) => serde_json::to_string(&p[i as usize])
+                .unwrap()
+                .trim_matches('"')
+                .to_string(),
             _ => format!("w{i} "),
         };
         let chunk = match s.wire {
@@ -376,7 +394,7 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
     let mut end = String::new();
     match s.wire {
         Wire::OpenAiChat => {
-            end.push_str(&oa("{}", "\"length\""));
+            end.push_str(&oa("{}", &format!("\"{}\"", s.finish)));
             if s.usage && include_usage {
                 end.push_str(&format!(
                     "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
@@ -405,4 +423,136 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
     }
     send(at, end);
     out
+}
+
+/// Token-count endpoints for the `charter tokens` tests, beside the streaming fallback: vLLM's
+/// `/tokenize` (`{"model", "prompt"}` → `{"count", "tokens"}`; `{"model", "messages"}` → the
+/// count with 5 template tokens per message) and `/detokenize` (→ `{"prompt"}`), llama.cpp's
+/// `/tokenize` (`{"content"}` → `{"tokens"}`) and `/detokenize` (→ `{"content"}`), and
+/// Anthropic's `/v1/messages/count_tokens` (→ `{"input_tokens"}`: the words plus 7 of message
+/// framing; 401 echoing the key it got when the key is not `sk-test-…`). llama.cpp's
+/// `/tokenize` answers the text `rate limited once` with a 429 (`Retry-After: 0`) the first time. The tokenizer is one
+/// token per whitespace-separated word, ids interned in arrival order, so detokenizing joins
+/// words with single spaces: text with other whitespace does not round-trip.
+fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::{json, Value};
+    static VOCAB: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // llama.cpp's /tokenize answers the text "rate limited once" with a 429 the first time.
+    static LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    fn ids(text: &str) -> Vec<u64> {
+        let mut v = VOCAB.lock().unwrap();
+        text.split_whitespace()
+            .map(|w| match v.iter().position(|x| x == w) {
+                Some(i) => i as u64,
+                None => {
+                    v.push(w.to_string());
+                    (v.len() - 1) as u64
+                }
+            })
+            .collect()
+    }
+    fn words_of_messages(body: &Value) -> usize {
+        body["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        m["content"]
+                            .as_str()
+                            .unwrap_or("")
+                            .split_whitespace()
+                            .count()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    let seen = move |headers: &HeaderMap| {
+        let cred = headers
+            .get("authorization")
+            .or_else(|| headers.get("x-api-key"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        credentials.lock().unwrap().push(cred.clone());
+        cred
+    };
+    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen);
+    axum::Router::new()
+        .route(
+            "/tokenize",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    s1(&headers);
+                    if body.get("messages").is_some() {
+                        let n = words_of_messages(&body)
+                            + 5 * body["messages"].as_array().map_or(0, Vec::len);
+                        return Json(json!({"count": n, "max_model_len": 4096, "tokens": []}))
+                            .into_response();
+                    }
+                    match body.get("prompt").and_then(|p| p.as_str()) {
+                        Some(p) => {
+                            let t = ids(p);
+                            Json(json!({"count": t.len(), "max_model_len": 4096, "tokens": t}))
+                                .into_response()
+                        }
+                        None => {
+                            let content = body["content"].as_str().unwrap_or("");
+                            if content == "rate limited once"
+                                && !LIMITED.swap(true, Ordering::SeqCst)
+                            {
+                                let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(json!({})))
+                                    .into_response();
+                                r.headers_mut().insert("retry-after", "0".parse().unwrap());
+                                return r;
+                            }
+                            Json(json!({"tokens": ids(content)})).into_response()
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/detokenize",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    s2(&headers);
+                    let v = VOCAB.lock().unwrap();
+                    let text: Vec<&str> = body["tokens"]
+                        .as_array()
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(|i| v.get(i.as_u64()? as usize).map(String::as_str))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let text = text.join(" ");
+                    if body.get("model").is_some() {
+                        Json(json!({"prompt": text}))
+                    } else {
+                        Json(json!({"content": text}))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(
+                move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                    let key = s3(&headers);
+                    if !key.starts_with("sk-test-") {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            Json(json!({"error": {"message": format!("invalid x-api-key {key}")}})),
+                        );
+                    }
+                    (
+                        StatusCode::OK,
+                        Json(json!({"input_tokens": words_of_messages(&body) + 7})),
+                    )
+                },
+            ),
+        )
 }

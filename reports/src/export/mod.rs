@@ -1,6 +1,6 @@
 //! One seam for every output charter writes or prints: a [`Format`] and the [`Export`] trait,
 //! implemented by each document (the charter with its charts, a gate report, a run's
-//! `charter profile` summary, the `charter compare` table). Exporters are pure functions from
+//! `charter profile` summary, the `charter compare` table, a `charter tokens` record). Exporters are pure functions from
 //! records to text; the harness only picks a format, or writes what [`Export::files`] lists.
 //!
 //! Adding an output format: add its variant to [`Format`], implement it in the document's
@@ -11,6 +11,7 @@ mod charter;
 mod compare;
 mod gate;
 mod profile;
+mod tokens;
 mod trace;
 
 use std::fmt;
@@ -19,6 +20,7 @@ pub use self::charter::CharterDoc;
 pub use self::compare::{CompareDoc, CompareRow};
 pub use self::gate::GateDoc;
 pub use self::profile::ProfileDoc;
+pub use self::tokens::TokensDoc;
 pub use self::trace::TraceDoc;
 use crate::charter::LoadedRun;
 

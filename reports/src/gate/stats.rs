@@ -296,13 +296,13 @@ impl Resampler {
 /// Uniform index below `n` by multiply-shift of one 64-bit draw (bias below n / 2^64, nil for
 /// trial counts). Cheaper than `random_range`'s rejection loop, which matters because this
 /// crate's own code is not optimised in debug builds and gate simulations draw millions.
-fn draw_index(rng: &mut StdRng, n: usize) -> usize {
+pub(crate) fn draw_index(rng: &mut StdRng, n: usize) -> usize {
     ((u128::from(rng.next_u64()) * n as u128) >> 64) as usize
 }
 
 /// Linear-interpolation quantile (R's type 7) of non-empty `v`, safe with infinities. Reorders
 /// `v` (selection instead of a full sort).
-fn quantile(v: &mut [f64], q: f64) -> f64 {
+pub(crate) fn quantile(v: &mut [f64], q: f64) -> f64 {
     let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let frac = pos - lo as f64;

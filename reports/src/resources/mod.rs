@@ -409,8 +409,15 @@ pub fn window(samples: &[Sample], inp: &WindowInputs<'_>) -> Window {
             }
         }
     }
-    if !instances.is_empty() {
-        let total: f64 = instances.iter().filter_map(|p| p.cpu_seconds).sum();
+    // A remote backend's instances are client streams without a model: nothing to attribute.
+    let measured = instances
+        .iter()
+        .any(|p| p.cpu_seconds.is_some() || p.rss_bytes.is_some());
+    if inp.in_process && measured {
+        let total: f64 = instances
+            .iter()
+            .filter_map(|p| p.cpu_seconds)
+            .fold(0.0, |a, b| a + b);
         let denominator = match inp.isolation {
             Isolation::Thread => r.process_cpu_seconds,
             // The tree: charter itself plus its workers.
