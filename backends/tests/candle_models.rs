@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file;
+use charter_backends::candle::convert::{self, WeightFormat};
 use charter_backends::candle::{
     self, generate_text, tokenizer, write_random_llama_dir, CandleBackend, CandleOptions,
     ModelSource,
@@ -25,9 +26,24 @@ fn smollm2() -> PathBuf {
     p
 }
 
+/// Converted weights go to the checkout's cache (every test sets the same value).
+fn use_checkout_cache() {
+    std::env::set_var(
+        "CHARTER_CACHE",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache"),
+    );
+}
+
 fn load(source: ModelSource) -> CandleBackend {
+    load_as(source, WeightFormat::Auto)
+}
+
+fn load_as(source: ModelSource, weights: WeightFormat) -> CandleBackend {
+    use_checkout_cache();
     candle::configure_threads(2);
-    CandleBackend::load(&CandleOptions { source, threads: 2 }).unwrap()
+    let mut opts = CandleOptions::new(source, 2);
+    opts.weights = weights;
+    CandleBackend::load(&opts).unwrap()
 }
 
 const CHAT: &str =
@@ -57,6 +73,91 @@ fn smollm2_greedy_is_deterministic_real_text() {
     assert!(
         a.contains("Paris"),
         "SmolLM2 should know the capital of France: {a:?}"
+    );
+}
+
+/// Lowercase words of `s`, punctuation trimmed.
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| c.is_ascii_punctuation())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[test]
+fn conversion_keeps_the_greedy_answer_and_records_what_ran() {
+    let keep = load_as(ModelSource::Path(smollm2()), WeightFormat::Keep);
+    assert!(keep.record().weights_conversion.is_none());
+    assert!(
+        keep.record().dtype.contains("q4_1"),
+        "{}",
+        keep.record().dtype
+    );
+    let reference = generate_text(&keep, CHAT, 16).unwrap();
+    drop(keep);
+    for format in [WeightFormat::Auto, WeightFormat::Q4K] {
+        let b = load_as(ModelSource::Path(smollm2()), format);
+        let r = b.record();
+        let c = r.weights_conversion.as_ref().expect("q4_1 is converted");
+        assert_eq!(c.from, vec!["q4_1".to_string()]);
+        assert_eq!(c.requested, format.as_str());
+        assert!(!r.dtype.contains("q4_1"), "{}", r.dtype);
+        assert!(c.tensors_converted > 0 && c.tensors_kept > 0, "{c:?}");
+        match &r.weights {
+            charter_backends::WeightsProvenance::Files { files, .. } => {
+                // The record names the user's file; the copy is the conversion's.
+                assert!(files[0].path.ends_with(".Q4_1.gguf"), "{files:?}");
+                assert_ne!(c.file.sha256, files[0].sha256);
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = generate_text(&b, CHAT, 16).unwrap();
+        // The same answer: the first words agree, and it names Paris.
+        let (a, k) = (words(&text), words(&reference));
+        assert!(text.contains("Paris"), "{format:?}: {text:?}");
+        assert_eq!(a[..3], k[..3], "{format:?}: {text:?} vs keep {reference:?}");
+    }
+}
+
+#[test]
+fn conversion_is_deterministic_and_cached() {
+    let src = smollm2();
+    let mut f = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let sha = charter_backends::file_digest(&src).unwrap().sha256;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = convert::convert_gguf(&src, &sha, &content, WeightFormat::Q8_0, a.path())
+        .unwrap()
+        .unwrap();
+    let second = convert::convert_gguf(&src, &sha, &content, WeightFormat::Q8_0, b.path())
+        .unwrap()
+        .unwrap();
+    assert!(!first.cached && !second.cached);
+    assert_eq!(
+        first.file.sha256, second.file.sha256,
+        "same source, same bytes"
+    );
+    assert_ne!(first.file.sha256, sha);
+    let again = convert::convert_gguf(&src, &sha, &content, WeightFormat::Q8_0, a.path())
+        .unwrap()
+        .unwrap();
+    assert!(again.cached && again.convert_s.is_none());
+    assert_eq!(again.file.sha256, first.file.sha256);
+    // The copy says what it is; the source is untouched; keep converts nothing.
+    let mut cf = std::fs::File::open(&first.path).unwrap();
+    let copy = gguf_file::Content::read(&mut cf).unwrap();
+    match copy.metadata.get("charter.conversion.source_sha256") {
+        Some(gguf_file::Value::String(s)) => assert_eq!(s, &sha),
+        other => panic!("no source sha256 in the copy: {other:?}"),
+    }
+    assert_eq!(charter_backends::file_digest(&src).unwrap().sha256, sha);
+    assert!(
+        convert::convert_gguf(&src, &sha, &content, WeightFormat::Keep, a.path())
+            .unwrap()
+            .is_none()
     );
 }
 

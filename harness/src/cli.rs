@@ -103,12 +103,20 @@ pub enum Command {
     /// words. `charter report` includes the result when given its directory.
     #[command(after_help = EXIT_CODES)]
     Tokens(Box<crate::tokens::TokensArgs>),
+    /// The llama-bench table for one in-process model: load time, prefill tokens/s at prompt
+    /// 128 and 512, decode tokens/s at 1 thread and at every core, peak RSS (candle GGUF,
+    /// safetensors or preset; ONNX decoder). Each thread count runs in its own process.
+    #[command(after_help = EXIT_CODES)]
+    BenchEngine(Box<crate::bench_engine::BenchEngineArgs>),
     /// List the built-in architecture presets (random weights, no download).
     Presets,
     /// Internal: one instance of `profile --isolation process` (started by charter itself;
     /// reads the backend to load, then requests, as JSON lines on stdin).
     #[command(hide = true)]
     Worker,
+    /// Internal: one thread count of `bench-engine` (started by charter itself).
+    #[command(hide = true)]
+    BenchEngineWorker,
 }
 
 /// Run a parsed command line (`matches` are what `cli` was parsed from); returns the exit code.
@@ -158,5 +166,17 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<i32, CliError> {
             Ok(crate::EXIT_OK)
         }
         Command::Worker => crate::worker::run_worker(),
+        Command::BenchEngine(args) => {
+            let m = matches
+                .subcommand_matches("bench-engine")
+                .expect("bench-engine matches");
+            let cmd = Cli::command();
+            let sub = cmd
+                .find_subcommand("bench-engine")
+                .expect("bench-engine command");
+            let origins = crate::profile::scenario::Origins::from_command_line(sub, m);
+            crate::bench_engine::run(&args, &origins)
+        }
+        Command::BenchEngineWorker => crate::bench_engine::run_worker(),
     }
 }

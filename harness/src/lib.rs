@@ -12,6 +12,7 @@
 //!   written as usual (run.json complete, requests.csv)
 //! - 130: interrupted (Ctrl-C): the partial record is written with `"complete": false`
 
+pub mod bench_engine;
 pub mod cli;
 pub mod gate;
 pub mod host;

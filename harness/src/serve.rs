@@ -80,7 +80,7 @@ pub fn serve(args: &ServeArgs, origins: &Origins) -> Result<i32, CliError> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let spec = args.backend.resolve(origins, cores)?;
+    let spec = args.backend.resolve(origins, cores, 1)?;
     let backend = spec.load()?;
     let model = args
         .served_model_name

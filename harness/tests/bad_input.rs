@@ -57,6 +57,39 @@ fn zero_concurrency_and_unknown_preset() {
 }
 
 #[test]
+fn bad_weights_values_are_named() {
+    assert_bad_input(&["profile", "--weights", "q3_x"], "--weights", None);
+    assert_bad_input(&["bench-engine", "--weights", "q3_x"], "--weights", None);
+    // A candle setting with another backend, and a GGUF conversion asked of a directory.
+    assert_bad_input(
+        &["profile", "--backend", "simulated", "--weights", "q8_0"],
+        "--weights",
+        None,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama");
+    charter_backends::candle::write_random_llama_dir(&dir, &tiny_config(64), 1, None).unwrap();
+    assert_bad_input(
+        &[
+            "profile",
+            "--model",
+            dir.to_str().unwrap(),
+            "--weights",
+            "q4_k",
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+        ],
+        "--weights q4_k",
+        Some(&tmp.path().join("run")),
+    );
+    assert_bad_input(
+        &["profile", "--pin", "--isolation", "process"],
+        "--pin",
+        None,
+    );
+}
+
+#[test]
 fn file_that_is_not_gguf() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("junk.gguf");

@@ -132,6 +132,7 @@ fn smollm2_gguf_end_to_end() {
         "--max-tokens",
         "6",
         "--ignore-eos",
+        "--pin",
         "--out",
         run.to_str().unwrap(),
         "--json",
@@ -140,6 +141,19 @@ fn smollm2_gguf_end_to_end() {
     let rec = validated_record(&run);
     let b = &rec["backend"];
     assert_eq!(b["architecture"], "llama");
+    // Q4_1 has no SIMD kernel in candle: converted to Q8_0 by default, and recorded.
+    let c = &b["weights_conversion"];
+    assert_eq!(c["requested"], "auto");
+    assert_eq!(c["from"][0], "q4_1");
+    assert_eq!(c["to"], "q8_0");
+    assert!(c["tensors_converted"].as_u64().unwrap() > 0);
+    assert!(!b["dtype"].as_str().unwrap().contains("q4_1"), "{b}");
+    assert_eq!(b["kv_cache"]["dtype"], "f32");
+    // Each instance's threads pinned, and recorded per instance.
+    let per = b["threads_per_instance"].as_u64().unwrap() as usize;
+    let cores = b["pinning"]["cores"].as_array().unwrap();
+    assert_eq!(cores.len(), 2, "{b}");
+    assert!(cores.iter().all(|c| c.as_array().unwrap().len() == per));
     assert_eq!(b["weights"]["kind"], "files");
     assert_eq!(b["weights"]["format"], "gguf");
     assert_eq!(

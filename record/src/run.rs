@@ -178,7 +178,8 @@ pub struct BackendRecord {
     pub tokenizer: Option<TokenizerProvenance>,
     /// Where the chat template applied to chat prompts came from (`None`: contents are joined).
     pub chat_template: Option<String>,
-    /// Seconds spent loading or generating the weights.
+    /// Seconds spent loading or generating the weights, before the run and outside its
+    /// timings (a weight conversion's own time is `weights_conversion.convert_s`).
     pub load_time_s: f64,
     /// Remote API backends (`openai`, `anthropic`): how the API was driven.
     #[serde(default)]
@@ -189,16 +190,16 @@ pub struct BackendRecord {
     pub kv_cache: Option<KvCacheRecord>,
     /// The weights that ran were converted from the file's formats (candle: formats without a
     /// fast CPU kernel, `--weights`); `None`: they ran as the file stores them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_conversion: Option<WeightsConversionRecord>,
     /// Compute threads pinned to cores (`--pin`); `None`: left to the OS scheduler.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning: Option<PinningRecord>,
 }
 
 /// A converted copy of the weights that ran instead of the file's own formats. The source file
 /// is `BackendRecord.weights`; it is never modified.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WeightsConversionRecord {
     /// What `--weights` asked for, e.g. `auto`, `q8_0`, `q4_k`.
     pub requested: String,

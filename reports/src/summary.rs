@@ -510,6 +510,34 @@ fn levels_table(out: &mut String, r: &RunRecord) {
     );
 }
 
+/// Model load time (outside the run's timings), the weight formats that ran and the KV cache
+/// element type, for in-process models.
+pub fn load_line(r: &RunRecord) -> Option<String> {
+    let b = &r.backend;
+    if b.remote.is_some() || b.kind == "simulated" {
+        return None;
+    }
+    let mut line = format!(
+        "model load: {:.2} s (before the run, not in its timings); weights {}",
+        b.load_time_s, b.dtype
+    );
+    if let Some(c) = &b.weights_conversion {
+        let _ = write!(line, ", {}", c.describe());
+    }
+    if let Some(kv) = &b.kv_cache {
+        let _ = write!(
+            line,
+            "; KV cache {} ({} per token)",
+            kv.dtype,
+            human_bytes(kv.bytes_per_token)
+        );
+    }
+    if b.pinning.is_some() {
+        line.push_str("; threads pinned");
+    }
+    Some(line)
+}
+
 /// Render the human summary of a run record; `run_dir` is where the record was written.
 pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
     let mut out = String::new();
@@ -523,6 +551,9 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
         "charter profile: {} on {} ({} thread(s)/instance) — {status}",
         r.backend.model, r.backend.kind, r.backend.threads_per_instance
     );
+    if let Some(line) = load_line(r) {
+        let _ = writeln!(out, "  {line}");
+    }
     let w = &r.workload;
     let _ = writeln!(
         out,

@@ -127,6 +127,24 @@ pub struct Conversion {
     pub cached: bool,
 }
 
+impl Conversion {
+    /// The run record's entry; `requested` is the `--weights` value.
+    pub fn record(&self, requested: WeightFormat) -> charter_record::WeightsConversionRecord {
+        charter_record::WeightsConversionRecord {
+            requested: requested.as_str().into(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            tensors_converted: self.converted_tensors as u32,
+            tensors_fallback_q8_0: self.fallback_tensors as u32,
+            tensors_kept: self.kept_tensors as u32,
+            file: self.file.clone(),
+            reused_from_cache: self.cached,
+            convert_s: self.convert_s,
+            conversion_version: CONVERSION_VERSION,
+        }
+    }
+}
+
 /// Tensors of `content` to convert, by name (sorted), each with the format it becomes.
 fn plan(content: &gguf_file::Content, target: GgmlDType) -> Vec<(String, GgmlDType)> {
     let mut out: Vec<(String, GgmlDType)> = content
@@ -146,7 +164,7 @@ fn plan(content: &gguf_file::Content, target: GgmlDType) -> Vec<(String, GgmlDTy
             Some((n.clone(), to))
         })
         .collect();
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -248,9 +266,8 @@ pub fn convert_gguf(
                 let f = q
                     .dequantize(&Device::Cpu)
                     .map_err(|e| invalid(format!("dequantizing {name}: {e}")))?;
-                QTensor::quantize(&f, to).map_err(|e| {
-                    invalid(format!("quantizing {name} to {}: {e}", dtype_name(to)))
-                })?
+                QTensor::quantize(&f, to)
+                    .map_err(|e| invalid(format!("quantizing {name} to {}: {e}", dtype_name(to))))?
             }
             Err(_) => q,
         };
@@ -274,10 +291,14 @@ pub fn convert_gguf(
         gguf_file::Value::U32(CONVERSION_VERSION),
     ));
     metadata.sort_by(|a, b| a.0.cmp(&b.0));
-    let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let md: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     std::fs::create_dir_all(cache).map_err(|e| LoadError::Setting {
-        what: format!("cache directory for converted weights {}: {e}", cache.display()),
+        what: format!(
+            "cache directory for converted weights {}: {e}",
+            cache.display()
+        ),
     })?;
     let tmp = temp_name(&out);
     let write = || -> Result<(), String> {

@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub(crate) mod files;
+pub mod pin;
 pub use files::write_random_llama_dir;
 pub mod presets;
 pub mod tokenizer;
@@ -44,6 +45,25 @@ pub struct CandleOptions {
     pub source: ModelSource,
     /// Compute threads per stream (instance), at least 1.
     pub threads: usize,
+    /// GGUF weight formats without a fast kernel: converted (default) or kept (`--weights`).
+    #[serde(default)]
+    pub weights: convert::WeightFormat,
+    /// Pin each stream's compute threads to cores (`--pin`), laid out for this many instances;
+    /// `None`: threads are left to the OS scheduler.
+    #[serde(default)]
+    pub pin_instances: Option<usize>,
+}
+
+impl CandleOptions {
+    /// Defaults for everything but the model and the threads.
+    pub fn new(source: ModelSource, threads: usize) -> Self {
+        Self {
+            source,
+            threads,
+            weights: convert::WeightFormat::default(),
+            pin_instances: None,
+        }
+    }
 }
 
 /// Set candle's thread count for this process. candle reads these variables when its pools are
@@ -70,6 +90,10 @@ pub struct CandleBackend {
     context_limit: usize,
     threads: usize,
     record: BackendRecord,
+    /// Cores for each instance's compute threads (`--pin`).
+    pin_plan: Option<pin::Plan>,
+    /// Streams handed out so far: stream `i` is instance `i` of the pin plan.
+    streams_made: std::sync::atomic::AtomicUsize,
 }
 
 impl CandleBackend {
@@ -83,9 +107,15 @@ impl CandleBackend {
         let started = Instant::now();
         let loaded = match &opts.source {
             ModelSource::Preset { name, seed } => files::load_preset(name, *seed)?,
-            ModelSource::Path(p) => files::load_path(p)?,
+            ModelSource::Path(p) => files::load_path(p, opts.weights, &convert::cache_dir())?,
         };
-        let load_time_s = started.elapsed().as_secs_f64();
+        // A conversion is a one-off cost of the first load, reported on its own.
+        let convert_s = loaded
+            .conversion
+            .as_ref()
+            .and_then(|c| c.convert_s)
+            .unwrap_or(0.0);
+        let load_time_s = (started.elapsed().as_secs_f64() - convert_s).max(0.0);
         let files::Loaded {
             weights,
             tokenizer,
@@ -100,7 +130,11 @@ impl CandleBackend {
             parameters,
             provenance,
             kv_cache,
+            conversion,
         } = loaded;
+        let pin_plan = opts
+            .pin_instances
+            .map(|n| pin::Plan::new(n, opts.threads, pin::online_cpus()));
         let tokenizer_record = match (&tokenizer, tokenizer_source) {
             (Some(tok), Some(src)) => {
                 tokenizer::check_round_trip(tok, &src)?;
@@ -134,6 +168,8 @@ impl CandleBackend {
             load_time_s,
             remote: None,
             kv_cache,
+            weights_conversion: conversion.map(|c| c.record(opts.weights)),
+            pinning: pin_plan.as_ref().map(pin::Plan::record),
         };
         Ok(Self {
             weights,
@@ -144,6 +180,8 @@ impl CandleBackend {
             context_limit,
             threads: opts.threads,
             record,
+            pin_plan,
+            streams_made: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -170,14 +208,25 @@ impl CandleBackend {
             }
             Weights::Quantized(w) => State::Quantized(w.clone()),
         };
+        let instance = self
+            .streams_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cores: Option<Vec<usize>> = self.pin_plan.as_ref().map(|p| p.cores_of(instance));
         let pool_tids: Arc<Mutex<Vec<i32>>> = Arc::default();
         let pool = if self.threads > 1 {
             let tids = Arc::clone(&pool_tids);
+            let pool_cores = cores.clone();
             Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(self.threads)
                     .thread_name(|i| format!("candle-compute-{i}"))
-                    .start_handler(move |_| {
+                    .start_handler(move |i| {
+                        if let Some(c) = &pool_cores {
+                            // Best effort: a failed pin leaves the thread unpinned, which the
+                            // record's note (made from the plan) cannot see; it fails only
+                            // for cores outside the process's allowed set.
+                            let _ = pin::pin_current_thread(c[i % c.len()]);
+                        }
                         if let Ok(mut t) = tids.lock() {
                             t.push(crate::current_tid());
                         }
@@ -194,6 +243,8 @@ impl CandleBackend {
             state,
             pool,
             pool_tids,
+            caller_core: cores.map(|c| c[0]),
+            caller_pinned: false,
             tokenizer: self.tokenizer.clone(),
             chat_template: self.chat_template.clone(),
             eos: self.eos.clone(),
@@ -261,6 +312,10 @@ pub struct CandleStream {
     pool: Option<rayon::ThreadPool>,
     /// Thread ids of `pool`'s threads (for per-instance CPU attribution).
     pool_tids: Arc<Mutex<Vec<i32>>>,
+    /// `--pin` with one thread: the core the calling thread (which computes) is pinned to on
+    /// its first request.
+    caller_core: Option<usize>,
+    caller_pinned: bool,
     tokenizer: Option<Tokenizer>,
     chat_template: Option<Arc<ChatTemplate>>,
     eos: HashSet<u32>,
@@ -342,6 +397,11 @@ impl Stream for CandleStream {
         request: &GenRequest,
         on_token: &mut TokenSink<'_>,
     ) -> Result<GenOutcome, RequestError> {
+        if let (None, Some(core), false) = (&self.pool, self.caller_core, self.caller_pinned) {
+            // One thread: the runner's stream thread computes; pin it where it runs.
+            let _ = pin::pin_current_thread(core);
+            self.caller_pinned = true;
+        }
         match self.pool.take() {
             Some(pool) => {
                 let r = pool.install(|| self.run(request, on_token));

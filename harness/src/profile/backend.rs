@@ -1,12 +1,13 @@
 //! The backend's settings (`[backend]` in a scenario; shared by `charter profile` and `charter
 //! serve`) and their resolution into a [`BackendSpec`] with every default applied.
 //!
-//! Settings of one backend kind live in that kind's group ([`SimulatedArgs`], [`OnnxArgs`],
-//! [`RemoteArgs`]); giving one of them with another kind is refused by one generic check.
+//! Settings of one backend kind live in that kind's group ([`CandleArgs`], [`SimulatedArgs`],
+//! [`OnnxArgs`], [`RemoteArgs`]); giving one of them with another kind is refused by one generic check.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use charter_backends::candle::convert::WeightFormat;
 use charter_backends::candle::{presets, CandleOptions, ModelSource};
 use charter_backends::onnx::{OnnxOptions, SessionSettings, SessionSharing};
 use charter_backends::remote::{Api, Endpoint, RemoteOptions, Timeouts};
@@ -93,6 +94,9 @@ pub struct BackendArgs {
 
     // Last: their help headings apply to the flags after them.
     #[command(flatten)]
+    pub candle: CandleArgs,
+
+    #[command(flatten)]
     pub sim: SimulatedArgs,
 
     #[command(flatten)]
@@ -100,6 +104,23 @@ pub struct BackendArgs {
 
     #[command(flatten)]
     pub remote: RemoteArgs,
+}
+
+/// Settings of the candle backend.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "candle backend (--backend candle, the default)")]
+pub struct CandleArgs {
+    /// GGUF weight formats without a SIMD kernel in candle (q4_1, q5_0, q5_1): auto converts
+    /// them to q8_0 once (a copy cached under .cache/converted, keyed by the file's sha256;
+    /// the file itself is never changed), keep runs them as stored, q8_0 / q4_k convert to
+    /// that format [default: auto].
+    #[arg(long, value_enum)]
+    pub weights: Option<WeightFormat>,
+
+    /// Pin each instance's compute threads to their own cores (instance i, thread j on
+    /// allowed CPU (i × threads + j) mod cores); recorded in run.json.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 /// Settings of the simulated backend.
@@ -266,11 +287,22 @@ impl BackendArgs {
     }
 
     /// Every setting that applies to the kind, checked, with defaults applied. `threads` is
-    /// the default compute threads per instance (used unless `--threads` is given).
-    pub fn resolve(&self, o: &Origins, threads: usize) -> Result<BackendSpec, CliError> {
+    /// the default compute threads per instance (used unless `--threads` is given);
+    /// `instances` the most instances that will run (what `--pin` lays cores out for).
+    pub fn resolve(
+        &self,
+        o: &Origins,
+        threads: usize,
+        instances: usize,
+    ) -> Result<BackendSpec, CliError> {
         let kind = self.kind();
         // A kind's own settings with another kind: refused, naming the first one given.
         for (group, what, owner) in [
+            (
+                ids_of::<CandleArgs>(),
+                "candle settings",
+                BackendKind::Candle,
+            ),
             (
                 ids_of::<SimulatedArgs>(),
                 "simulated-backend settings",
@@ -330,7 +362,10 @@ impl BackendArgs {
                         }
                     }
                 };
-                BackendSpec::Candle(CandleOptions { source, threads })
+                let mut opts = CandleOptions::new(source, threads);
+                opts.weights = self.candle.weights.unwrap_or_default();
+                opts.pin_instances = self.candle.pin.then_some(instances);
+                BackendSpec::Candle(opts)
             }
             BackendKind::Simulated => {
                 if self.model.is_some() {

@@ -96,6 +96,9 @@ impl ProfileConfig {
         if load.isolation == Some(Isolation::Process) && kind.is_remote() {
             return Err(o.bad("isolation", "--isolation process starts in-process model instances; a remote API backend has none (sample the server with --watch-pid or --watch-process instead)"));
         }
+        if load.isolation == Some(Isolation::Process) && a.backend.candle.pin {
+            return Err(o.bad("pin", "applies only to --isolation thread (each worker process would lay out the same cores)"));
+        }
         let search = slo.search
             || (slo.terms.is_some()
                 && load.rate.is_none()
@@ -199,7 +202,7 @@ impl ProfileConfig {
             _ => probe_concurrency.max(max_in_flight),
         };
         let threads = (logical_cores / max_instances).max(1) as usize;
-        let backend = a.backend.resolve(o, threads)?;
+        let backend = a.backend.resolve(o, threads, max_instances as usize)?;
         let levels = match &plan {
             Plan::Levels(l) => l.len(),
             _ => 2,

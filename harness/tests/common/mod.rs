@@ -25,6 +25,11 @@ pub fn smollm2_gguf() -> PathBuf {
 pub fn charter(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_charter"))
         .args(args)
+        // Converted weights go to the checkout's cache, not the user's home.
+        .env(
+            "CHARTER_CACHE",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"),
+        )
         .output()
         .expect("running charter")
 }
