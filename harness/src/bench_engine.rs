@@ -102,6 +102,9 @@ pub struct PrefillResult {
     pub prompt_tokens: usize,
     /// `None` when the prompt does not fit the model's context (`skipped` says so).
     pub tokens_per_s: Option<Spread>,
+    /// Process CPU seconds ÷ wall seconds over each measured request: below the thread count
+    /// when other work on the machine took the cores.
+    pub cpu_share: Option<Spread>,
     pub skipped: Option<String>,
 }
 
@@ -120,6 +123,8 @@ pub struct ThreadsResult {
     pub decode_prompt_tokens: usize,
     pub decode_tokens: u32,
     pub decode_tokens_per_s: Spread,
+    /// Process CPU seconds ÷ wall seconds over each decode request (prompt included).
+    pub decode_cpu_share: Spread,
     /// Peak resident set of the worker process (`VmHWM`).
     pub peak_rss_bytes: Option<u64>,
     /// 1-minute load average before and after the worker ran (other work on the machine).
@@ -146,6 +151,17 @@ fn load_average() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// CPU seconds this process has used (all its threads).
+fn process_cpu_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_PROCESS_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn peak_rss() -> Option<u64> {
@@ -308,8 +324,9 @@ pub fn render(r: &BenchEngineRecord) -> String {
         }
         let _ = write!(
             head,
-            " {:>13} {:>10} {:>9}",
+            " {:>13} {:>9} {:>10} {:>9}",
             format!("tg{} tok/s", f.decode_tokens),
+            "CPU share",
             "peak RSS",
             "load avg"
         );
@@ -326,8 +343,9 @@ pub fn render(r: &BenchEngineRecord) -> String {
         }
         let _ = write!(
             row,
-            " {:>13} {:>10} {:>9}",
+            " {:>13} {:>9} {:>10} {:>9}",
             format!("{:.1}", t.decode_tokens_per_s.median),
+            format!("{:.2}", t.decode_cpu_share.median),
             t.peak_rss_bytes
                 .map(charter_reports::summary::human_bytes)
                 .unwrap_or_else(|| "n/a".into()),
@@ -343,6 +361,11 @@ pub fn render(r: &BenchEngineRecord) -> String {
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "  (prefill = prompt tokens ÷ time to first token; decode = tokens after the first ÷ their time; \
+CPU share = process CPU s ÷ wall s while decoding, below the thread count when other work took the cores)"
+    );
     out
 }
 
@@ -409,23 +432,27 @@ fn measure(plan: &Plan) -> WorkerReply {
             .collect()
     };
     // Times of each token event of one greedy request.
-    let mut timed = |ids: Vec<u32>, max_tokens: u32| -> Result<(Instant, Vec<Instant>), String> {
-        let req = GenRequest {
-            prompt: Prompt::Tokens(ids),
-            max_tokens,
-            ignore_eos: true,
-            sampling: Sampling::greedy(),
+    // Token times of one greedy request, and its share of CPU (CPU seconds ÷ wall seconds).
+    let mut timed =
+        |ids: Vec<u32>, max_tokens: u32| -> Result<(Instant, Vec<Instant>, f64), String> {
+            let req = GenRequest {
+                prompt: Prompt::Tokens(ids),
+                max_tokens,
+                ignore_eos: true,
+                sampling: Sampling::greedy(),
+            };
+            let mut times = Vec::with_capacity(max_tokens as usize);
+            let cpu0 = process_cpu_s();
+            let start = Instant::now();
+            stream
+                .generate(&req, &mut |ev| {
+                    times.push(ev.at);
+                    ControlFlow::Continue(())
+                })
+                .map_err(|e| e.message)?;
+            let share = (process_cpu_s() - cpu0) / start.elapsed().as_secs_f64();
+            Ok((start, times, share))
         };
-        let mut times = Vec::with_capacity(max_tokens as usize);
-        let start = Instant::now();
-        stream
-            .generate(&req, &mut |ev| {
-                times.push(ev.at);
-                ControlFlow::Continue(())
-            })
-            .map_err(|e| e.message)?;
-        Ok((start, times))
-    };
     let limit = rec.context_limit_tokens as usize;
     let decode_prompt = plan.prompt_tokens[0];
     let mut run = || -> Result<ThreadsResult, String> {
@@ -437,21 +464,24 @@ fn measure(plan: &Plan) -> WorkerReply {
                 prefill.push(PrefillResult {
                     prompt_tokens: n,
                     tokens_per_s: None,
+                    cpu_share: None,
                     skipped: Some(format!(
                         "not measured: {n} prompt tokens + 1 exceed the model's context of {limit}"
                     )),
                 });
                 continue;
             }
-            let mut v = Vec::new();
+            let (mut v, mut shares) = (Vec::new(), Vec::new());
             for _ in 0..plan.reps {
-                let (start, times) = timed(prompt(n), 1)?;
+                let (start, times, share) = timed(prompt(n), 1)?;
                 let first = times.first().ok_or("no token was generated")?;
                 v.push(n as f64 / first.duration_since(start).as_secs_f64());
+                shares.push(share);
             }
             prefill.push(PrefillResult {
                 prompt_tokens: n,
                 tokens_per_s: Spread::of(v),
+                cpu_share: Spread::of(shares),
                 skipped: None,
             });
         }
@@ -463,13 +493,14 @@ fn measure(plan: &Plan) -> WorkerReply {
                 "decode not measurable: a {decode_prompt}-token prompt leaves no room in the context of {limit}"
             ));
         }
-        let mut v = Vec::new();
+        let (mut v, mut shares) = (Vec::new(), Vec::new());
         for _ in 0..plan.reps {
-            let (_, times) = timed(prompt(decode_prompt), decode_tokens)?;
+            let (_, times, share) = timed(prompt(decode_prompt), decode_tokens)?;
             let (Some(a), Some(b)) = (times.first(), times.last()) else {
                 return Err("no token was generated".into());
             };
             v.push((times.len() - 1) as f64 / b.duration_since(*a).as_secs_f64());
+            shares.push(share);
         }
         Ok(ThreadsResult {
             threads: plan.threads,
@@ -481,6 +512,7 @@ fn measure(plan: &Plan) -> WorkerReply {
             decode_prompt_tokens: decode_prompt,
             decode_tokens,
             decode_tokens_per_s: Spread::of(v).expect("reps ≥ 1"),
+            decode_cpu_share: Spread::of(shares).expect("reps ≥ 1"),
             peak_rss_bytes: peak_rss(),
             load_average_before: None,
             load_average_after: None,
