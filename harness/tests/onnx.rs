@@ -379,3 +379,43 @@ requests = 2
         "{err}"
     );
 }
+
+#[test]
+fn bench_engine_runs_the_onnx_decoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = decoder_model();
+    let o = charter(&[
+        "bench-engine",
+        "--backend",
+        "onnx",
+        "--model",
+        s(&model),
+        "--thread-counts",
+        "1",
+        "--prompt-tokens",
+        "16,512",
+        "--decode-tokens",
+        "8",
+        "--reps",
+        "1",
+        "--out",
+        s(tmp.path()),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("bench-engine.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["backend"], "onnx");
+    let r = &v["results"][0];
+    assert!(
+        r["prefill"][0]["tokens_per_s"]["median"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    // The fixture's context is 256 tokens: the 512-token prompt is said not to fit.
+    assert!(
+        r["prefill"][1]["skipped"].as_str().unwrap().contains("256"),
+        "{r}"
+    );
+    assert!(r["decode_tokens_per_s"]["median"].as_f64().unwrap() > 0.0);
+}
