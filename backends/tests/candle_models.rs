@@ -26,8 +26,12 @@ fn smollm2() -> PathBuf {
     p
 }
 
-/// Converted weights go to the checkout's cache (every test sets the same value).
+/// Converted weights go to the checkout's cache unless CHARTER_CACHE names one (every test
+/// sets the same value).
 fn use_checkout_cache() {
+    if std::env::var_os("CHARTER_CACHE").is_some_and(|v| !v.is_empty()) {
+        return;
+    }
     std::env::set_var(
         "CHARTER_CACHE",
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache"),

@@ -25,10 +25,16 @@ pub fn smollm2_gguf() -> PathBuf {
 pub fn charter(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_charter"))
         .args(args)
-        // Converted weights go to the checkout's cache, not the user's home.
+        // Converted weights go to the checkout's cache (or CHARTER_CACHE), not the user's home.
         .env(
             "CHARTER_CACHE",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache"),
+            std::env::var_os("CHARTER_CACHE")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| {
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../.cache")
+                        .into()
+                }),
         )
         .output()
         .expect("running charter")
