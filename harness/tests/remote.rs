@@ -470,7 +470,10 @@ fn openai_reasoning_tokens_are_not_counted_as_content_decode() {
         assert!((r.itl_s.unwrap() - decode / 19.0).abs() < 1e-12, "{r:?}");
         // TTFT is to the first content token; the first reasoning token came long before.
         assert!((r.ttft_s.unwrap() - 0.250).abs() < 0.015, "{r:?}");
-        assert!(r.first_reasoning_s.unwrap() < r.ttft_s.unwrap() - 0.1, "{r:?}");
+        assert!(
+            r.first_reasoning_s.unwrap() < r.ttft_s.unwrap() - 0.1,
+            "{r:?}"
+        );
     }
     let s = &rec["levels"][0]["summary"];
     assert_eq!(s["reasoning_tokens"], 4 * 40, "{s}");
