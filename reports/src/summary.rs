@@ -150,10 +150,12 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             );
         }
         None => {
-            let _ = writeln!(
-                out,
-                "  CPU cores used: not measured (window shorter than a sample interval)"
-            );
+            let why = res
+                .unmeasured
+                .get("process_cpu")
+                .or_else(|| res.unmeasured.get("window"))
+                .map_or("no sample inside the window", String::as_str);
+            let _ = writeln!(out, "  CPU cores used: not measured ({why})");
         }
     }
     let _ = writeln!(
@@ -166,6 +168,11 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             .map(human_bytes)
             .unwrap_or_else(|| "not measured".into())
     );
+    if l.contention.other_cores.is_none() {
+        if let Some(why) = res.unmeasured.get("other_cores") {
+            let _ = writeln!(out, "  other processes: not measured ({why})");
+        }
+    }
     if let Some(o) = &l.contention.other_cores {
         let _ = writeln!(
             out,
@@ -287,7 +294,11 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary, kv: Option<&K
         );
     }
     for (k, why) in &res.unmeasured {
-        if k != "ram_per_1k_tokens" {
+        // Those three have their own lines above.
+        if !matches!(
+            k.as_str(),
+            "ram_per_1k_tokens" | "other_cores" | "process_cpu"
+        ) {
             let _ = writeln!(out, "  {k}: not measured ({why})");
         }
     }
