@@ -105,7 +105,7 @@ impl ProfileConfig {
             return None;
         };
         let room = context_limit_tokens.saturating_sub(prompt);
-        (room < PROBE_MAX_TOKENS && room >= 2).then(|| {
+        (2..PROBE_MAX_TOKENS).contains(&room).then(|| {
             self.max_tokens = Some(LengthDist::fixed(room));
             room
         })
