@@ -447,12 +447,26 @@ pub fn ram_fit_words(f: &RamFit, kv: Option<&KvCacheRecord>) -> String {
                 .unwrap_or_default();
             format!("{} ({support}{vs})", signed_human_bytes(b))
         }
-        (None, why) => format!(
-            "inconclusive ({signal}: {}{}; {})",
-            why.as_deref().unwrap_or("unsupported fit"),
-            expected.map(|e| format!("; {e}")).unwrap_or_default(),
-            crate::resources::ram::RAM_PROBE_HINT
-        ),
+        (None, why) => {
+            // A cache that grows by less than a MiB over the span is below what a process's
+            // memory signal resolves: a longer context, not the probe, is what would help.
+            let growth = kv.map(|k| {
+                k.bytes_per_token as f64
+                    * f.live_tokens_max.saturating_sub(f.live_tokens_min) as f64
+            });
+            let hint = match growth {
+                Some(g) if g < (1u64 << 20) as f64 && f.samples > 0 => format!(
+                    "the KV cache grows by only {} over this span, too little for the {signal} to resolve",
+                    human_bytes(g as u64)
+                ),
+                _ => crate::resources::ram::RAM_PROBE_HINT.to_string(),
+            };
+            format!(
+                "inconclusive ({signal}: {}{}; {hint})",
+                why.as_deref().unwrap_or("unsupported fit"),
+                expected.map(|e| format!("; {e}")).unwrap_or_default(),
+            )
+        }
     }
 }
 

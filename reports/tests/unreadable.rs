@@ -140,6 +140,7 @@ fn with_every_source_readable_every_figure_is_there() {
     assert!((w.contention.other_cores.as_ref().unwrap().mean - 1.0).abs() < 1e-9);
     let i = r.instances.as_ref().unwrap();
     assert!((i.cpu_cores_per_instance_mean.unwrap() - 0.4).abs() < 1e-9);
+    run.record.levels.truncate(1);
     run.record.levels[0].resources = w.resources.clone();
     let console = summary::render_console(&run.record, "run");
     assert!(console.contains("CPU cores used: mean 0.50"), "{console}");
