@@ -1431,3 +1431,69 @@ fn prompt_ids_are_sent_only_when_asked() {
         assert_eq!(r.prompt_tokens_intended, Some(12));
     }
 }
+
+/// `--model-config` puts the served model's KV bytes per token in the record (a config.json in
+/// its torch_dtype, a GGUF in llama.cpp's f16); a missing or malformed one is bad input.
+#[test]
+fn model_config_gives_a_remote_run_its_kv_cache() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script::openai(0, 1, 4));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+            "hidden_size": 576, "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--requests",
+            "2",
+            "--warmup",
+            "0",
+            "--model-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&run);
+    let kv = &rec["backend"]["kv_cache"];
+    assert_eq!(kv["bytes_per_token"], 30 * 2 * 3 * 64 * 2, "{kv}");
+    assert_eq!(kv["dtype"], "bf16", "{kv}");
+    let gguf = smollm2_gguf();
+    let run = tmp.path().join("run-gguf");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--requests",
+            "1",
+            "--warmup",
+            "0",
+            "--model-config",
+            gguf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let kv = &validated_record(&run)["backend"]["kv_cache"];
+    // SmolLM2-135M in llama.cpp's f16 cache: 30 layers × 2 × 3 heads × 64 × 2 B.
+    assert_eq!(kv["bytes_per_token"], 23_040, "{kv}");
+    std::fs::write(&config, r#"{"hidden_size": 576}"#).unwrap();
+    let bad = tmp.path().join("bad");
+    let o = profile_openai(
+        &srv.base_url(),
+        &bad,
+        &["--model-config", config.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("config.json") && stderr(&o).contains("num_hidden_layers"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+}
