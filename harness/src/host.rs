@@ -28,9 +28,13 @@ pub fn host_info() -> HostInfo {
             .with_memory(MemoryRefreshKind::nothing().with_ram()),
     )
     .ok();
-    let logical = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
+    // The machine's logical CPUs, whatever charter's affinity: system busy cores are summed
+    // over all of them.
+    let logical = sys
+        .as_ref()
+        .map(|s| s.cpus().len() as u32)
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| cores_available() as u32);
     HostInfo {
         hostname: System::host_name().ok(),
         os: System::long_os_version().ok(),
@@ -43,4 +47,12 @@ pub fn host_info() -> HostInfo {
         physical_cores: System::physical_core_count().ok().map(|n| n as u32),
         total_memory_bytes: sys.as_ref().map(|s| s.total_memory()).unwrap_or(0),
     }
+}
+
+/// Cores charter's process may use (its CPU affinity and cgroup quota; at least 1): what the
+/// default thread split divides and the client-saturation check measures against.
+pub fn cores_available() -> f64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0)
 }

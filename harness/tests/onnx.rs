@@ -380,6 +380,62 @@ requests = 2
     );
 }
 
+/// The RAM probe on the ONNX decoder: the output length is fitted to the model's 256-token
+/// context, the expected KV bytes per token come from the graph's cache inputs (2 layers × 2
+/// KV heads × (16 + 16) × 4 B = 512 B), and the fit names its signal. The tiny model's 100 kB
+/// of cache is below what the allocator's noise lets a fit resolve, so a number is printed only
+/// when the fit is supported and then near the truth; otherwise it is inconclusive, saying why.
+#[test]
+fn ram_probe_on_the_onnx_decoder_names_its_signal_and_the_expected_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let model = decoder_model();
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "onnx",
+        "--model",
+        s(&model),
+        "--ram-probe",
+        "--requests",
+        "5",
+        "--no-progress",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the model's context holds 256 tokens, so the probe generates 192"),
+        "{}",
+        stderr(&o)
+    );
+    let rec = validated_record(&out);
+    let kv = &rec["backend"]["kv_cache"];
+    assert_eq!(kv["bytes_per_token"], 512, "{kv}");
+    assert_eq!(
+        (kv["layers"].as_u64(), kv["kv_heads"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let fit = &rec["levels"][0]["resources"]["ram_per_1k_tokens"];
+    assert_eq!(fit["signal"], "heap", "{fit:#}");
+    assert!(fit["fitted_bytes_per_1k_tokens"].is_f64(), "{fit:#}");
+    assert!(fit["samples"].as_u64().unwrap() >= 20, "{fit:#}");
+    assert!(fit["live_tokens_max"].as_u64().unwrap() >= 200, "{fit:#}");
+    match fit["bytes_per_1k_tokens"].as_f64() {
+        Some(b) => assert!((b - 512_000.0).abs() <= 0.5 * 512_000.0, "{fit:#}"),
+        None => {
+            assert!(fit["inconclusive"].as_str().is_some(), "{fit:#}");
+            // The console says why: the cache is too small for the signal, not the workload.
+            let out = stdout(&o);
+            assert!(
+                out.contains("the architecture says 0.5 kB/token")
+                    && out.contains("too little for the heap in use to resolve"),
+                "{out}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bench_engine_runs_the_onnx_decoder() {
     let tmp = tempfile::tempdir().unwrap();

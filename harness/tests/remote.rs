@@ -14,7 +14,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use charter_record::{ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource};
+use charter_record::{
+    DecodeRule, ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource,
+};
 use common::*;
 use sse_server::{closed_port, Fault, Script, TestServer, Wire};
 
@@ -407,15 +409,76 @@ fn anthropic_thinking_does_not_fool_ttft() {
         .collect();
     for r in &rows {
         assert_eq!(r.error_kind, None, "{r:?}");
-        assert_eq!(r.output_tokens, 8);
+        // Anthropic's usage counts thinking in output_tokens without saying how much of it.
+        assert_eq!(r.output_tokens, 3 + 8);
+        assert_eq!(r.reasoning_tokens, None);
         assert_eq!(r.prompt_tokens, 11);
         assert_eq!(r.token_count_source, TokenCountSource::Usage);
         assert_eq!(r.stop_reason, Some(StopReason::MaxTokens));
         assert_eq!(r.reasoning_chunks, Some(3));
         assert!(r.first_reasoning_s.unwrap() < 0.010, "{r:?}");
+        // The documented rule: decode from the first output token of any kind, over all
+        // output tokens.
+        assert_eq!(r.decode_rule, Some(DecodeRule::AllOutput), "{r:?}");
+        let e2e_from_thinking = r.e2e_s.unwrap() - r.first_reasoning_s.unwrap();
+        assert!(
+            (r.decode_time_s.unwrap() - e2e_from_thinking).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert!(
+            (r.itl_s.unwrap() - r.decode_time_s.unwrap() / 10.0).abs() < 1e-12,
+            "{r:?}"
+        );
     }
     let ttft = median(rows.iter().map(|r| r.ttft_s.unwrap()).collect());
     assert!((ttft - 0.030).abs() <= 0.002, "TTFT p50 {ttft}");
+}
+
+/// An OpenAI reasoning stream: 40 reasoning chunks, then 20 content chunks, usage
+/// `completion_tokens` 60 with `reasoning_tokens` 40. ITL is the content decode time over the
+/// 19 gaps between content tokens, exactly (not over 59, which would make it 3× too low).
+#[test]
+fn openai_reasoning_tokens_are_not_counted_as_content_decode() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script {
+        reasoning: 40,
+        ..Script::openai(250, 5, 20)
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &["--requests", "4", "--warmup", "1", "--max-tokens", "60"],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&run);
+    let rows: Vec<_> = request_rows(&run)
+        .into_iter()
+        .filter(|r| !r.warmup)
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        assert_eq!(r.error_kind, None, "{r:?}");
+        assert_eq!(r.output_tokens, 60, "{r:?}");
+        assert_eq!(r.reasoning_tokens, Some(40), "{r:?}");
+        assert_eq!(r.reasoning_chunks, Some(40), "{r:?}");
+        assert_eq!(r.decode_rule, Some(DecodeRule::Content), "{r:?}");
+        // Decode runs from the first to the last content token: 19 gaps of 5 ms.
+        let decode = r.decode_time_s.unwrap();
+        assert!((decode - 0.095).abs() < 0.015, "decode {decode}: {r:?}");
+        assert!((r.itl_s.unwrap() - decode / 19.0).abs() < 1e-12, "{r:?}");
+        // TTFT is to the first content token; the first reasoning token came long before.
+        assert!((r.ttft_s.unwrap() - 0.250).abs() < 0.015, "{r:?}");
+        assert!(
+            r.first_reasoning_s.unwrap() < r.ttft_s.unwrap() - 0.1,
+            "{r:?}"
+        );
+    }
+    let s = &rec["levels"][0]["summary"];
+    assert_eq!(s["reasoning_tokens"], 4 * 40, "{s}");
+    assert_eq!(s["decode_rules"]["content"], 4, "{s}");
+    assert!(s["first_reasoning"]["count"] == 4, "{s}");
 }
 
 #[test]
@@ -1376,4 +1439,70 @@ fn prompt_ids_are_sent_only_when_asked() {
         assert_eq!(r.prompt_tokens_intended_source, Some(source));
         assert_eq!(r.prompt_tokens_intended, Some(12));
     }
+}
+
+/// `--model-config` puts the served model's KV bytes per token in the record (a config.json in
+/// its torch_dtype, a GGUF in llama.cpp's f16); a missing or malformed one is bad input.
+#[test]
+fn model_config_gives_a_remote_run_its_kv_cache() {
+    let _serial = serial();
+    let srv = TestServer::start(|_| Script::openai(0, 1, 4));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+            "hidden_size": 576, "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--requests",
+            "2",
+            "--warmup",
+            "0",
+            "--model-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rec = validated_record(&run);
+    let kv = &rec["backend"]["kv_cache"];
+    assert_eq!(kv["bytes_per_token"], 30 * 2 * 3 * 64 * 2, "{kv}");
+    assert_eq!(kv["dtype"], "bf16", "{kv}");
+    let gguf = smollm2_gguf();
+    let run = tmp.path().join("run-gguf");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--requests",
+            "1",
+            "--warmup",
+            "0",
+            "--model-config",
+            gguf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let kv = &validated_record(&run)["backend"]["kv_cache"];
+    // SmolLM2-135M in llama.cpp's f16 cache: 30 layers × 2 × 3 heads × 64 × 2 B.
+    assert_eq!(kv["bytes_per_token"], 23_040, "{kv}");
+    std::fs::write(&config, r#"{"hidden_size": 576}"#).unwrap();
+    let bad = tmp.path().join("bad");
+    let o = profile_openai(
+        &srv.base_url(),
+        &bad,
+        &["--model-config", config.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("config.json") && stderr(&o).contains("num_hidden_layers"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
 }

@@ -49,3 +49,51 @@ fn busy_thread_is_measured_within_15_percent() {
     assert!(out.info.cpu_time_s.is_finite() && out.info.cpu_time_s > 0.0);
     assert!(out.samples.iter().all(|s| s.row.rss_bytes.unwrap() > 0));
 }
+
+/// A tick whose every source is unreadable keeps its timestamp and leaves every reading empty:
+/// empty CSV cells and `None` in the samples, never a zero.
+#[test]
+fn unreadable_sources_leave_empty_cells_not_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| std::fs::File::create(dir.path().join(n)).unwrap();
+    let out = Outputs {
+        samples: file("samples.csv"),
+        instances: file("instances.csv"),
+        gpu: file("gpu.csv"),
+    };
+    // No source could be opened.
+    let mut sources = Sources::default();
+    for name in ["process", "heap", "system", "rapl", "gpu"] {
+        sources
+            .unavailable
+            .push((name.into(), "unreadable (test)".into()));
+    }
+    let s = Sampler::start(Instant::now(), Duration::from_millis(20), out, sources).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = s.stop().unwrap();
+    assert!(out.samples.len() >= 3);
+    for s in &out.samples {
+        let r = &s.row;
+        assert_eq!(
+            (
+                r.process_cpu_s,
+                r.process_cpu_cores,
+                r.rss_bytes,
+                r.heap_bytes
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!((r.system_busy_cores, r.cpu_energy_j), (None, None));
+    }
+    let csv = std::fs::read_to_string(dir.path().join("samples.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "t_s,process_cpu_s,process_cpu_cores,rss_bytes,system_busy_cores,cpu_energy_j,heap_bytes"
+    );
+    for row in lines {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert!(cells[0].parse::<f64>().is_ok(), "{row}");
+        assert!(cells[1..].iter().all(|c| c.is_empty()), "{row}");
+    }
+}

@@ -150,6 +150,8 @@ pub struct HostInfo {
     pub os: Option<String>,
     pub kernel: Option<String>,
     pub cpu_model: Option<String>,
+    /// The machine's logical CPUs (all online ones, whatever charter's affinity; charter's own
+    /// share is `client_bound.cores_available`).
     pub logical_cores: u32,
     pub physical_cores: Option<u32>,
     pub total_memory_bytes: u64,

@@ -150,10 +150,12 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             );
         }
         None => {
-            let _ = writeln!(
-                out,
-                "  CPU cores used: not measured (window shorter than a sample interval)"
-            );
+            let why = res
+                .unmeasured
+                .get("process_cpu")
+                .or_else(|| res.unmeasured.get("window"))
+                .map_or("no sample inside the window", String::as_str);
+            let _ = writeln!(out, "  CPU cores used: not measured ({why})");
         }
     }
     let _ = writeln!(
@@ -166,6 +168,11 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             .map(human_bytes)
             .unwrap_or_else(|| "not measured".into())
     );
+    if l.contention.other_cores.is_none() {
+        if let Some(why) = res.unmeasured.get("other_cores") {
+            let _ = writeln!(out, "  other processes: not measured ({why})");
+        }
+    }
     if let Some(o) = &l.contention.other_cores {
         let _ = writeln!(
             out,
@@ -287,7 +294,11 @@ fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary, kv: Option<&K
         );
     }
     for (k, why) in &res.unmeasured {
-        if k != "ram_per_1k_tokens" {
+        // Those three have their own lines above.
+        if !matches!(
+            k.as_str(),
+            "ram_per_1k_tokens" | "other_cores" | "process_cpu"
+        ) {
             let _ = writeln!(out, "  {k}: not measured ({why})");
         }
     }
@@ -436,12 +447,26 @@ pub fn ram_fit_words(f: &RamFit, kv: Option<&KvCacheRecord>) -> String {
                 .unwrap_or_default();
             format!("{} ({support}{vs})", signed_human_bytes(b))
         }
-        (None, why) => format!(
-            "inconclusive ({signal}: {}{}; {})",
-            why.as_deref().unwrap_or("unsupported fit"),
-            expected.map(|e| format!("; {e}")).unwrap_or_default(),
-            crate::resources::ram::RAM_PROBE_HINT
-        ),
+        (None, why) => {
+            // A cache that grows by less than a MiB over the span is below what a process's
+            // memory signal resolves: a longer context, not the probe, is what would help.
+            let growth = kv.map(|k| {
+                k.bytes_per_token as f64
+                    * f.live_tokens_max.saturating_sub(f.live_tokens_min) as f64
+            });
+            let hint = match growth {
+                Some(g) if g < (1u64 << 20) as f64 && f.samples > 0 => format!(
+                    "the KV cache grows by only {} over this span, too little for the {signal} to resolve",
+                    human_bytes(g as u64)
+                ),
+                _ => crate::resources::ram::RAM_PROBE_HINT.to_string(),
+            };
+            format!(
+                "inconclusive ({signal}: {}{}; {hint})",
+                why.as_deref().unwrap_or("unsupported fit"),
+                expected.map(|e| format!("; {e}")).unwrap_or_default(),
+            )
+        }
     }
 }
 

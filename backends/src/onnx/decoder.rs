@@ -32,6 +32,22 @@ pub struct DecoderLayout {
 }
 
 impl DecoderLayout {
+    /// KV-cache bytes per token of context, from the cache inputs' shapes (f32; keys and
+    /// values may have different head sizes).
+    pub fn kv_cache(&self) -> charter_record::KvCacheRecord {
+        let mut kv = charter_record::KvCacheRecord::new(
+            "f32",
+            4,
+            self.layers as u32,
+            self.kv_heads as u32,
+            self.head_dim as u32,
+            "ONNX graph: past_key_values input shapes",
+        );
+        kv.bytes_per_token =
+            self.layers as u64 * (self.kv_heads * (self.head_dim + self.value_head_dim) * 4) as u64;
+        kv
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "causal LM decoder (Optimum KV-cache layout): {} layers, {} KV heads × {}",

@@ -573,7 +573,10 @@ impl OnnxBackend {
             chat_template: None,
             load_time_s: started.elapsed().as_secs_f64(),
             remote: None,
-            kv_cache: None,
+            kv_cache: match &mode {
+                Mode::Decoder { layout, .. } => Some(layout.kv_cache()),
+                Mode::Any { .. } => None,
+            },
             weights_conversion: None,
             pinning: None,
         };

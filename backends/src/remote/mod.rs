@@ -35,6 +35,7 @@
 //! as a sensitive header, and scrubbed from every error message; records only hold the
 //! variable's name.
 
+pub mod model_config;
 mod prompts;
 mod timing;
 pub mod wire;
@@ -136,6 +137,9 @@ pub struct RemoteOptions {
     /// Send synthetic prompts as token ids of the tokenizer's vocabulary (completions endpoint).
     #[serde(default)]
     pub prompt_ids: bool,
+    /// The served model's `config.json` or `.gguf`: its KV-cache bytes per token, for the record.
+    #[serde(default)]
+    pub model_config: Option<PathBuf>,
 }
 
 /// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
@@ -164,6 +168,7 @@ impl RemoteOptions {
             http2_prior_knowledge: false,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             prompt_ids: false,
+            model_config: None,
         }
     }
 }
@@ -407,7 +412,11 @@ impl RemoteBackend {
             chat_template: Some("applied by the server".into()),
             load_time_s: started.elapsed().as_secs_f64(),
             remote: Some(remote),
-            kv_cache: None,
+            kv_cache: opts
+                .model_config
+                .as_deref()
+                .map(model_config::kv_cache)
+                .transpose()?,
             weights_conversion: None,
             pinning: None,
         };

@@ -270,6 +270,11 @@ pub struct RemoteArgs {
     /// (which must be the server's) instead of text.
     #[arg(long)]
     pub prompt_ids: bool,
+
+    /// The served model's config.json (Hugging Face) or .gguf: its KV-cache bytes per token,
+    /// printed beside the RAM fit of a watched server (--watch-pid).
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub model_config: Option<PathBuf>,
 }
 
 /// Arguments of one kind-specific group, by id.
@@ -477,6 +482,7 @@ impl BackendArgs {
                     opts.max_event_bytes = m as usize;
                 }
                 opts.http2_prior_knowledge = r.http2_prior_knowledge;
+                opts.model_config = r.model_config.clone();
                 BackendSpec::Remote(opts)
             }
         })

@@ -69,6 +69,9 @@ pub struct ProfileConfig {
     pub prompt_tokens_explicit: bool,
     /// Explicit output cap (overrides a prompt file's own `max_tokens`).
     pub max_tokens: Option<LengthDist>,
+    /// `--ram-probe` with its own output length (no `--max-tokens`): fitted to the model's
+    /// context limit once the model is loaded ([`ProfileConfig::fit_probe_to_context`]).
+    pub probe_max_tokens: bool,
     pub ignore_eos: bool,
     pub temperature: f64,
     pub top_p: Option<f64>,
@@ -86,7 +89,28 @@ pub struct ProfileConfig {
     pub origins: Origins,
 }
 
+/// The RAM probe's synthetic prompt and output lengths (a model with a shorter context gets
+/// what fits).
+const PROBE_PROMPT_TOKENS: u32 = 64;
+const PROBE_MAX_TOKENS: u32 = 896;
+
 impl ProfileConfig {
+    /// The RAM probe's output length, shortened to what the loaded model's context holds
+    /// after its prompt; `Some(tokens)` when it was shortened.
+    pub fn fit_probe_to_context(&mut self, context_limit_tokens: u32) -> Option<u32> {
+        if !self.probe_max_tokens {
+            return None;
+        }
+        let LengthDist::Fixed { tokens: prompt } = self.prompt_tokens else {
+            return None;
+        };
+        let room = context_limit_tokens.saturating_sub(prompt);
+        (2..PROBE_MAX_TOKENS).contains(&room).then(|| {
+            self.max_tokens = Some(LengthDist::fixed(room));
+            room
+        })
+    }
+
     /// Check the settings as a whole and apply defaults. `logical_cores` sizes the default
     /// compute threads per instance (cores ÷ the most instances any level runs).
     pub fn resolve(s: &Settings, logical_cores: u32) -> Result<Self, CliError> {
@@ -211,7 +235,9 @@ impl ProfileConfig {
         let sm = &a.sampler;
         // The RAM probe's settings, where the user gave none.
         let probe = load.ram_probe;
-        let prompt_tokens = w.prompt_tokens.or(probe.then(|| LengthDist::fixed(64)));
+        let prompt_tokens = w
+            .prompt_tokens
+            .or(probe.then(|| LengthDist::fixed(PROBE_PROMPT_TOKENS)));
         Ok(Self {
             backend,
             seed: a.backend.seed.unwrap_or(0),
@@ -232,7 +258,10 @@ impl ProfileConfig {
             prompts: w.prompts.clone(),
             prompt_tokens: prompt_tokens.unwrap_or(LengthDist::fixed(128)),
             prompt_tokens_explicit: prompt_tokens.is_some(),
-            max_tokens: w.max_tokens.or(probe.then(|| LengthDist::fixed(896))),
+            max_tokens: w
+                .max_tokens
+                .or(probe.then(|| LengthDist::fixed(PROBE_MAX_TOKENS))),
+            probe_max_tokens: probe && w.max_tokens.is_none(),
             ignore_eos: w.ignore_eos || probe,
             temperature: w.temperature.unwrap_or(0.0),
             top_p: w.top_p,

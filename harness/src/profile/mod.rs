@@ -29,7 +29,7 @@ use session::Session;
 /// Run `charter profile` with `settings`; returns the exit code.
 pub fn profile(settings: &Settings) -> Result<i32, CliError> {
     let host = host::host_info();
-    let cfg = ProfileConfig::resolve(settings, host.logical_cores)?;
+    let mut cfg = ProfileConfig::resolve(settings, host::cores_available() as u32)?;
     cfg.check_inputs()?;
     session::install_ctrlc();
     let dir = RunDir::create(
@@ -44,6 +44,12 @@ pub fn profile(settings: &Settings) -> Result<i32, CliError> {
         }
     };
     let prepared = loaded.and_then(|backend| {
+        let limit = backend.record().context_limit_tokens;
+        if let Some(n) = cfg.fit_probe_to_context(limit) {
+            eprintln!(
+                "charter: --ram-probe: the model's context holds {limit} tokens, so the probe generates {n} after its prompt"
+            );
+        }
         let prompts = cfg.prompt_source_for(backend.accepts_text())?;
         Ok((backend, prompts))
     });
@@ -65,7 +71,7 @@ pub fn profile(settings: &Settings) -> Result<i32, CliError> {
 /// model; returns a one-line description.
 pub fn validate(path: &std::path::Path) -> Result<String, CliError> {
     let settings = Settings::from_file(path)?;
-    let cfg = ProfileConfig::resolve(&settings, host::host_info().logical_cores)?;
+    let cfg = ProfileConfig::resolve(&settings, host::cores_available() as u32)?;
     cfg.check_inputs()?;
     Ok(cfg.describe())
 }

@@ -117,9 +117,7 @@ impl<'a> Session<'a> {
             unavailable,
             idle: None,
             context_out,
-            cores_available: std::thread::available_parallelism()
-                .map(|n| n.get() as f64)
-                .unwrap_or(1.0),
+            cores_available: crate::host::cores_available(),
             pool: StreamPool::new(backend),
             next_id: 0,
             trial: 0,

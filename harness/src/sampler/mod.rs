@@ -14,6 +14,7 @@
 //! `charter_reports::resources`.
 
 pub mod process;
+mod procfile;
 pub mod procs;
 pub mod system;
 

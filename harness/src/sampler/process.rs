@@ -10,13 +10,15 @@
 use std::time::Instant;
 
 use charter_record::Sample;
+use procfs::FromRead;
 
+use super::procfile::ProcFile;
 use super::Source;
 use crate::telemetry::Unavailable;
 
 /// This process's CPU time and RSS.
 pub struct ProcessSource {
-    me: Option<procfs::process::Process>,
+    statm: Option<ProcFile>,
     page: u64,
     /// The previous tick's (time, CPU seconds), for CPU cores since then.
     prev: Option<(Instant, f64)>,
@@ -25,7 +27,7 @@ pub struct ProcessSource {
 impl ProcessSource {
     pub fn open() -> Result<Self, Unavailable> {
         Ok(Self {
-            me: procfs::process::Process::myself().ok(),
+            statm: ProcFile::open("/proc/self/statm"),
             page: procfs::page_size(),
             prev: None,
         })
@@ -53,9 +55,9 @@ impl Source for ProcessSource {
         }
         self.prev = cpu_s.map(|c| (now, c));
         tick.row.rss_bytes = self
-            .me
-            .as_ref()
-            .and_then(|p| p.statm().ok())
+            .statm
+            .as_mut()
+            .and_then(|f| f.read(|r| procfs::process::StatM::from_read(r)))
             .map(|s| s.resident * self.page);
     }
 }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use charter_backends::{current_tid, ComputeSite};
 use charter_record::{Sample, Target, TargetSample};
+use procfs::FromRead;
 
+use super::procfile::ProcFile;
 use super::Source;
 pub use charter_record::Isolation;
 
@@ -144,6 +146,8 @@ pub struct ProcReader {
     ticks_per_s: f64,
     page: u64,
     thread_last: HashMap<i32, f64>,
+    /// Each thread's schedstat, kept open (`None` once it could not be read: exited).
+    thread_files: HashMap<i32, Option<ProcFile>>,
     /// Per process: its handle (while alive) and its last reading.
     procs: HashMap<u32, (Option<procfs::process::Process>, Reading)>,
 }
@@ -164,6 +168,7 @@ impl ProcReader {
             ticks_per_s: procfs::ticks_per_second() as f64,
             page: procfs::page_size(),
             thread_last: HashMap::new(),
+            thread_files: HashMap::new(),
             procs: HashMap::new(),
         }
     }
@@ -175,12 +180,20 @@ impl ProcReader {
     /// A thread's cumulative CPU seconds: now, else its last reading (it has exited), else
     /// `None` (never read).
     fn thread_cpu_s(&mut self, tid: i32) -> Option<f64> {
-        let now = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|ns| ns as f64 / 1e9);
-        if let Some(v) = now {
-            self.thread_last.insert(tid, v);
+        let file = self
+            .thread_files
+            .entry(tid)
+            .or_insert_with(|| ProcFile::open(format!("/proc/self/task/{tid}/schedstat")));
+        let now = file
+            .as_mut()
+            .and_then(|f| f.read(|r| procfs::process::Schedstat::from_read(r)))
+            .map(|s| s.sum_exec_runtime as f64 / 1e9);
+        match now {
+            Some(v) => {
+                self.thread_last.insert(tid, v);
+            }
+            // Exited (or never readable): closed, its last reading kept.
+            None => *file = None,
         }
         self.thread_last.get(&tid).copied()
     }

@@ -2,8 +2,9 @@
 //! all − idle − iowait, in clock ticks); system busy cores = their sum.
 
 use charter_record::Sample;
-use procfs::CurrentSI;
+use procfs::FromBufReadSI;
 
+use super::procfile::ProcFile;
 use super::Source;
 use crate::telemetry::Unavailable;
 
@@ -11,11 +12,13 @@ use crate::telemetry::Unavailable;
 pub struct SystemSource {
     /// The previous tick's (busy ticks, total ticks) per core.
     prev: Option<Vec<(u64, u64)>>,
+    stat: ProcFile,
 }
 
 /// (busy ticks, total ticks) of each core now.
-fn core_ticks() -> Option<Vec<(u64, u64)>> {
-    let k = procfs::KernelStats::current().ok()?;
+fn core_ticks(stat: &mut ProcFile) -> Option<Vec<(u64, u64)>> {
+    let si = procfs::current_system_info();
+    let k = stat.read(|f| procfs::KernelStats::from_buf_read(std::io::BufReader::new(f), si))?;
     Some(
         k.cpu_time
             .iter()
@@ -36,8 +39,10 @@ fn core_ticks() -> Option<Vec<(u64, u64)>> {
 
 impl SystemSource {
     pub fn open() -> Result<Self, Unavailable> {
-        match core_ticks() {
-            Some(t) if !t.is_empty() => Ok(Self { prev: None }),
+        let mut stat = ProcFile::open("/proc/stat")
+            .ok_or_else(|| Unavailable::new("/proc/stat cannot be opened"))?;
+        match core_ticks(&mut stat) {
+            Some(t) if !t.is_empty() => Ok(Self { prev: None, stat }),
             _ => Err(Unavailable::new("/proc/stat has no per-core times")),
         }
     }
@@ -53,7 +58,7 @@ impl Source for SystemSource {
     }
 
     fn read(&mut self, tick: &mut Sample) {
-        let now = core_ticks();
+        let now = core_ticks(&mut self.stat);
         if let (Some(prev), Some(cur)) = (&self.prev, &now) {
             // A core whose counters did not move (or went back) has no share this tick.
             let shares: Option<Vec<f64>> = cur

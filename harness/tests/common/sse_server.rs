@@ -49,7 +49,10 @@ pub struct Script {
     /// Between content chunks.
     pub itl: Duration,
     pub tokens: u32,
-    /// Reasoning/thinking chunks, one every `itl` from arrival, before the content.
+    /// Reasoning/thinking chunks, one every `itl` from arrival, before the content. Usage
+    /// counts them as the real APIs do: OpenAI's `completion_tokens` includes them and
+    /// `completion_tokens_details.reasoning_tokens` says how many; Anthropic's `output_tokens`
+    /// includes them without saying how many.
     pub reasoning: u32,
     /// Send usage (OpenAI: only when the request asked for it).
     pub usage: bool,
@@ -396,11 +399,19 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
         Wire::OpenAiChat => {
             end.push_str(&oa("{}", &format!("\"{}\"", s.finish)));
             if s.usage && include_usage {
+                let output = s.tokens + s.reasoning;
+                let details = if s.reasoning > 0 {
+                    format!(
+                        ",\"completion_tokens_details\":{{\"reasoning_tokens\":{}}}",
+                        s.reasoning
+                    )
+                } else {
+                    String::new()
+                };
                 end.push_str(&format!(
-                    "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                    "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{output},\"total_tokens\":{}{details}}}}}\n\n",
                     s.prompt_tokens,
-                    s.tokens,
-                    u64::from(s.tokens) + s.prompt_tokens
+                    u64::from(output) + s.prompt_tokens
                 ));
             }
             if s.fault != Fault::NoDone {
@@ -414,7 +425,7 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             ));
             end.push_str(&an(
                 "message_delta",
-                format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens),
+                format!("{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"max_tokens\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{}}}}}", s.tokens + s.reasoning),
             ));
             if s.fault != Fault::NoDone {
                 end.push_str(&an("message_stop", "{\"type\":\"message_stop\"}".into()));

@@ -33,6 +33,7 @@ pub struct ClientInputs<'a> {
     pub remote: bool,
     /// Cores charter's process may use (affinity, cgroup quota).
     pub cores_available: f64,
+    /// The machine's logical CPUs (system busy cores are summed over all of them).
     pub logical_cores: u32,
 }
 
