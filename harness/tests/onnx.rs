@@ -397,8 +397,10 @@ fn ram_probe_on_the_onnx_decoder_names_its_signal_and_the_expected_cache() {
         "--model",
         s(&model),
         "--ram-probe",
+        // Each request takes a fraction of a second: enough of them for 20 samples even on a
+        // busy machine.
         "--requests",
-        "5",
+        "15",
         "--no-progress",
         "--out",
         s(&out),
