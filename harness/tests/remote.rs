@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use charter_record::{ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource};
 use common::*;
-use sse_server::{closed_port, Fault, Script, TestServer, Wire};
+use sse_server::{closed_port, EchoAt, Fault, Script, TestServer, Wire};
 
 /// The tests of this file run one at a time: the timing test must not share the CPUs with the
 /// other tests' servers and clients.
@@ -370,6 +370,160 @@ fn api_key_never_reaches_any_output() {
         .iter()
         .filter_map(|r| r.error_message.as_deref())
         .any(|m| m.contains("[redacted]")));
+}
+
+/// Every text charter wrote for a run: its console output, the run directory and the report
+/// rendered from it.
+fn all_outputs(o: &std::process::Output, run: &Path, report: &Path) -> Vec<(String, String)> {
+    let r = charter(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(0), "stderr: {}", stderr(&r));
+    let mut outputs = vec![
+        ("profile stdout".into(), stdout(o)),
+        ("profile stderr".into(), stderr(o)),
+        ("report stdout".into(), stdout(&r)),
+        ("report stderr".into(), stderr(&r)),
+    ];
+    let mut dirs = vec![run.to_path_buf(), report.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                outputs.push((p.display().to_string(), text));
+            }
+        }
+    }
+    outputs
+}
+
+/// No 8-byte piece of `secret` appears in any output.
+fn assert_no_piece_of(secret: &str, outputs: &[(String, String)]) {
+    for (name, text) in outputs {
+        for i in 0..=secret.len() - 8 {
+            let piece = &secret[i..i + 8];
+            assert!(
+                !text.contains(piece),
+                "{piece:?} (a piece of a secret) leaked into {name}"
+            );
+        }
+    }
+}
+
+/// Servers that echo the credential where charter quotes them in error messages (a proxy's
+/// error page that lists every request header, a chunk that is not JSON, an error event),
+/// placed so that the credential straddles each cut charter makes (300, 80 and 200
+/// characters) at every offset: no 8-byte piece of the key or of a `--header` value reaches
+/// any output, through the OpenAI `Authorization` header, the Anthropic `x-api-key` header,
+/// or an `Authorization` header given with `--header`.
+#[test]
+fn a_key_echoed_across_any_cut_never_leaks() {
+    let _serial = serial();
+    const KEY: &str = "sk-charter-cut-0123456789abcdefghijklmn";
+    const TEAM: &str = "team-secret-fedcba9876543210zyxw";
+    // Offsets sweep the credential across each cut: it starts before the cut by 0 to 59 bytes.
+    const SPAN: usize = 60;
+    // Where each quote is cut, less the text before the padding in what is cut.
+    let start = |at: EchoAt| match at {
+        // The page is the body: `<html><body><h1>502 Bad Gateway</h1><pre>`.
+        EchoAt::ProxyPage => 300 - 41 - SPAN,
+        // The chunk's data is quoted from its first byte.
+        EchoAt::Malformed => 80 - SPAN,
+        // The error object as JSON: `{"code":"`.
+        EchoAt::ErrorEvent => 200 - 9 - SPAN,
+    };
+    let kinds = [EchoAt::ProxyPage, EchoAt::Malformed, EchoAt::ErrorEvent];
+    let n = 3 * SPAN as u64;
+    for (case, wire) in [
+        ("openai key", Wire::OpenAiChat),
+        ("anthropic key", Wire::Anthropic),
+        ("authorization header", Wire::OpenAiChat),
+    ] {
+        let srv = TestServer::start(move |i| {
+            let at = kinds[(i % 3) as usize];
+            Script {
+                wire,
+                ..Script::openai(0, 0, 2)
+            }
+            .with(Fault::Echo(at, start(at) + (i / 3) as usize % SPAN))
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let team = format!("X-Team-Token: {TEAM}");
+        let auth = format!("Authorization: Bearer {KEY}");
+        let backend = if wire == Wire::Anthropic {
+            "anthropic"
+        } else {
+            "openai"
+        };
+        let requests = n.to_string();
+        let base = srv.base_url();
+        let mut args = vec![
+            "profile",
+            "--backend",
+            backend,
+            "--base-url",
+            &base,
+            "--model",
+            "m",
+            "--header",
+            &team,
+            "--concurrency",
+            "3",
+            "--requests",
+            &requests,
+            "--warmup",
+            "0",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        if case == "authorization header" {
+            args.extend(["--header", &auth]);
+        } else {
+            args.extend(["--api-key-env", "CHARTER_TEST_KEY"]);
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_charter"))
+            .args(&args)
+            .env("CHARTER_TEST_KEY", KEY)
+            .output()
+            .unwrap();
+        // Every request failed: exit 3, results written.
+        assert_eq!(o.status.code(), Some(3), "{case}: stderr: {}", stderr(&o));
+        let creds = srv.credentials.lock().unwrap().clone();
+        let sent = if wire == Wire::Anthropic {
+            KEY.to_string()
+        } else {
+            format!("Bearer {KEY}")
+        };
+        assert_eq!(creds.len() as u64, n, "{case}");
+        assert!(creds.iter().all(|c| c == &sent), "{case}: {creds:?}");
+        let rec = validated_record(&run);
+        let errors = &rec["levels"][0]["summary"]["errors"];
+        assert_eq!(errors["http_status"], SPAN as u64, "{case}: {errors}");
+        assert_eq!(errors["malformed"], SPAN as u64, "{case}: {errors}");
+        assert_eq!(errors["stream_broken"], SPAN as u64, "{case}: {errors}");
+        let outputs = all_outputs(&o, &run, &tmp.path().join("report"));
+        assert_no_piece_of(KEY, &outputs);
+        assert_no_piece_of(TEAM, &outputs);
+        // The messages still say what happened, with the secret's place marked.
+        let rows = request_rows(&run);
+        let messages: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.error_message.as_deref())
+            .collect();
+        assert_eq!(messages.len() as u64, n, "{case}");
+        assert!(
+            messages.iter().filter(|m| m.contains("[redacted]")).count() as u64 >= n / 2,
+            "{case}: {messages:#?}"
+        );
+        assert!(messages.iter().any(|m| m.starts_with("HTTP 502")), "{case}");
+    }
 }
 
 #[test]

@@ -52,6 +52,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
+use crate::secrets::Secrets;
 use crate::{
     Backend, BackendRecord, ChatMessage, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt,
     PromptTokenSource, RequestError, StaleConnection, StopReason, Stream, TokenCountSource,
@@ -170,6 +171,11 @@ impl RemoteOptions {
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// How much of an error response's body is read for its message.
+const ERROR_BODY_READ: usize = 64 * 1024;
+/// How much of an error response's (scrubbed) body its message quotes.
+const ERROR_SNIPPET_CHARS: usize = 300;
+
 /// What every stream of a backend shares.
 struct Shared {
     api: Api,
@@ -189,7 +195,7 @@ struct Shared {
     pool_idle_timeout: Duration,
     /// Scrubbed from every message: the API key and the values of extra headers (which may
     /// carry credentials too).
-    secrets: Vec<String>,
+    secrets: Secrets,
 }
 
 /// A remote API backend.
@@ -426,17 +432,16 @@ impl RemoteBackend {
                 max_event_bytes: opts.max_event_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
                 pool_idle_timeout: opts.pool_idle_timeout,
-                secrets: secret
-                    .into_iter()
-                    .chain(
+                secrets: Secrets::new(
+                    secret.into_iter().chain(
                         opts.headers
                             .iter()
                             .map(|(_, v)| v.trim().to_string())
                             // Short header values ("1", "true") are no secrets, and scrubbing
                             // them would garble messages.
                             .filter(|v| v.len() >= 8),
-                    )
-                    .collect(),
+                    ),
+                ),
             }),
             vocab,
             record,
@@ -529,13 +534,12 @@ struct Prepared {
 }
 
 impl Shared {
-    fn scrub(&self, mut msg: String) -> String {
-        for k in &self.secrets {
-            if msg.contains(k.as_str()) {
-                msg = msg.replace(k.as_str(), "[redacted]");
-            }
+    fn scrub(&self, msg: String) -> String {
+        if self.secrets.is_empty() {
+            msg
+        } else {
+            self.secrets.scrub(&msg)
         }
-        msg
     }
 
     /// The request body, with the prompt's intended length and how it is known.
@@ -919,14 +923,26 @@ impl Exchange<'_> {
             } else {
                 ErrorKind::HttpStatus
             };
-            let (snippet, read) =
-                match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
-                    Ok(Ok(b)) => (
-                        String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
-                        true,
-                    ),
-                    _ => (String::new(), false),
-                };
+            // At most ERROR_BODY_READ bytes are read (a 1 GiB error page costs no more), and
+            // the text is scrubbed before it is cut, so a key echoed across the cut is never
+            // halved into a prefix.
+            let mut resp = resp;
+            let mut body = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while body.len() < ERROR_BODY_READ {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => body.extend_from_slice(&c),
+                        Ok(None) => return true,
+                        Err(_) => return false,
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            let snippet = sh
+                .secrets
+                .clip(String::from_utf8_lossy(&body).trim(), ERROR_SNIPPET_CHARS);
             if read && keep_alive {
                 self.pooled_at.set(Some(Instant::now()));
             }
@@ -1014,7 +1030,7 @@ impl Exchange<'_> {
             let Some(data) = ev.data.as_deref() else {
                 continue;
             };
-            let piece = match wire::parse(sh.format, data) {
+            let piece = match wire::parse(sh.format, data, &sh.secrets) {
                 Ok(x) => x,
                 Err(m) => return Err(self.fail(p, ErrorKind::Malformed, m)),
             };
@@ -1156,7 +1172,7 @@ pub fn replay(api: Api, endpoint: Endpoint, pieces: Vec<Bytes>) -> Result<Vec<Re
             let Some(data) = ev.data.as_deref() else {
                 continue;
             };
-            let p = wire::parse(format, data)?;
+            let p = wire::parse(format, data, &Secrets::none())?;
             out.push(Replayed {
                 content: p.content.as_deref().unwrap_or("").to_string(),
                 reasoning: p.reasoning.as_deref().unwrap_or("").to_string(),

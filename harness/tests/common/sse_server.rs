@@ -32,6 +32,20 @@ pub enum Fault {
     Huge(usize),
     /// Hold the response headers this long.
     SlowHeaders(Duration),
+    /// Echo the request's credential (`Authorization` or `x-api-key`) after this many padding
+    /// bytes, where the client quotes it in an error message.
+    Echo(EchoAt, usize),
+}
+
+/// Where a server echoes credentials back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EchoAt {
+    /// A proxy's 502 error page: the padding and the credential, then every request header.
+    ProxyPage,
+    /// A stream chunk that is not JSON: the padding and the credential.
+    Malformed,
+    /// A stream error event whose error object holds only `code`: the padding and the credential.
+    ErrorEvent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,6 +205,17 @@ fn respond(
         None => cred,
     };
     let s = script(n);
+    if let Fault::Echo(EchoAt::ProxyPage, pad) = s.fault {
+        let mut page = format!("{}{cred}\n", "p".repeat(pad));
+        for (name, value) in &headers {
+            page.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
+        }
+        let body = format!("<html><body><h1>502 Bad Gateway</h1><pre>{page}</pre></body></html>");
+        return (
+            (StatusCode::BAD_GATEWAY, body).into_response(),
+            Duration::ZERO,
+        );
+    }
     if let Fault::Status(code, retry) = &s.fault {
         let mut r = (
             StatusCode::from_u16(*code).unwrap(),
@@ -212,7 +237,7 @@ fn respond(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-    produce(&s, arrival, include_usage, tx);
+    produce(&s, arrival, include_usage, &cred, tx);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -316,12 +341,12 @@ impl Scheduler {
     }
 }
 
-fn produce(s: &Script, arrival: Instant, include_usage: bool, tx: Tx) {
-    let steps = plan(s, arrival, include_usage);
+fn produce(s: &Script, arrival: Instant, include_usage: bool, cred: &str, tx: Tx) {
+    let steps = plan(s, arrival, include_usage, cred);
     Scheduler::get().tx.send((steps, tx)).unwrap();
 }
 
-fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step)> {
+fn plan(s: &Script, arrival: Instant, include_usage: bool, cred: &str) -> Vec<(Instant, Step)> {
     let mut out = Vec::new();
     let mut send = |at: Instant, text: String| out.push((at, Step::Data(Bytes::from(text))));
     let oa = |delta: &str, finish: &str| {
@@ -351,6 +376,20 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             ),
         };
         send(arrival + s.itl * i, chunk);
+    }
+    if let Fault::Echo(at, pad) = s.fault {
+        let echoed = format!("{}{cred}", "p".repeat(pad));
+        let data = match (at, s.wire) {
+            (EchoAt::ErrorEvent, Wire::OpenAiChat) => {
+                format!("data: {{\"error\":{{\"code\":\"{echoed}\"}}}}\n\n")
+            }
+            (EchoAt::ErrorEvent, Wire::Anthropic) => format!(
+                "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"code\":\"{echoed}\"}}}}\n\n"
+            ),
+            _ => format!("data: {echoed}\n\n"),
+        };
+        send(arrival + s.ttft, data);
+        return out;
     }
     for i in 0..s.tokens {
         let at = arrival + s.ttft + s.itl * i;
