@@ -50,105 +50,117 @@ fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> std::process::Outpu
     charter(&args)
 }
 
-/// The delays the timing test injects: five variants (so that 64 closed-loop streams do not
-/// stay in lock-step), told apart in the rows by the prompt-token count the server reports.
-fn injected(k: u64) -> (f64, f64) {
-    (0.026 + 0.002 * k as f64, 0.008 + 0.0005 * k as f64)
+/// A delay before the response headers shows up in full in the response-headers time and in
+/// TTFT, on every request: bounds that hold on any machine however loaded (a late client can
+/// only measure more). The precision of charter's timing against known delays is a figure,
+/// not a pass/fail test: `cargo bench -p charter-benches --bench remote_timing` reports it.
+#[test]
+fn a_delay_before_response_headers_shows_in_ttft() {
+    let _serial = serial();
+    let hold = std::time::Duration::from_millis(50);
+    let srv = TestServer::start(move |_| Script::openai(0, 2, 4).with(Fault::SlowHeaders(hold)));
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &["--concurrency", "2", "--requests", "6", "--warmup", "0"],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rows = request_rows(&run);
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        assert_eq!(r.error_kind, None, "{r:?}");
+        let headers = r.response_headers_s.unwrap();
+        let ttft = r.ttft_s.unwrap();
+        assert!(
+            headers >= 0.050,
+            "response headers {headers} s < the 50 ms held: {r:?}"
+        );
+        assert!(ttft >= headers, "{r:?}");
+        assert!(r.e2e_s.unwrap() >= ttft, "{r:?}");
+    }
 }
 
-/// Measured TTFT and ITL match the server's injected delays within ±1 ms (p50 of the
-/// per-request differences), at concurrency 1 and 64; role-only first chunks do not count as
-/// the first token.
-#[test]
-fn timings_match_injected_delays() {
-    let _serial = serial();
-    let srv = TestServer::start(|n| {
-        let k = n % 5;
-        let (ttft, itl) = injected(k);
-        Script {
-            ttft: std::time::Duration::from_secs_f64(ttft),
-            itl: std::time::Duration::from_secs_f64(itl),
-            prompt_tokens: k,
-            ..Script::openai(0, 0, 10)
+/// A server that accepts at once but reads nothing of a request for 50 ms, then answers one
+/// token: a request larger than the socket buffers cannot be written before the server reads,
+/// so the 50 ms appear in TTFT only if `start` is stamped before the request is written.
+fn slow_reader_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 1 << 16];
+                let header_end = loop {
+                    let n = c.read(&mut chunk).unwrap();
+                    assert!(n > 0, "the client closed before sending its headers");
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .expect("a content-length");
+                let mut got = buf.len() - header_end;
+                while got < len {
+                    let n = c.read(&mut chunk).unwrap();
+                    assert!(n > 0);
+                    got += n;
+                }
+                let body = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n\
+                            data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+                            data: [DONE]\n\n";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
         }
     });
-    // Client and test server share this machine's cores: a burst of 64 streams can be delayed
-    // by the scheduler rather than by charter, so a level outside ±1 ms is measured again (up
-    // to 3 times); a systematic error still fails every attempt.
-    for (c, n, warm) in [("1", "15", "2"), ("64", "192", "64")] {
-        for attempt in 1..=3 {
-            let tmp = tempfile::tempdir().unwrap();
-            let run = tmp.path().join("run");
-            let o = profile_openai(
-                &srv.base_url(),
-                &run,
-                &[
-                    "--concurrency",
-                    c,
-                    "--requests",
-                    n,
-                    "--warmup",
-                    warm,
-                    "--max-tokens",
-                    "10",
-                ],
-            );
-            assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-            let rec = validated_record(&run);
-            assert_eq!(rec["backend"]["kind"], "openai");
-            assert_eq!(rec["backend"]["remote"]["length_field"], "max_tokens");
-            let rows: Vec<_> = request_rows(&run)
-                .into_iter()
-                .filter(|r| !r.warmup)
-                .collect();
-            assert_eq!(rows.len(), n.parse::<usize>().unwrap());
-            for r in &rows {
-                assert_eq!(r.error_kind, None, "{r:?}");
-                assert_eq!(r.output_tokens, 10);
-                assert!(r.prompt_tokens < 5);
-                assert_eq!(r.token_count_source, TokenCountSource::Usage);
-                assert_eq!(r.http_status, Some(200));
-                assert!(r.response_headers_s.unwrap() < r.ttft_s.unwrap());
-            }
-            let ttft_err = median(
-                rows.iter()
-                    .map(|r| r.ttft_s.unwrap() - injected(r.prompt_tokens).0)
-                    .collect(),
-            );
-            let itl_err = median(
-                rows.iter()
-                    .map(|r| r.itl_s.unwrap() - injected(r.prompt_tokens).1)
-                    .collect(),
-            );
-            let headers = median(rows.iter().map(|r| r.response_headers_s.unwrap()).collect());
-            eprintln!(
-            "c={c}: TTFT − injected p50 {:+.3} ms, ITL − injected p50 {:+.3} ms, response headers p50 {:.3} ms",
-            ttft_err * 1e3,
-            itl_err * 1e3,
-            headers * 1e3
+    addr
+}
+
+#[test]
+fn start_is_stamped_before_the_request_is_written() {
+    let _serial = serial();
+    let addr = slow_reader_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // About 40 MB of prompt (words of 4 to 10 bytes): far beyond loopback socket buffers.
+    let o = profile_openai(
+        &format!("http://{addr}"),
+        &run,
+        &[
+            "--prompt-tokens",
+            "6000000",
+            "--max-tokens",
+            "1",
+            "--requests",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let rows = request_rows(&run);
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.error_kind, None, "{r:?}");
+        let ttft = r.ttft_s.unwrap();
+        assert!(
+            ttft >= 0.050,
+            "TTFT {ttft} s misses the 50 ms the write waited: {r:?}"
         );
-            let within = ttft_err.abs() <= 0.001 && itl_err.abs() <= 0.001;
-            if !within && attempt < 3 {
-                eprintln!("c={c}: attempt {attempt} outside ±1 ms; measuring again");
-                continue;
-            }
-            assert!(
-            within,
-            "c={c}: TTFT − injected p50 {:+.3} ms, ITL − injected p50 {:+.3} ms (response headers p50 {:.3} ms)",
-            ttft_err * 1e3,
-            itl_err * 1e3,
-            headers * 1e3
-        );
-            if c == "1" {
-                // One stream, one kept-alive connection: only the first request connects.
-                assert!(rows.iter().all(|r| r.connection_reused == Some(true)));
-                assert!(rows.iter().all(|r| r.connect_s.is_none()));
-                let warm_row = &request_rows(&run)[0];
-                assert_eq!(warm_row.connection_reused, Some(false));
-                assert!(warm_row.connect_s.unwrap() > 0.0);
-            }
-            break;
-        }
     }
 }
 
@@ -403,11 +415,11 @@ fn all_outputs(o: &std::process::Output, run: &Path, report: &Path) -> Vec<(Stri
     outputs
 }
 
-/// No 8-byte piece of `secret` appears in any output.
-fn assert_no_piece_of(secret: &str, outputs: &[(String, String)]) {
+/// No `len`-byte piece of `secret` appears in any output.
+fn assert_no_piece_of(secret: &str, len: usize, outputs: &[(String, String)]) {
     for (name, text) in outputs {
-        for i in 0..=secret.len() - 8 {
-            let piece = &secret[i..i + 8];
+        for i in 0..=secret.len() - len {
+            let piece = &secret[i..i + len];
             assert!(
                 !text.contains(piece),
                 "{piece:?} (a piece of a secret) leaked into {name}"
@@ -419,15 +431,17 @@ fn assert_no_piece_of(secret: &str, outputs: &[(String, String)]) {
 /// Servers that echo the credential where charter quotes them in error messages (a proxy's
 /// error page that lists every request header, a chunk that is not JSON, an error event),
 /// placed so that the credential straddles each cut charter makes (300, 80 and 200
-/// characters) at every offset: no 8-byte piece of the key or of a `--header` value reaches
+/// characters) at every offset: no 4-byte piece of the key or of a `--header` value reaches
 /// any output, through the OpenAI `Authorization` header, the Anthropic `x-api-key` header,
 /// or an `Authorization` header given with `--header`.
 #[test]
 fn a_key_echoed_across_any_cut_never_leaks() {
     let _serial = serial();
-    const KEY: &str = "sk-charter-cut-0123456789abcdefghijklmn";
-    const TEAM: &str = "team-secret-fedcba9876543210zyxw";
-    // Offsets sweep the credential across each cut: it starts before the cut by 0 to 59 bytes.
+    // Mixed-case letters only: no 4-byte piece of either appears in any output by chance, so
+    // even the short stub of a key halved by a cut would be caught.
+    const KEY: &str = "QzXqWvKJmPrTyUnBhGdFsLkRtYpWqZxVcM";
+    const TEAM: &str = "TmSqVbNcXzLkJhGfDsApOiUyTrEwQ";
+    // Offsets sweep the credential across each cut: it starts 1 to 60 bytes before the cut.
     const SPAN: usize = 60;
     // Where each quote is cut, less the text before the padding in what is cut.
     let start = |at: EchoAt| match at {
@@ -509,8 +523,8 @@ fn a_key_echoed_across_any_cut_never_leaks() {
         assert_eq!(errors["malformed"], SPAN as u64, "{case}: {errors}");
         assert_eq!(errors["stream_broken"], SPAN as u64, "{case}: {errors}");
         let outputs = all_outputs(&o, &run, &tmp.path().join("report"));
-        assert_no_piece_of(KEY, &outputs);
-        assert_no_piece_of(TEAM, &outputs);
+        assert_no_piece_of(KEY, 4, &outputs);
+        assert_no_piece_of(TEAM, 4, &outputs);
         // The messages still say what happened, with the secret's place marked.
         let rows = request_rows(&run);
         let messages: Vec<&str> = rows
