@@ -234,3 +234,48 @@ fn one_line_cuts_backtraces_and_joins_lines() {
     );
     assert_eq!(charter::one_line("a\nStack backtrace:\n  0: x"), "a");
 }
+
+/// A level that cannot fit in this machine's memory is refused before it starts, in seconds,
+/// naming the flag and the estimate against the available memory (it used to start every
+/// stream and end in the kernel's OOM killer).
+#[test]
+fn a_level_that_cannot_fit_is_refused_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let started = std::time::Instant::now();
+    // A million streams of tiny-15m: terabytes of KV cache and per-stream memory.
+    assert_bad_input(
+        &[
+            "profile",
+            "--concurrency",
+            "1000000",
+            "--requests",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "--concurrency 1000000: the largest level needs about",
+        Some(&out),
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refusing took {:?}",
+        started.elapsed()
+    );
+    let o = charter(&[
+        "profile",
+        "--concurrency",
+        "1000000",
+        "--requests",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!out.exists());
+    let err = stderr(&o);
+    assert!(
+        err.contains("is available") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
