@@ -540,6 +540,68 @@ fn a_key_echoed_across_any_cut_never_leaks() {
     }
 }
 
+/// An API key is never sent over plain HTTP to another machine unless asked: exit 2 at once,
+/// naming the flag that allows it; with `--allow-plaintext-key` the run goes ahead (here to an
+/// address that never answers, so every request fails to connect and the level exits 3).
+#[test]
+fn a_key_is_not_sent_in_plain_http_to_another_host_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // 192.0.2.0/24 is TEST-NET-1: documentation only, never routed.
+    let args = |allow: bool| {
+        let mut a = vec![
+            "profile",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://192.0.2.1:9/v1",
+            "--model",
+            "m",
+            "--api-key-env",
+            "CHARTER_TEST_KEY",
+            "--requests",
+            "1",
+            "--warmup",
+            "0",
+            "--connect-timeout",
+            "200ms",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        if allow {
+            a.push("--allow-plaintext-key");
+        }
+        a
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(args(false))
+        .env("CHARTER_TEST_KEY", "sk-plaintext-test-key")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--api-key-env CHARTER_TEST_KEY") && err.contains("--allow-plaintext-key"),
+        "{err}"
+    );
+    assert!(!run.exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(args(true))
+        .env("CHARTER_TEST_KEY", "sk-plaintext-test-key")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let rows = request_rows(&run);
+    // Unroutable: refused by the network at once, or the connect timeout.
+    assert!(
+        matches!(
+            rows[0].error_kind,
+            Some(ErrorKind::Connect | ErrorKind::Timeout)
+        ),
+        "{rows:?}"
+    );
+}
+
 #[test]
 fn anthropic_thinking_does_not_fool_ttft() {
     let _serial = serial();

@@ -137,6 +137,10 @@ pub struct RemoteOptions {
     /// Send synthetic prompts as token ids of the tokenizer's vocabulary (completions endpoint).
     #[serde(default)]
     pub prompt_ids: bool,
+    /// Send the API key (or a credential header) over plain HTTP to a host that is not this
+    /// machine; refused otherwise.
+    #[serde(default)]
+    pub allow_plaintext_key: bool,
 }
 
 /// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
@@ -165,6 +169,7 @@ impl RemoteOptions {
             http2_prior_knowledge: false,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             prompt_ids: false,
+            allow_plaintext_key: false,
         }
     }
 }
@@ -237,6 +242,59 @@ pub fn endpoint_url(base: &str, api: Api, endpoint: Endpoint) -> Result<reqwest:
     Ok(out)
 }
 
+/// Header names that carry credentials, besides the API key's own header.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+];
+
+/// A credential (the API key, a credential header, a password in the URL) is never sent over
+/// plain HTTP to a host other than this machine unless `--allow-plaintext-key` says so.
+fn check_plaintext_credentials(opts: &RemoteOptions, has_key: bool) -> Result<(), LoadError> {
+    let Ok(url) = reqwest::Url::parse(&opts.base_url) else {
+        return Ok(()); // endpoint_url has already refused it
+    };
+    if url.scheme() != "http" || opts.allow_plaintext_key || is_loopback(&url) {
+        return Ok(());
+    }
+    let header = opts
+        .headers
+        .iter()
+        .map(|(n, _)| n.trim())
+        .find(|n| CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c)));
+    let what = match (has_key, header, url.password().is_some()) {
+        (true, _, _) => format!(
+            "the API key from --api-key-env {}",
+            opts.api_key_env.as_deref().unwrap_or("")
+        ),
+        (false, Some(h), _) => format!("the --header {h} value"),
+        (false, None, true) => "the password in the URL".to_string(),
+        (false, None, false) => return Ok(()),
+    };
+    Err(setting(format!(
+        "--base-url {}: {what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key",
+        redacted_url(&url)
+    )))
+}
+
+/// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, ::1).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let h = host.to_ascii_lowercase();
+            h == "localhost" || h.ends_with(".localhost")
+        }
+    }
+}
+
 /// The base URL as recorded: user name and password removed.
 fn redacted_url(url: &reqwest::Url) -> String {
     let mut u = url.clone();
@@ -277,6 +335,7 @@ impl RemoteBackend {
                 }
             },
         };
+        check_plaintext_credentials(opts, secret.is_some())?;
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -1233,5 +1292,49 @@ mod tests {
             e.contains("CHARTER_TEST_SURELY_UNSET_VAR") && e.contains("not set"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn credentials_never_cross_the_network_in_plain_http() {
+        let check = |url: &str, key: bool, headers: &[(&str, &str)], allow: bool| {
+            let mut o = RemoteOptions::new(Api::Openai, url, "m");
+            o.api_key_env = key.then(|| "K".to_string());
+            o.headers = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            o.allow_plaintext_key = allow;
+            check_plaintext_credentials(&o, key).map_err(|e| e.to_string())
+        };
+        let e = check("http://10.1.2.3:8000", true, &[], false).unwrap_err();
+        assert!(
+            e.contains("--api-key-env K") && e.contains("--allow-plaintext-key"),
+            "{e}"
+        );
+        let e = check(
+            "http://api.example.com/v1",
+            false,
+            &[("Authorization", "Bearer x")],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("--header Authorization"), "{e}");
+        let e = check("http://u:pw@example.com", false, &[], false).unwrap_err();
+        assert!(
+            e.contains("password in the URL") && !e.contains("pw@"),
+            "{e}"
+        );
+        // Allowed: the flag, TLS, this machine, or no credential at all.
+        assert!(check("http://10.1.2.3:8000", true, &[], true).is_ok());
+        assert!(check("https://10.1.2.3:8000", true, &[], false).is_ok());
+        for local in [
+            "http://127.0.0.1:1",
+            "http://127.9.9.9:1",
+            "http://localhost:1",
+            "http://[::1]:1",
+        ] {
+            assert!(check(local, true, &[], false).is_ok(), "{local}");
+        }
+        assert!(check("http://10.1.2.3:8000", false, &[("X-Trace", "1")], false).is_ok());
     }
 }

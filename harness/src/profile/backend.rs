@@ -240,6 +240,11 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
+    /// Send the API key (or an Authorization, x-api-key or Cookie --header) over plain http://
+    /// to a host that is not this machine; refused (exit 2) without it.
+    #[arg(long)]
+    pub allow_plaintext_key: bool,
+
     /// Close a kept-alive connection that sat idle this long, before the server does (uvicorn
     /// closes them after 5s, gunicorn 2s, nginx 75s) [default: 4s].
     #[arg(long, value_parser = parse_positive_duration)]
@@ -442,6 +447,7 @@ impl BackendArgs {
                     opts.max_event_bytes = m as usize;
                 }
                 opts.http2_prior_knowledge = r.http2_prior_knowledge;
+                opts.allow_plaintext_key = r.allow_plaintext_key;
                 BackendSpec::Remote(opts)
             }
         })
