@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use charter_record::{ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource};
 use common::*;
-use sse_server::{closed_port, EchoAt, Fault, Script, TestServer, Wire};
+use sse_server::{closed_port, tls_cert_path, EchoAt, Fault, Script, TestServer, Wire};
 
 /// The tests of this file run one at a time: the timing test must not share the CPUs with the
 /// other tests' servers and clients.
@@ -600,6 +600,67 @@ fn a_key_is_not_sent_in_plain_http_to_another_host_unless_allowed() {
         ),
         "{rows:?}"
     );
+}
+
+/// TLS against the in-process server's self-signed certificate: refused by default (each
+/// request a `connect` error, the run goes on), trusted with `--ca-cert`, and with
+/// `--insecure` not checked at all, which the console says loudly and the record keeps.
+#[test]
+fn self_signed_tls_needs_ca_cert_or_a_loud_insecure() {
+    let _serial = serial();
+    let srv = TestServer::start_tls(|_| Script::openai(1, 1, 3));
+    let base = srv.base_url();
+    assert!(base.starts_with("https://"));
+    let cert = tls_cert_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = |name: &str, extra: &[&str]| {
+        let run = tmp.path().join(name);
+        let mut args = vec!["--requests", "2", "--warmup", "0"];
+        args.extend_from_slice(extra);
+        (profile_openai(&base, &run, &args), run)
+    };
+    // Untrusted: every request fails to connect (the TLS handshake), recorded per request.
+    let (o, run) = profile("untrusted", &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let rows = request_rows(&run);
+    assert!(
+        rows.iter()
+            .all(|r| r.error_kind == Some(ErrorKind::Connect)),
+        "{rows:?}"
+    );
+    // Trusted through --ca-cert.
+    let (o, run) = profile("ca", &["--ca-cert", cert.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(request_rows(&run).iter().all(|r| r.error_kind.is_none()));
+    let rec = validated_record(&run);
+    let tls = rec["backend"]["remote"]["tls"].as_str().unwrap();
+    assert!(
+        tls.contains("--ca-cert") && tls.contains("cert.pem"),
+        "{tls}"
+    );
+    // Not checked: loud, and recorded.
+    let (o, run) = profile("insecure", &["--insecure"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--insecure: TLS certificates are NOT verified"));
+    let rec = validated_record(&run);
+    assert!(rec["backend"]["remote"]["tls"]
+        .as_str()
+        .unwrap()
+        .starts_with("INSECURE"));
+    // A CA file that cannot be read, or holds no certificate: bad input.
+    let (o, run) = profile("plain-default", &["--ca-cert", "/nonexistent/ca.pem"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--ca-cert /nonexistent/ca.pem"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!run.exists());
+    let not_pem = tmp.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let (o, _) = profile("not-pem", &["--ca-cert", not_pem.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no certificate"), "{}", stderr(&o));
 }
 
 #[test]

@@ -141,6 +141,12 @@ pub struct RemoteOptions {
     /// machine; refused otherwise.
     #[serde(default)]
     pub allow_plaintext_key: bool,
+    /// PEM file of extra trusted certificates (a private CA, a self-signed server).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify TLS certificates at all.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
@@ -170,6 +176,8 @@ impl RemoteOptions {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             prompt_ids: false,
             allow_plaintext_key: false,
+            ca_cert: None,
+            insecure: false,
         }
     }
 }
@@ -201,6 +209,9 @@ struct Shared {
     /// Scrubbed from every message: the API key and the values of extra headers (which may
     /// carry credentials too).
     secrets: Secrets,
+    /// Trusted beside the web PKI roots (`--ca-cert`).
+    roots: Vec<reqwest::Certificate>,
+    insecure: bool,
 }
 
 /// A remote API backend.
@@ -336,6 +347,28 @@ impl RemoteBackend {
             },
         };
         check_plaintext_credentials(opts, secret.is_some())?;
+        let roots = match &opts.ca_cert {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| setting(format!("--ca-cert {}: cannot read: {e}", p.display())))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        setting(format!(
+                            "--ca-cert {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
+                            p.display()
+                        ))
+                    })?;
+                certs
+            }
+        };
+        if opts.insecure {
+            eprintln!(
+                "charter: warning: --insecure: TLS certificates are NOT verified: anyone on the path can read the requests (and the API key) and answer in the server's place; recorded in the run"
+            );
+        }
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -446,6 +479,14 @@ impl RemoteBackend {
                 "pending socket events are processed before each request, so a kept-alive connection the server has closed is dropped and the request goes out on a new one (found_closed); a request written to a connection the server had already closed (closed or reset before any byte of a response) is sent again once on a new connection (resent); both are marked per request (stale_connection) and counted per level (stale_reconnects); no other request is ever sent twice".into(),
             ),
             prompts: Some(describe_prompts(opts, &prompt_text)),
+            tls: match (&opts.ca_cert, opts.insecure) {
+                (_, true) => Some("INSECURE: certificates not verified (--insecure)".into()),
+                (Some(p), false) => Some(format!(
+                    "web PKI roots and the certificates in {} (--ca-cert)",
+                    p.display()
+                )),
+                (None, false) => None,
+            },
         };
         let record = BackendRecord {
             kind: opts.api.as_str().into(),
@@ -491,6 +532,8 @@ impl RemoteBackend {
                 max_event_bytes: opts.max_event_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
                 pool_idle_timeout: opts.pool_idle_timeout,
+                roots,
+                insecure: opts.insecure,
                 secrets: Secrets::new(
                     secret.into_iter().chain(
                         opts.headers
@@ -562,6 +605,12 @@ impl Backend for RemoteBackend {
             .connector_layer(timing::layer(slot.clone()));
         if self.shared.http2_prior_knowledge {
             b = b.http2_prior_knowledge();
+        }
+        for c in &self.shared.roots {
+            b = b.add_root_certificate(c.clone());
+        }
+        if self.shared.insecure {
+            b = b.danger_accept_invalid_certs(true);
         }
         let client = b
             .build()

@@ -107,6 +107,7 @@ type ScriptFn = dyn Fn(u64) -> Script + Send + Sync;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     pub requests: Arc<AtomicU64>,
     /// Authorization / x-api-key headers seen.
     pub credentials: Arc<Mutex<Vec<String>>>,
@@ -116,11 +117,25 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Start on an ephemeral port; `script(n)` describes the n-th request (from 0).
     pub fn start(script: impl Fn(u64) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_with(script, None)
+    }
+
+    /// The same over TLS with the certificate in `tests/fixtures/tls/` (self-signed, for
+    /// `localhost` and 127.0.0.1); `base_url` is then `https://`.
+    pub fn start_tls(script: impl Fn(u64) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_with(script, Some(tls::server_config()))
+    }
+
+    fn start_with(
+        script: impl Fn(u64) -> Script + Send + Sync + 'static,
+        tls: Option<Arc<tls::ServerConfig>>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let script: Arc<ScriptFn> = Arc::new(script);
         let requests = Arc::new(AtomicU64::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
@@ -140,9 +155,6 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
                 let app = count_routes(Arc::clone(&c2)).fallback(
                     move |headers: HeaderMap, body: Bytes| {
                         let (script, requests, credentials, bodies) = (
@@ -164,18 +176,33 @@ impl TestServer {
                         }
                     },
                 );
-                axum::serve(listener, app).await.unwrap();
+                match tls {
+                    None => {
+                        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
+                        axum::serve(listener, app).await.unwrap();
+                    }
+                    Some(config) => {
+                        axum::serve(tls::Listener::new(listener, config), app)
+                            .await
+                            .unwrap();
+                    }
+                }
             });
         });
         let addr = rx.recv().unwrap();
         Self {
             addr,
+            scheme,
             requests,
             credentials,
             bodies,
         }
     }
 }
+
+pub use tls::cert_path as tls_cert_path;
 
 /// A port nothing listens on.
 pub fn closed_port() -> SocketAddr {
@@ -594,4 +621,80 @@ fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
                 },
             ),
         )
+}
+
+/// TLS for the test server: tokio-rustls with ring, the committed self-signed certificate.
+mod tls {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    pub use tokio_rustls::rustls::ServerConfig;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    /// The certificate a client must trust to reach the TLS test server.
+    pub fn cert_path() -> std::path::PathBuf {
+        fixture("cert.pem")
+    }
+
+    pub fn server_config() -> Arc<ServerConfig> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path())
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(fixture("key.pem")).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// Accepts TCP connections and completes their TLS handshakes; a failed handshake (a
+    /// client that does not trust the certificate) is dropped.
+    pub struct Listener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    }
+
+    impl Listener {
+        pub fn new(tcp: tokio::net::TcpListener, config: Arc<ServerConfig>) -> Self {
+            Self {
+                tcp,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            }
+        }
+    }
+
+    impl axum::serve::Listener for Listener {
+        type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((tcp, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                if let Ok(tls) = self.acceptor.accept(tcp).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
 }
