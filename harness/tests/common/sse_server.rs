@@ -202,6 +202,7 @@ impl TestServer {
     }
 }
 
+#[allow(unused_imports)] // not every test file that includes this server uses TLS
 pub use tls::cert_path as tls_cert_path;
 
 /// A port nothing listens on.
