@@ -17,6 +17,7 @@ mod hashing;
 pub mod onnx;
 mod prompting;
 pub mod remote;
+pub mod secrets;
 pub mod simulated;
 pub mod tokens;
 

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use charter_backends::remote::wire::{self, Format};
+use charter_backends::secrets::Secrets;
 use criterion::{Criterion, Throughput};
 use futures_util::StreamExt;
 
@@ -38,7 +39,10 @@ fn decode(rt: &tokio::runtime::Runtime, pieces: &[Bytes], json: bool) -> usize {
                 continue;
             };
             if json {
-                if wire::parse(Format::OpenAiChat, data).unwrap().has_content() {
+                if wire::parse(Format::OpenAiChat, data, &Secrets::none())
+                    .unwrap()
+                    .has_content()
+                {
                     content += 1;
                 }
             } else {

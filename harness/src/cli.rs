@@ -21,6 +21,11 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "charter", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
+    /// Errors in full: every line and cause, and a backtrace where RUST_BACKTRACE or
+    /// RUST_LIB_BACKTRACE asks for one (`charter -v profile ...`). Without it an error is one
+    /// line.
+    #[arg(short, long)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -104,11 +104,46 @@ where
             };
         }
     };
+    let verbose = cli.verbose;
     match cli::run(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("charter: error: {e}");
+            match (&e, verbose) {
+                (_, false) => eprintln!("charter: error: {}", one_line(&e.to_string())),
+                // anyhow's alternate Debug: the message, each cause, and a backtrace if captured.
+                (CliError::Failure(inner), true) => eprintln!("charter: error: {inner:?}"),
+                (CliError::BadInput(m), true) => eprintln!("charter: error: {m}"),
+            }
             e.exit_code()
         }
     }
+}
+
+/// An error message as one line: a backtrace some library appended (candle does whenever
+/// RUST_BACKTRACE or RUST_LIB_BACKTRACE is set) is cut off, and the remaining lines are joined
+/// with "; ". `charter -v` prints errors in full.
+pub fn one_line(msg: &str) -> String {
+    let mut parts = Vec::new();
+    for line in msg.lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if is_backtrace_line(t) {
+            break;
+        }
+        parts.push(t);
+    }
+    parts.join("; ")
+}
+
+/// The first line of a printed `std::backtrace::Backtrace` (or of anyhow's "Stack backtrace:"
+/// section): a frame `N: symbol`, or the header.
+fn is_backtrace_line(t: &str) -> bool {
+    let lower = t.to_ascii_lowercase();
+    if lower.starts_with("stack backtrace:") || lower.starts_with("backtrace:") {
+        return true;
+    }
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && t[digits..].starts_with(": ") && t[digits + 2..].contains("::")
 }

@@ -214,3 +214,101 @@ pub fn tiny_config(vocab: usize) -> candle_transformers::models::llama::LlamaCon
         tie_word_embeddings: Some(true),
     }
 }
+
+/// Whatever RUST_BACKTRACE and RUST_LIB_BACKTRACE say, an error is one line (candle appends a
+/// captured backtrace to its errors when they are set); `-v` prints it in full.
+#[test]
+fn errors_are_one_line_whatever_rust_backtrace_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("bad.gguf");
+    // A GGUF header with a bad version: candle's reader fails with its own (backtraced) error.
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&99u32.to_le_bytes());
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&model, &bytes).unwrap();
+    let run = |verbose: bool| {
+        let mut args = vec!["profile", "--model", model.to_str().unwrap()];
+        if verbose {
+            args.insert(0, "-v");
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_charter"))
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run(false);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("charter: error: "), "{err}");
+    assert!(err.contains("bad.gguf"), "the input is not named: {err}");
+    assert!(!err.contains("backtrace") && !err.contains("::"), "{err}");
+    // -v keeps the user's backtrace setting: candle's captured frames are printed.
+    let v = run(true);
+    let verr = stderr(&v);
+    assert_eq!(v.status.code(), Some(2), "{verr}");
+    assert!(verr.lines().count() > 1, "-v printed one line: {verr}");
+    assert!(
+        verr.starts_with("charter: error: ") && verr.contains("bad.gguf"),
+        "{verr}"
+    );
+    assert!(verr.contains("candle_core"), "no backtrace with -v: {verr}");
+}
+
+#[test]
+fn one_line_cuts_backtraces_and_joins_lines() {
+    let bt = "cannot read: unknown version 99\n   0: candle_core::error::Error::bt\n             at src/error.rs:1\n   1: std::rt::lang_start\n";
+    assert_eq!(charter::one_line(bt), "cannot read: unknown version 99");
+    assert_eq!(
+        charter::one_line("scenario x.toml:\n  line 3: key `rate`\n"),
+        "scenario x.toml:; line 3: key `rate`"
+    );
+    assert_eq!(charter::one_line("a\nStack backtrace:\n  0: x"), "a");
+}
+
+/// A level that cannot fit in this machine's memory is refused before it starts, in seconds,
+/// naming the flag and the estimate against the available memory (it used to start every
+/// stream and end in the kernel's OOM killer).
+#[test]
+fn a_level_that_cannot_fit_is_refused_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let started = std::time::Instant::now();
+    // A million streams of tiny-15m: terabytes of KV cache and per-stream memory.
+    assert_bad_input(
+        &[
+            "profile",
+            "--concurrency",
+            "1000000",
+            "--requests",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "--concurrency 1000000: the largest level needs about",
+        Some(&out),
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refusing took {:?}",
+        started.elapsed()
+    );
+    let o = charter(&[
+        "profile",
+        "--concurrency",
+        "1000000",
+        "--requests",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!out.exists());
+    let err = stderr(&o);
+    assert!(
+        err.contains("is available") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

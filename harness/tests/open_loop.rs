@@ -197,7 +197,8 @@ fn slo_search_finds_the_capacity() {
 #[test]
 fn slo_search_backs_off_when_the_slo_binds() {
     // Two slots, 20 ms each: saturation ≈ 100 req/s. Poisson arrivals queue near saturation,
-    // and an SLO of 25 ms on TTFT from the intended start tolerates little queueing.
+    // and an SLO of 30 ms on TTFT from the intended start tolerates little queueing (10 ms of
+    // margin for a busy machine's scheduling delays at low rates).
     let rec = run(&[
         "--sim-ttft",
         "20ms",
@@ -210,7 +211,7 @@ fn slo_search_backs_off_when_the_slo_binds() {
         "--arrivals",
         "poisson",
         "--slo",
-        "ttft_p90=25ms",
+        "ttft_p90=30ms",
         "--requests",
         "40",
         "--cooldown",
@@ -220,11 +221,12 @@ fn slo_search_backs_off_when_the_slo_binds() {
     ]);
     let search = &rec["search"];
     let sat = f(&search["saturation_rate_per_s"]);
-    let best = search["best_rate_per_s"].as_f64();
-    assert!(
-        best.is_none_or(|b| b < sat),
-        "best {best:?} vs saturation {sat}"
-    );
+    // The SLO holds well below saturation (little queueing), so the search must find a rate,
+    // and it must be below saturation: finding nothing fails.
+    let best = search["best_rate_per_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("the search found no rate meeting the SLO: {search:#}"));
+    assert!(best > 0.0 && best < sat, "best {best} vs saturation {sat}");
     assert!(rec["levels"].as_array().unwrap().len() >= 3);
 }
 

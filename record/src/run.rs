@@ -298,6 +298,10 @@ pub struct RemoteRecord {
     /// How prompts are sent and how their length is known, in words.
     #[serde(default)]
     pub prompts: Option<String>,
+    /// Certificate checking when it is not the default (web PKI roots): an extra CA
+    /// (`--ca-cert`), or none at all (`--insecure`, said loudly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -174,6 +174,7 @@ fn remote_notes_say_what_counts_rest_on() {
         pool_idle_timeout_s: Some(4.0),
         stale_connections: None,
         prompts: None,
+        tls: None,
     });
     for l in &mut r.levels {
         let n = l.summary.requests_completed;

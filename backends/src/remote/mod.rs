@@ -53,6 +53,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
+use crate::secrets::Secrets;
 use crate::{
     Backend, BackendRecord, ChatMessage, ErrorKind, GenOutcome, GenRequest, LoadError, Prompt,
     PromptTokenSource, RequestError, StaleConnection, StopReason, Stream, TokenCountSource,
@@ -140,6 +141,16 @@ pub struct RemoteOptions {
     /// The served model's `config.json` or `.gguf`: its KV-cache bytes per token, for the record.
     #[serde(default)]
     pub model_config: Option<PathBuf>,
+    /// Send the API key (or a credential header) over plain HTTP to a host that is not this
+    /// machine; refused otherwise.
+    #[serde(default)]
+    pub allow_plaintext_key: bool,
+    /// PEM file of extra trusted certificates (a private CA, a self-signed server).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify TLS certificates at all.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
@@ -169,11 +180,19 @@ impl RemoteOptions {
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             prompt_ids: false,
             model_config: None,
+            allow_plaintext_key: false,
+            ca_cert: None,
+            insecure: false,
         }
     }
 }
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// How much of an error response's body is read for its message.
+const ERROR_BODY_READ: usize = 64 * 1024;
+/// How much of an error response's (scrubbed) body its message quotes.
+const ERROR_SNIPPET_CHARS: usize = 300;
 
 /// What every stream of a backend shares.
 struct Shared {
@@ -194,7 +213,10 @@ struct Shared {
     pool_idle_timeout: Duration,
     /// Scrubbed from every message: the API key and the values of extra headers (which may
     /// carry credentials too).
-    secrets: Vec<String>,
+    secrets: Secrets,
+    /// Trusted beside the web PKI roots (`--ca-cert`).
+    roots: Vec<reqwest::Certificate>,
+    insecure: bool,
 }
 
 /// A remote API backend.
@@ -234,6 +256,59 @@ pub fn endpoint_url(base: &str, api: Api, endpoint: Endpoint) -> Result<reqwest:
     let mut out = url.clone();
     out.set_path(&full);
     Ok(out)
+}
+
+/// Header names that carry credentials, besides the API key's own header.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "cookie",
+];
+
+/// A credential (the API key, a credential header, a password in the URL) is never sent over
+/// plain HTTP to a host other than this machine unless `--allow-plaintext-key` says so.
+fn check_plaintext_credentials(opts: &RemoteOptions, has_key: bool) -> Result<(), LoadError> {
+    let Ok(url) = reqwest::Url::parse(&opts.base_url) else {
+        return Ok(()); // endpoint_url has already refused it
+    };
+    if url.scheme() != "http" || opts.allow_plaintext_key || is_loopback(&url) {
+        return Ok(());
+    }
+    let header = opts
+        .headers
+        .iter()
+        .map(|(n, _)| n.trim())
+        .find(|n| CREDENTIAL_HEADERS.iter().any(|c| n.eq_ignore_ascii_case(c)));
+    let what = match (has_key, header, url.password().is_some()) {
+        (true, _, _) => format!(
+            "the API key from --api-key-env {}",
+            opts.api_key_env.as_deref().unwrap_or("")
+        ),
+        (false, Some(h), _) => format!("the --header {h} value"),
+        (false, None, true) => "the password in the URL".to_string(),
+        (false, None, false) => return Ok(()),
+    };
+    Err(setting(format!(
+        "--base-url {}: {what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key",
+        redacted_url(&url)
+    )))
+}
+
+/// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, ::1).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let h = host.to_ascii_lowercase();
+            h == "localhost" || h.ends_with(".localhost")
+        }
+    }
 }
 
 /// The base URL as recorded: user name and password removed.
@@ -276,6 +351,29 @@ impl RemoteBackend {
                 }
             },
         };
+        check_plaintext_credentials(opts, secret.is_some())?;
+        let roots = match &opts.ca_cert {
+            None => Vec::new(),
+            Some(p) => {
+                let pem = std::fs::read(p)
+                    .map_err(|e| setting(format!("--ca-cert {}: cannot read: {e}", p.display())))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        setting(format!(
+                            "--ca-cert {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
+                            p.display()
+                        ))
+                    })?;
+                certs
+            }
+        };
+        if opts.insecure {
+            eprintln!(
+                "charter: warning: --insecure: TLS certificates are NOT verified: anyone on the path can read the requests (and the API key) and answer in the server's place; recorded in the run"
+            );
+        }
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -386,6 +484,14 @@ impl RemoteBackend {
                 "pending socket events are processed before each request, so a kept-alive connection the server has closed is dropped and the request goes out on a new one (found_closed); a request written to a connection the server had already closed (closed or reset before any byte of a response) is sent again once on a new connection (resent); both are marked per request (stale_connection) and counted per level (stale_reconnects); no other request is ever sent twice".into(),
             ),
             prompts: Some(describe_prompts(opts, &prompt_text)),
+            tls: match (&opts.ca_cert, opts.insecure) {
+                (_, true) => Some("INSECURE: certificates not verified (--insecure)".into()),
+                (Some(p), false) => Some(format!(
+                    "web PKI roots and the certificates in {} (--ca-cert)",
+                    p.display()
+                )),
+                (None, false) => None,
+            },
         };
         let record = BackendRecord {
             kind: opts.api.as_str().into(),
@@ -437,17 +543,18 @@ impl RemoteBackend {
                 max_event_bytes: opts.max_event_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
                 pool_idle_timeout: opts.pool_idle_timeout,
-                secrets: secret
-                    .into_iter()
-                    .chain(
+                roots,
+                insecure: opts.insecure,
+                secrets: Secrets::new(
+                    secret.into_iter().chain(
                         opts.headers
                             .iter()
                             .map(|(_, v)| v.trim().to_string())
                             // Short header values ("1", "true") are no secrets, and scrubbing
                             // them would garble messages.
                             .filter(|v| v.len() >= 8),
-                    )
-                    .collect(),
+                    ),
+                ),
             }),
             vocab,
             record,
@@ -510,6 +617,12 @@ impl Backend for RemoteBackend {
         if self.shared.http2_prior_knowledge {
             b = b.http2_prior_knowledge();
         }
+        for c in &self.shared.roots {
+            b = b.add_root_certificate(c.clone());
+        }
+        if self.shared.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
         let client = b
             .build()
             .map_err(|e| setting(format!("building the HTTP client: {e}")))?;
@@ -540,13 +653,12 @@ struct Prepared {
 }
 
 impl Shared {
-    fn scrub(&self, mut msg: String) -> String {
-        for k in &self.secrets {
-            if msg.contains(k.as_str()) {
-                msg = msg.replace(k.as_str(), "[redacted]");
-            }
+    fn scrub(&self, msg: String) -> String {
+        if self.secrets.is_empty() {
+            msg
+        } else {
+            self.secrets.scrub(&msg)
         }
-        msg
     }
 
     /// The request body, with the prompt's intended length and how it is known.
@@ -930,14 +1042,26 @@ impl Exchange<'_> {
             } else {
                 ErrorKind::HttpStatus
             };
-            let (snippet, read) =
-                match tokio::time::timeout(Duration::from_secs(2), resp.bytes()).await {
-                    Ok(Ok(b)) => (
-                        String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned(),
-                        true,
-                    ),
-                    _ => (String::new(), false),
-                };
+            // At most ERROR_BODY_READ bytes are read (a 1 GiB error page costs no more), and
+            // the text is scrubbed before it is cut, so a key echoed across the cut is never
+            // halved into a prefix.
+            let mut resp = resp;
+            let mut body = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while body.len() < ERROR_BODY_READ {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => body.extend_from_slice(&c),
+                        Ok(None) => return true,
+                        Err(_) => return false,
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            let snippet = sh
+                .secrets
+                .clip(String::from_utf8_lossy(&body).trim(), ERROR_SNIPPET_CHARS);
             if read && keep_alive {
                 self.pooled_at.set(Some(Instant::now()));
             }
@@ -1025,7 +1149,7 @@ impl Exchange<'_> {
             let Some(data) = ev.data.as_deref() else {
                 continue;
             };
-            let piece = match wire::parse(sh.format, data) {
+            let piece = match wire::parse(sh.format, data, &sh.secrets) {
                 Ok(x) => x,
                 Err(m) => return Err(self.fail(p, ErrorKind::Malformed, m)),
             };
@@ -1167,7 +1291,7 @@ pub fn replay(api: Api, endpoint: Endpoint, pieces: Vec<Bytes>) -> Result<Vec<Re
             let Some(data) = ev.data.as_deref() else {
                 continue;
             };
-            let p = wire::parse(format, data)?;
+            let p = wire::parse(format, data, &Secrets::none())?;
             out.push(Replayed {
                 content: p.content.as_deref().unwrap_or("").to_string(),
                 reasoning: p.reasoning.as_deref().unwrap_or("").to_string(),
@@ -1228,5 +1352,49 @@ mod tests {
             e.contains("CHARTER_TEST_SURELY_UNSET_VAR") && e.contains("not set"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn credentials_never_cross_the_network_in_plain_http() {
+        let check = |url: &str, key: bool, headers: &[(&str, &str)], allow: bool| {
+            let mut o = RemoteOptions::new(Api::Openai, url, "m");
+            o.api_key_env = key.then(|| "K".to_string());
+            o.headers = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            o.allow_plaintext_key = allow;
+            check_plaintext_credentials(&o, key).map_err(|e| e.to_string())
+        };
+        let e = check("http://10.1.2.3:8000", true, &[], false).unwrap_err();
+        assert!(
+            e.contains("--api-key-env K") && e.contains("--allow-plaintext-key"),
+            "{e}"
+        );
+        let e = check(
+            "http://api.example.com/v1",
+            false,
+            &[("Authorization", "Bearer x")],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("--header Authorization"), "{e}");
+        let e = check("http://u:pw@example.com", false, &[], false).unwrap_err();
+        assert!(
+            e.contains("password in the URL") && !e.contains("pw@"),
+            "{e}"
+        );
+        // Allowed: the flag, TLS, this machine, or no credential at all.
+        assert!(check("http://10.1.2.3:8000", true, &[], true).is_ok());
+        assert!(check("https://10.1.2.3:8000", true, &[], false).is_ok());
+        for local in [
+            "http://127.0.0.1:1",
+            "http://127.9.9.9:1",
+            "http://localhost:1",
+            "http://[::1]:1",
+        ] {
+            assert!(check(local, true, &[], false).is_ok(), "{local}");
+        }
+        assert!(check("http://10.1.2.3:8000", false, &[("X-Trace", "1")], false).is_ok());
     }
 }

@@ -12,6 +12,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::secrets::Secrets;
+
 /// Which API's wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -117,17 +119,17 @@ struct OaDetails {
     reasoning_tokens: Option<u64>,
 }
 
-fn openai(data: &str) -> Result<Piece<'_>, String> {
+fn openai<'a>(data: &'a str, secrets: &Secrets) -> Result<Piece<'a>, String> {
     if data.trim_end() == "[DONE]" {
         return Ok(Piece {
             done: true,
             ..Default::default()
         });
     }
-    let c: OaChunk<'_> = serde_json::from_str(data).map_err(|e| bad_json(data, &e))?;
+    let c: OaChunk<'_> = serde_json::from_str(data).map_err(|e| bad_json(data, &e, secrets))?;
     if let Some(e) = c.error {
         return Ok(Piece {
-            error: Some(describe_error(&e)),
+            error: Some(describe_error(&e, secrets)),
             ..Default::default()
         });
     }
@@ -210,8 +212,8 @@ impl From<AnUsage> for Usage {
     }
 }
 
-fn anthropic(data: &str) -> Result<Piece<'_>, String> {
-    let e: AnEvent<'_> = serde_json::from_str(data).map_err(|e| bad_json(data, &e))?;
+fn anthropic<'a>(data: &'a str, secrets: &Secrets) -> Result<Piece<'a>, String> {
+    let e: AnEvent<'_> = serde_json::from_str(data).map_err(|e| bad_json(data, &e, secrets))?;
     let mut p = Piece::default();
     match e.kind.as_ref() {
         "message_start" => {
@@ -240,7 +242,7 @@ fn anthropic(data: &str) -> Result<Piece<'_>, String> {
             p.error = Some(
                 e.error
                     .as_ref()
-                    .map(describe_error)
+                    .map(|e| describe_error(e, secrets))
                     .unwrap_or_else(|| "error event".into()),
             )
         }
@@ -250,26 +252,24 @@ fn anthropic(data: &str) -> Result<Piece<'_>, String> {
     Ok(p)
 }
 
-/// Parse one SSE event's data.
-pub fn parse(format: Format, data: &str) -> Result<Piece<'_>, String> {
+/// Parse one SSE event's data. Texts quoted from `data` in errors are scrubbed of `secrets`
+/// before they are cut.
+pub fn parse<'a>(format: Format, data: &'a str, secrets: &Secrets) -> Result<Piece<'a>, String> {
     match format {
-        Format::OpenAiChat | Format::OpenAiCompletions => openai(data),
-        Format::Anthropic => anthropic(data),
+        Format::OpenAiChat | Format::OpenAiCompletions => openai(data, secrets),
+        Format::Anthropic => anthropic(data, secrets),
     }
 }
 
-fn bad_json(data: &str, e: &serde_json::Error) -> String {
-    let mut head: String = data.chars().take(80).collect();
-    if head.len() < data.len() {
-        head.push('…');
-    }
+fn bad_json(data: &str, e: &serde_json::Error, secrets: &Secrets) -> String {
+    let head = secrets.clip(data, 80);
     format!("chunk is not valid JSON ({e}): {head:?}")
 }
 
-fn describe_error(v: &serde_json::Value) -> String {
+fn describe_error(v: &serde_json::Value, secrets: &Secrets) -> String {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
     match (s("type"), s("message")) {
-        ("", "") => v.to_string().chars().take(200).collect(),
+        ("", "") => secrets.clip(&v.to_string(), 200),
         (t, "") => t.to_string(),
         ("", m) => m.to_string(),
         (t, m) => format!("{t}: {m}"),
@@ -279,6 +279,28 @@ fn describe_error(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(format: Format, data: &str) -> Result<Piece<'_>, String> {
+        super::parse(format, data, &Secrets::none())
+    }
+
+    #[test]
+    fn quoted_texts_are_scrubbed_before_the_cut() {
+        let key = "sk-wire-0123456789abcdefghij";
+        let secrets = Secrets::new([key]);
+        for pad in 60..100 {
+            let data = format!("{{\"x\": \"{}{key}\"", "p".repeat(pad));
+            let e = super::parse(Format::OpenAiChat, &data, &secrets).unwrap_err();
+            assert!(!e.contains(&key[..8]), "{pad}: {e}");
+            let ev = format!(
+                "{{\"error\": {{\"code\": \"{}{key}\"}}}}",
+                "p".repeat(pad + 120)
+            );
+            let p = super::parse(Format::OpenAiChat, &ev, &secrets).unwrap();
+            let err = p.error.unwrap();
+            assert!(!err.contains(&key[..8]), "{pad}: {err}");
+        }
+    }
 
     #[test]
     fn openai_chat_shapes() {

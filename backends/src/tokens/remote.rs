@@ -14,7 +14,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
-use super::{scrub, Count, CountError, CounterInfo, TokenCounter, TokenizerKind};
+use crate::secrets::Secrets;
+
+use super::{Count, CountError, CounterInfo, TokenCounter, TokenizerKind};
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Retries of a rate-limited (429) request before the document counts as failed.
@@ -27,7 +29,7 @@ pub struct RemoteCounter {
     kind: TokenizerKind,
     base: String,
     model: Option<String>,
-    secrets: Vec<String>,
+    secrets: Secrets,
     /// Anthropic: tokens of the message framing, subtracted from each count.
     framing: u64,
     info: CounterInfo,
@@ -133,7 +135,7 @@ impl RemoteCounter {
             kind,
             base: base.clone(),
             model: model.map(str::to_string),
-            secrets: secret.into_iter().collect(),
+            secrets: Secrets::new(secret),
             framing: 0,
             info: CounterInfo {
                 kind,
@@ -166,6 +168,7 @@ impl RemoteCounter {
     fn post(&self, path: &str, body: Value) -> Result<Value, CountError> {
         let url = self.url(path);
         let body = body.to_string();
+        let secrets = &self.secrets;
         let fut = async {
             let mut wait = Duration::from_secs(1);
             for attempt in 0.. {
@@ -192,7 +195,8 @@ impl RemoteCounter {
                     .await
                     .map_err(|e| format!("POST {path}: reading the body: {e}"))?;
                 if !status.is_success() {
-                    let snippet: String = text.chars().take(200).collect();
+                    // Scrubbed before the cut: a key echoed across it is never halved.
+                    let snippet = secrets.clip(&text, 200);
                     return Err(format!("POST {path}: HTTP {}: {snippet}", status.as_u16()));
                 }
                 return serde_json::from_str::<Value>(&text)
@@ -202,7 +206,7 @@ impl RemoteCounter {
         };
         self.rt
             .block_on(fut)
-            .map_err(|m| CountError(scrub(m, &self.secrets)))
+            .map_err(|m| CountError(self.secrets.scrub(&m)))
     }
 
     /// The endpoint's own number for `text` (Anthropic: framing included).

@@ -161,6 +161,12 @@ pub struct LoadArgs {
     /// copy of the model, sampled separately (CPU and RSS) [default: thread].
     #[arg(long, value_enum)]
     pub isolation: Option<crate::sampler::Isolation>,
+
+    /// Start the run even when the resource guard estimates that its largest level does not fit
+    /// in this machine's available memory or thread limit (the estimate: streams × (KV cache at
+    /// the longest context + 1 MiB per stream), plus weights copies with --isolation process).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `[slo]`: service-level objectives and the search for the rate that meets them.

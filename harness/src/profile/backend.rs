@@ -261,6 +261,21 @@ pub struct RemoteArgs {
     #[arg(long)]
     pub http2_prior_knowledge: bool,
 
+    /// Send the API key (or an Authorization, x-api-key or Cookie --header) over plain http://
+    /// to a host that is not this machine; refused (exit 2) without it.
+    #[arg(long)]
+    pub allow_plaintext_key: bool,
+
+    /// PEM file of certificates to trust beside the web PKI roots (a private CA, a self-signed
+    /// server).
+    #[arg(long, value_name = "PEM", value_hint = ValueHint::FilePath)]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Do not verify TLS certificates at all (said loudly on the console, recorded in the run
+    /// as backend.remote.tls).
+    #[arg(long)]
+    pub insecure: bool,
+
     /// Close a kept-alive connection that sat idle this long, before the server does (uvicorn
     /// closes them after 5s, gunicorn 2s, nginx 75s) [default: 4s].
     #[arg(long, value_parser = parse_positive_duration)]
@@ -483,6 +498,9 @@ impl BackendArgs {
                 }
                 opts.http2_prior_knowledge = r.http2_prior_knowledge;
                 opts.model_config = r.model_config.clone();
+                opts.allow_plaintext_key = r.allow_plaintext_key;
+                opts.ca_cert = r.ca_cert.clone();
+                opts.insecure = r.insecure;
                 BackendSpec::Remote(opts)
             }
         })

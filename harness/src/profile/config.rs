@@ -84,6 +84,8 @@ pub struct ProfileConfig {
     pub no_progress: bool,
     pub scenario: Option<PathBuf>,
     pub isolation: Isolation,
+    /// Run even when the resource guard refuses the plan.
+    pub force: bool,
     pub sampler: SamplerConfig,
     /// Where each setting came from, for errors found after resolving (prompt files, ...).
     pub origins: Origins,
@@ -274,6 +276,7 @@ impl ProfileConfig {
             no_progress: a.output.no_progress,
             scenario: a.scenario.clone(),
             isolation: load.isolation.unwrap_or_default(),
+            force: load.force,
             sampler: SamplerConfig {
                 interval: sm.interval.unwrap_or(Duration::from_millis(if probe {
                     20

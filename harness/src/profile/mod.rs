@@ -6,12 +6,14 @@
 //!   line;
 //! - [`config`]: the settings checked as a whole, every default applied;
 //! - [`session`]: the plan loop and one level; [`record`]: the run record's settings part;
-//!   [`failures`]: loud failures (a level whose every request failed, exit code 3).
+//!   [`failures`]: loud failures (a level whose every request failed, exit code 3);
+//! - [`guard`]: the plan's largest level sized against the machine before it starts.
 
 pub mod args;
 pub mod backend;
 pub mod config;
 mod failures;
+pub mod guard;
 pub mod record;
 pub mod scenario;
 mod session;
@@ -60,6 +62,16 @@ pub fn profile(settings: &Settings) -> Result<i32, CliError> {
             return Err(e);
         }
     };
+    let estimate = guard::estimate(&cfg, backend.record(), &prompts);
+    if let Some(why) = estimate.refusal() {
+        if cfg.force {
+            eprintln!("charter: warning: --force: {why}");
+        } else {
+            dir.discard();
+            let n = estimate.streams;
+            return Err(cfg.origins.bad_value(estimate.setting, n, why));
+        }
+    }
     let result = Session::new(&cfg, &host, backend.as_ref(), prompts, &dir).and_then(|s| s.run());
     if let Err(CliError::BadInput(_)) = &result {
         dir.discard();

@@ -32,6 +32,20 @@ pub enum Fault {
     Huge(usize),
     /// Hold the response headers this long.
     SlowHeaders(Duration),
+    /// Echo the request's credential (`Authorization` or `x-api-key`) after this many padding
+    /// bytes, where the client quotes it in an error message.
+    Echo(EchoAt, usize),
+}
+
+/// Where a server echoes credentials back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EchoAt {
+    /// A proxy's 502 error page: the padding and the credential, then every request header.
+    ProxyPage,
+    /// A stream chunk that is not JSON: the padding and the credential.
+    Malformed,
+    /// A stream error event whose error object holds only `code`: the padding and the credential.
+    ErrorEvent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +110,7 @@ type ScriptFn = dyn Fn(u64) -> Script + Send + Sync;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     pub requests: Arc<AtomicU64>,
     /// Authorization / x-api-key headers seen.
     pub credentials: Arc<Mutex<Vec<String>>>,
@@ -105,11 +120,25 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Start on an ephemeral port; `script(n)` describes the n-th request (from 0).
     pub fn start(script: impl Fn(u64) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_with(script, None)
+    }
+
+    /// The same over TLS with the certificate in `tests/fixtures/tls/` (self-signed, for
+    /// `localhost` and 127.0.0.1); `base_url` is then `https://`.
+    pub fn start_tls(script: impl Fn(u64) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_with(script, Some(tls::server_config()))
+    }
+
+    fn start_with(
+        script: impl Fn(u64) -> Script + Send + Sync + 'static,
+        tls: Option<Arc<tls::ServerConfig>>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let script: Arc<ScriptFn> = Arc::new(script);
         let requests = Arc::new(AtomicU64::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
@@ -129,9 +158,6 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
                 let app = count_routes(Arc::clone(&c2)).fallback(
                     move |headers: HeaderMap, body: Bytes| {
                         let (script, requests, credentials, bodies) = (
@@ -153,18 +179,34 @@ impl TestServer {
                         }
                     },
                 );
-                axum::serve(listener, app).await.unwrap();
+                match tls {
+                    None => {
+                        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
+                        axum::serve(listener, app).await.unwrap();
+                    }
+                    Some(config) => {
+                        axum::serve(tls::Listener::new(listener, config), app)
+                            .await
+                            .unwrap();
+                    }
+                }
             });
         });
         let addr = rx.recv().unwrap();
         Self {
             addr,
+            scheme,
             requests,
             credentials,
             bodies,
         }
     }
 }
+
+#[allow(unused_imports)] // not every test file that includes this server uses TLS
+pub use tls::cert_path as tls_cert_path;
 
 /// A port nothing listens on.
 pub fn closed_port() -> SocketAddr {
@@ -194,6 +236,17 @@ fn respond(
         None => cred,
     };
     let s = script(n);
+    if let Fault::Echo(EchoAt::ProxyPage, pad) = s.fault {
+        let mut page = format!("{}{cred}\n", "p".repeat(pad));
+        for (name, value) in &headers {
+            page.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
+        }
+        let body = format!("<html><body><h1>502 Bad Gateway</h1><pre>{page}</pre></body></html>");
+        return (
+            (StatusCode::BAD_GATEWAY, body).into_response(),
+            Duration::ZERO,
+        );
+    }
     if let Fault::Status(code, retry) = &s.fault {
         let mut r = (
             StatusCode::from_u16(*code).unwrap(),
@@ -215,7 +268,7 @@ fn respond(
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
-    produce(&s, arrival, include_usage, tx);
+    produce(&s, arrival, include_usage, &cred, tx);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -319,12 +372,12 @@ impl Scheduler {
     }
 }
 
-fn produce(s: &Script, arrival: Instant, include_usage: bool, tx: Tx) {
-    let steps = plan(s, arrival, include_usage);
+fn produce(s: &Script, arrival: Instant, include_usage: bool, cred: &str, tx: Tx) {
+    let steps = plan(s, arrival, include_usage, cred);
     Scheduler::get().tx.send((steps, tx)).unwrap();
 }
 
-fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step)> {
+fn plan(s: &Script, arrival: Instant, include_usage: bool, cred: &str) -> Vec<(Instant, Step)> {
     let mut out = Vec::new();
     let mut send = |at: Instant, text: String| out.push((at, Step::Data(Bytes::from(text))));
     let oa = |delta: &str, finish: &str| {
@@ -354,6 +407,20 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool) -> Vec<(Instant, Step
             ),
         };
         send(arrival + s.itl * i, chunk);
+    }
+    if let Fault::Echo(at, pad) = s.fault {
+        let echoed = format!("{}{cred}", "p".repeat(pad));
+        let data = match (at, s.wire) {
+            (EchoAt::ErrorEvent, Wire::OpenAiChat) => {
+                format!("data: {{\"error\":{{\"code\":\"{echoed}\"}}}}\n\n")
+            }
+            (EchoAt::ErrorEvent, Wire::Anthropic) => format!(
+                "event: error\ndata: {{\"type\":\"error\",\"error\":{{\"code\":\"{echoed}\"}}}}\n\n"
+            ),
+            _ => format!("data: {echoed}\n\n"),
+        };
+        send(arrival + s.ttft, data);
+        return out;
     }
     for i in 0..s.tokens {
         let at = arrival + s.ttft + s.itl * i;
@@ -566,4 +633,80 @@ fn count_routes(credentials: Arc<Mutex<Vec<String>>>) -> axum::Router {
                 },
             ),
         )
+}
+
+/// TLS for the test server: tokio-rustls with ring, the committed self-signed certificate.
+mod tls {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    pub use tokio_rustls::rustls::ServerConfig;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name)
+    }
+
+    /// The certificate a client must trust to reach the TLS test server.
+    pub fn cert_path() -> std::path::PathBuf {
+        fixture("cert.pem")
+    }
+
+    pub fn server_config() -> Arc<ServerConfig> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path())
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(fixture("key.pem")).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// Accepts TCP connections and completes their TLS handshakes; a failed handshake (a
+    /// client that does not trust the certificate) is dropped.
+    pub struct Listener {
+        tcp: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    }
+
+    impl Listener {
+        pub fn new(tcp: tokio::net::TcpListener, config: Arc<ServerConfig>) -> Self {
+            Self {
+                tcp,
+                acceptor: tokio_rustls::TlsAcceptor::from(config),
+            }
+        }
+    }
+
+    impl axum::serve::Listener for Listener {
+        type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((tcp, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                if let Ok(tls) = self.acceptor.accept(tcp).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            self.tcp.local_addr()
+        }
+    }
 }
