@@ -160,6 +160,37 @@ fn ram_probe_measures_the_kv_cache_of_tiny_15m() {
     assert!(ctx.lines().count() > 20);
 }
 
+/// The RAM probe on a real model: SmolLM2-135M (GGUF, Q4_1 converted to Q8_0), whose f32 KV
+/// cache is 30 layers × 2 × 3 KV heads × 64 × 4 B = 46,080 B per token by its metadata; the
+/// heap-in-use slope is within 10 % of it.
+#[test]
+fn ram_probe_measures_the_kv_cache_of_smollm2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let model = common::smollm2_gguf();
+    let o = charter(&[
+        "profile",
+        "--model",
+        model.to_str().unwrap(),
+        "--ram-probe",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec = validated_record(&out);
+    let kv = &rec["backend"]["kv_cache"];
+    assert_eq!(kv["bytes_per_token"], 46_080, "{kv:#}");
+    let fit = &rec["levels"][0]["resources"]["ram_per_1k_tokens"];
+    assert_eq!(fit["signal"], "heap", "{fit:#}");
+    assert!(fit["inconclusive"].is_null(), "{fit:#}");
+    let per_token = fit["bytes_per_1k_tokens"].as_f64().unwrap() / 1000.0;
+    assert!(
+        (per_token / 46_080.0 - 1.0).abs() <= 0.10,
+        "measured {per_token:.0} B/token against 46,080: {fit:#}"
+    );
+}
+
 /// The default run cannot span 2× of live context: its fit is "inconclusive" everywhere, with
 /// the reason and the probe named, never a bare number.
 #[test]
