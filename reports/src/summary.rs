@@ -552,9 +552,9 @@ pub fn load_line(r: &RunRecord) -> Option<String> {
     if let Some(kv) = &b.kv_cache {
         let _ = write!(
             line,
-            "; KV cache {} ({} per token)",
+            "; KV cache {} ({})",
             kv.dtype,
-            human_bytes(kv.bytes_per_token)
+            kb_per_token(kv.bytes_per_token as f64)
         );
     }
     if b.pinning.is_some() {
