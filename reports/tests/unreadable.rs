@@ -70,15 +70,10 @@ fn samples(missing: Source) -> Vec<Sample> {
         .collect()
 }
 
-/// The fixture run with its first level's resources summarised from `samples(missing)`, and
-/// that level's console text and Markdown charter.
-fn outputs(missing: Source) -> (charter_record::ResourceSummary, String, String) {
-    let mut run = fixture();
-    let summary = run.record.levels[0].summary.clone();
-    let unavailable = BTreeMap::new();
-    let gpu_names = vec!["Test GPU".to_string()];
-    let w = resources::window(
-        &samples(missing),
+/// The window 0.05–1.95 s of `samples`, in-process with thread isolation, on 2 cores, one GPU.
+fn window_of(samples: &[Sample], summary: &charter_record::RunSummary) -> resources::Window {
+    resources::window(
+        samples,
         &WindowInputs {
             window: Some((0.05, 1.95)),
             baseline_rss: None,
@@ -86,16 +81,24 @@ fn outputs(missing: Source) -> (charter_record::ResourceSummary, String, String)
             isolation: Isolation::Thread,
             in_process: true,
             watched: &[],
-            gpu_names: &gpu_names,
+            gpu_names: &["Test GPU".to_string()],
             spans: &[],
-            summary: &summary,
+            summary,
             cpu_tdp_w: None,
             logical_cores: 2,
             idle: None,
-            unavailable: &unavailable,
+            unavailable: &BTreeMap::new(),
             contention_threshold_cores: 0.25,
         },
-    );
+    )
+}
+
+/// The fixture run with its first level's resources summarised from `samples(missing)`, and
+/// that level's console text and Markdown charter.
+fn outputs(missing: Source) -> (charter_record::ResourceSummary, String, String) {
+    let mut run = fixture();
+    let summary = run.record.levels[0].summary.clone();
+    let w = window_of(&samples(missing), &summary);
     run.record.levels.truncate(1);
     run.record.levels[0].resources = w.resources.clone();
     run.record.levels[0].contention = w.contention;
@@ -110,27 +113,8 @@ fn with_every_source_readable_every_figure_is_there() {
     // The control: the same series with nothing missing has every figure the others lack.
     let mut run = fixture();
     let summary = run.record.levels[0].summary.clone();
-    let gpu_names = vec!["Test GPU".to_string()];
-    let all = samples(Source::Heap); // heap only feeds the RAM fit, which needs spans
-    let w = resources::window(
-        &all,
-        &WindowInputs {
-            window: Some((0.05, 1.95)),
-            baseline_rss: None,
-            peak_rss: None,
-            isolation: Isolation::Thread,
-            in_process: true,
-            watched: &[],
-            gpu_names: &gpu_names,
-            spans: &[],
-            summary: &summary,
-            cpu_tdp_w: None,
-            logical_cores: 2,
-            idle: None,
-            unavailable: &BTreeMap::new(),
-            contention_threshold_cores: 0.25,
-        },
-    );
+    // The heap only feeds the RAM fit, which needs spans: nothing else is missing.
+    let w = window_of(&samples(Source::Heap), &summary);
     let r = &w.resources;
     assert!((r.process_cpu_cores.as_ref().unwrap().mean - 0.5).abs() < 1e-9);
     assert!((r.system_busy_cores.as_ref().unwrap().mean - 1.5).abs() < 1e-9);
