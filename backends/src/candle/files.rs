@@ -54,6 +54,32 @@ fn kv_cache(
     ))
 }
 
+/// (layers, KV heads, head size) from a GGUF file's `<general.architecture>.block_count`,
+/// `attention.head_count(_kv)` and `embedding_length`; the missing key when there is none.
+pub(crate) fn gguf_kv_shape(
+    content: &candle_core::quantized::gguf_file::Content,
+) -> Result<(u32, u32, u32), String> {
+    let md = |k: &str| content.metadata.get(k);
+    let arch = md("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_else(|| "llama".into());
+    let num = |k: &str| {
+        md(&format!("{arch}.{k}"))
+            .and_then(|v| v.to_u32().ok())
+            .ok_or_else(|| format!("no {arch}.{k} in the GGUF metadata"))
+    };
+    let heads = num("attention.head_count")?;
+    if heads == 0 {
+        return Err(format!("{arch}.attention.head_count is 0"));
+    }
+    Ok((
+        num("block_count")?,
+        num("attention.head_count_kv").unwrap_or(heads),
+        num("embedding_length")? / heads,
+    ))
+}
+
 fn config_kv_cache(
     c: &candle_transformers::models::llama::Config,
     source: &str,
@@ -212,27 +238,18 @@ fn load_gguf(path: &Path, weights: WeightFormat, cache: &Path) -> Result<Loaded,
         ),
         None => None,
     };
-    let md_usize = |k: &str| {
-        content
-            .metadata
-            .get(k)
-            .and_then(|v| v.to_u32().ok())
-            .map(|v| v as usize)
-    };
-    let gguf_kv = match (
-        md_usize("llama.block_count"),
-        md_usize("llama.attention.head_count"),
-        md_usize("llama.embedding_length"),
-    ) {
-        (Some(layers), Some(heads), Some(hidden)) => kv_cache(
+    let gguf_kv = gguf_kv_shape(&content)
+        .ok()
+        .map(|(layers, kv_heads, head_dim)| {
+            KvCacheRecord::new(
+            "f32",
+            4,
             layers,
-            md_usize("llama.attention.head_count_kv").unwrap_or(heads),
-            heads,
-            hidden,
-            "gguf metadata (llama.block_count, attention.head_count_kv, embedding_length ÷ head_count)",
-        ),
-        _ => None,
-    };
+            kv_heads,
+            head_dim,
+            "gguf metadata (block_count, attention.head_count_kv, embedding_length ÷ head_count)",
+        )
+        });
     let digest = file_digest(path).map_err(unreadable)?;
     let conversion = convert::convert_gguf(path, &digest.sha256, &content, weights, cache)?;
     // The converted copy, when there is one, is what runs; its metadata is the source's.

@@ -34,15 +34,7 @@ pub fn kv_cache(path: &Path) -> Result<KvCacheRecord, LoadError> {
     {
         return gguf_kv_cache(path);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => LoadError::Unreadable {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, e))?;
     let c: HfConfig = serde_json::from_str(&text).map_err(|e| {
         bad(format!(
             "{e} (expected a Hugging Face config.json with num_hidden_layers, num_attention_heads, hidden_size)"
@@ -71,46 +63,32 @@ pub fn kv_cache(path: &Path) -> Result<KvCacheRecord, LoadError> {
     ))
 }
 
-/// From a GGUF file's `<arch>.block_count`, `attention.head_count(_kv)`, `embedding_length`.
+/// From a GGUF file's metadata, read as the candle backend reads it.
 fn gguf_kv_cache(path: &Path) -> Result<KvCacheRecord, LoadError> {
-    use candle_core::quantized::gguf_file;
+    let mut f = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let bad = |what: String| LoadError::Invalid {
         path: path.to_path_buf(),
         what,
     };
-    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => LoadError::Unreadable {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })?;
-    let content =
-        gguf_file::Content::read(&mut f).map_err(|e| bad(format!("not a GGUF file ({e})")))?;
-    let md = |k: &str| content.metadata.get(k);
-    let arch = md("general.architecture")
-        .and_then(|v| v.to_string().ok())
-        .cloned()
-        .ok_or_else(|| bad("no general.architecture in the GGUF metadata".into()))?;
-    let num = |k: &str| -> Result<u32, LoadError> {
-        md(&format!("{arch}.{k}"))
-            .and_then(|v| v.to_u32().ok())
-            .ok_or_else(|| bad(format!("no {arch}.{k} in the GGUF metadata")))
-    };
-    let heads = num("attention.head_count")?;
-    if heads == 0 {
-        return Err(bad(format!("{arch}.attention.head_count is 0")));
-    }
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f)
+        .map_err(|e| bad(format!("not a GGUF file ({e})")))?;
+    let (layers, kv_heads, head_dim) =
+        crate::candle::files::gguf_kv_shape(&content).map_err(bad)?;
     Ok(KvCacheRecord::new(
         "f16",
         2,
-        num("block_count")?,
-        num("attention.head_count_kv").unwrap_or(heads),
-        num("embedding_length")? / heads,
+        layers,
+        kv_heads,
+        head_dim,
         "--model-config GGUF metadata; the server's cache assumed f16 (llama.cpp's default)",
     ))
+}
+
+/// `--model-config PATH: <the I/O error>` (not the model-path message: this is a side file).
+fn io_error(path: &Path, e: std::io::Error) -> LoadError {
+    LoadError::Setting {
+        what: format!("--model-config {}: {e}", path.display()),
+    }
 }
 
 #[cfg(test)]
