@@ -191,8 +191,8 @@ fn ram_probe_measures_the_kv_cache_of_smollm2() {
     );
 }
 
-/// The default run cannot span 2× of live context: its fit is "inconclusive" everywhere, with
-/// the reason and the probe named, never a bare number.
+/// The default run cannot give a supported fit (it spans little live context, in few samples):
+/// its fit is "inconclusive" everywhere, with the reason and the probe named, never a bare number.
 #[test]
 fn an_unsupported_ram_fit_is_inconclusive_in_every_output() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,8 +211,16 @@ fn an_unsupported_ram_fit_is_inconclusive_in_every_output() {
     let rec = validated_record(&out);
     let fit = &rec["levels"][0]["resources"]["ram_per_1k_tokens"];
     assert!(fit["bytes_per_1k_tokens"].is_null(), "{fit:#}");
+    // Which thresholds it misses depends on the machine's speed (a slow one samples a moment
+    // between requests, at 0 live tokens, and then misses on R² instead of on the span); the
+    // reason must name one of them.
     let why = fit["inconclusive"].as_str().unwrap();
-    assert!(why.contains("spans only"), "{why}");
+    assert!(
+        ["spans only", "samples (<", "R²"]
+            .iter()
+            .any(|reason| why.contains(reason)),
+        "{why}"
+    );
     let console = common::stdout(&o);
     assert!(
         console.contains("RAM per 1k tokens of context: inconclusive")
