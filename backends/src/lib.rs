@@ -14,6 +14,7 @@ pub mod candle;
 pub mod chat;
 mod error;
 mod hashing;
+pub mod hybrid;
 pub mod onnx;
 mod prompting;
 pub mod remote;
@@ -28,9 +29,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use charter_record::{
-    BackendRecord, ErrorKind, GenOutcome, KvCacheRecord, PromptTokenSource, RequestError,
-    StaleConnection, StopReason, TokenCountSource, TokenizerProvenance, WeightsProvenance,
-    WireInfo,
+    BackendRecord, ErrorKind, GenOutcome, HybridPolicy, KvCacheRecord, PromptTokenSource,
+    RequestError, Route, SpillReason, StaleConnection, StopReason, TokenCountSource,
+    TokenizerProvenance, WeightsProvenance, WireInfo,
 };
 pub use chat::{ChatMessage, ChatTemplate};
 pub use error::LoadError;
@@ -132,6 +133,12 @@ pub trait Stream: Send {
     fn compute_site(&self) -> ComputeSite {
         ComputeSite::Threads(Arc::default())
     }
+
+    /// How the last request was routed between tiers (a hybrid backend's streams); `None` for
+    /// a backend that is one tier.
+    fn take_route(&mut self) -> Option<Route> {
+        None
+    }
 }
 
 /// Which backend to load, with every option resolved: what `charter profile` and `charter serve`
@@ -148,6 +155,8 @@ pub enum BackendSpec {
     Remote(remote::RemoteOptions),
     /// The SIMULATED test tool.
     Simulated(simulated::SimulatedTimings),
+    /// Tiers of the backends above and a policy routing each request to one of them.
+    Hybrid(hybrid::HybridOptions),
 }
 
 impl BackendSpec {
@@ -161,12 +170,17 @@ impl BackendSpec {
             BackendSpec::Onnx(o) => Box::new(onnx::OnnxBackend::load(o)?),
             BackendSpec::Remote(o) => Box::new(remote::RemoteBackend::new(o)?),
             BackendSpec::Simulated(t) => Box::new(simulated::SimulatedBackend::new(*t)),
+            BackendSpec::Hybrid(h) => Box::new(hybrid::HybridBackend::load(h)?),
         })
     }
 
     /// Whether the model runs outside charter (no in-process instances to sample).
     pub fn is_remote(&self) -> bool {
-        matches!(self, BackendSpec::Remote(_))
+        match self {
+            BackendSpec::Remote(_) => true,
+            BackendSpec::Hybrid(h) => h.tiers.iter().all(|t| t.spec.is_remote()),
+            _ => false,
+        }
     }
 
     /// A short name for run directories: the model file's stem, the preset, or the API and
@@ -180,6 +194,10 @@ impl BackendSpec {
             },
             BackendSpec::Simulated(_) => "simulated".into(),
             BackendSpec::Remote(o) => format!("{}-{}", o.api.as_str(), o.model.replace('/', "_")),
+            BackendSpec::Hybrid(h) => {
+                let names: Vec<&str> = h.tiers.iter().map(|t| t.name.as_str()).collect();
+                format!("hybrid-{}", names.join("-"))
+            }
             // `model.onnx` says little: Optimum exports name the directory after the model.
             BackendSpec::Onnx(o) => match stem(&o.model) {
                 Some(s) if !s.starts_with("model") && !s.starts_with("decoder_model") => s,
@@ -207,6 +225,15 @@ impl BackendSpec {
             BackendSpec::Simulated(_) => "simulated backend".into(),
             BackendSpec::Onnx(o) => format!("onnx {}", o.model.display()),
             BackendSpec::Remote(o) => format!("{} {} at {}", o.api.as_str(), o.model, o.base_url),
+            BackendSpec::Hybrid(h) => format!(
+                "hybrid ({}): {}",
+                h.policy,
+                h.tiers
+                    .iter()
+                    .map(|t| format!("{} = {}", t.name, t.spec.describe()))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
         }
     }
 }

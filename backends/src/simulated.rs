@@ -74,6 +74,7 @@ impl SimulatedBackend {
             kv_cache: None,
             weights_conversion: None,
             pinning: None,
+            hybrid: None,
         };
         Self {
             timings,

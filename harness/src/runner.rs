@@ -345,5 +345,6 @@ fn serve(
         end: Instant::now(),
         events,
         result,
+        route: stream.take_route(),
     }
 }

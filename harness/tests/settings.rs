@@ -43,6 +43,11 @@ fn special(id: &str) -> Option<[Sample; 2]> {
         "headers" => [quoted("X-A: 1"), quoted("X-B: 2")],
         "extra_body" => [quoted(r#"{"top_k": 2}"#), quoted(r#"{"top_k": 3}"#)],
         "max_event_bytes" => [bare("2048"), bare("4096")],
+        // A TOML inline table in a scenario (or a `[[backend.tier]]` table), its text as a flag.
+        "tier" => [
+            bare(r#"{kind = "simulated", name = "a"}"#),
+            bare(r#"{kind = "simulated", name = "b"}"#),
+        ],
         _ => return None,
     })
 }

@@ -24,6 +24,7 @@ pub mod kinds;
 pub mod latency;
 pub mod metrics;
 pub mod observation;
+pub mod route;
 pub mod run;
 pub mod slo;
 pub mod summary;
@@ -35,6 +36,9 @@ pub use metrics::{request_timings, RequestTimings, TokenCounts};
 pub use observation::{
     ErrorKind, GenOutcome, Observation, PromptTokenSource, RequestError, StaleConnection,
     StopReason, TokenCountSource, WireInfo,
+};
+pub use route::{
+    HybridPolicy, HybridRecord, Route, RoutingSummary, SpillReason, TierRecord, TierSummary,
 };
 pub use run::*;
 pub use slo::{Slo, SloTerm};

@@ -217,6 +217,14 @@ impl RequestRow {
                 _ => None,
             },
             stale_connection: wire.and_then(|w| w.stale_connection),
+            tier: o
+                .route
+                .as_ref()
+                .map(|r| r.tier_name.clone())
+                .or_else(|| wire.and_then(|w| w.tier_header.clone())),
+            attempts: o.route.as_ref().map(|r| r.attempts),
+            spill_reason: o.route.as_ref().and_then(|r| r.spill_reason),
+            failed_attempt: o.route.as_ref().and_then(|r| r.failed_attempt.clone()),
         };
         (row, t.chunk_gaps_s)
     }
@@ -281,6 +289,7 @@ mod tests {
             start: epoch,
             end: epoch,
             events: Vec::new(),
+            route: None,
             result: Ok(GenOutcome {
                 prompt_tokens: usage.unwrap_or(64),
                 output_tokens: out,

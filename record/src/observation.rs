@@ -158,6 +158,8 @@ pub struct WireInfo {
     pub output_tokens_tokenizer: Option<u64>,
     /// The output cap sent with the request.
     pub max_tokens_sent: Option<u32>,
+    /// `--tier-header`: the value of that response header (which upstream served it).
+    pub tier_header: Option<String>,
 }
 
 /// What a finished generation reports about itself. Counts are exact for in-process backends.
@@ -255,4 +257,6 @@ pub struct Observation {
     /// Arrival time and token count of each token event.
     pub events: Vec<(Instant, u32)>,
     pub result: Result<GenOutcome, RequestError>,
+    /// Hybrid backend: how the request was routed between tiers.
+    pub route: Option<crate::route::Route>,
 }

@@ -197,6 +197,9 @@ pub struct BackendRecord {
     /// Compute threads pinned to cores (`--pin`); `None`: left to the OS scheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning: Option<PinningRecord>,
+    /// A hybrid backend's tiers and policy (the fields above are its first tier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<crate::route::HybridRecord>,
 }
 
 /// A converted copy of the weights that ran instead of the file's own formats. The source file
@@ -302,6 +305,9 @@ pub struct RemoteRecord {
     /// (`--ca-cert`), or none at all (`--insecure`, said loudly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// `--tier-header`: the response header recorded per request as the tier that served it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -485,6 +491,9 @@ pub struct RunSummary {
     /// tokenizer's count of the output text, over completed requests that have both.
     #[serde(default)]
     pub output_tokens_usage_vs_tokenizer: Option<CountComparison>,
+    /// Which tiers served the level (hybrid backend, or `--tier-header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::route::RoutingSummary>,
 }
 
 /// Two counts of the same tokens compared request by request (difference = first − second).
@@ -869,6 +878,18 @@ pub struct RequestRow {
     /// connection, no byte of a response came back, sent again once on a new connection).
     #[serde(default)]
     pub stale_connection: Option<StaleConnection>,
+    /// Hybrid backend: the tier that served the request; `--tier-header`: the header's value.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Hybrid backend: attempts made (2 after a failover).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Hybrid backend: why the request went past the first tier.
+    #[serde(default)]
+    pub spill_reason: Option<crate::route::SpillReason>,
+    /// Hybrid backend: the failed first attempt of a failover (`tier: kind: message`).
+    #[serde(default)]
+    pub failed_attempt: Option<String>,
 }
 
 /// Which tokens a request's decode time and ITL count, so that numerator and denominator cover

@@ -6,6 +6,7 @@ use charter_record::{
     Latency, MeasuredWindow, RequestRow, RunSummary, Slo, StopReason, ValueSummary,
 };
 
+use crate::routing::Routing;
 use crate::slo::wilson_interval;
 use crate::stats::{LatencyHistogram, HISTOGRAM_SIGFIGS};
 
@@ -23,6 +24,7 @@ pub struct Aggregator {
     last_intended_s: Option<f64>,
     slo: Option<Slo>,
     good: u64,
+    routing: Routing,
 }
 
 impl Aggregator {
@@ -74,6 +76,7 @@ impl Aggregator {
         self.last_intended_s = Some(self.last_intended_s.map_or(i, |v| v.max(i)));
         // Schedule lag describes failed requests too.
         self.record(Latency::ScheduleLag, Some(row.schedule_lag_s));
+        self.routing.add(row);
         if self.slo.as_ref().is_some_and(|s| s.request_is_good(row)) {
             self.good += 1;
         }
@@ -169,6 +172,9 @@ impl Aggregator {
             *l.field_mut(&mut s) = h.summary();
         }
         s.prefill_tokens_per_s = ValueSummary::from_values(&self.prefill_tokens_per_s);
+        s.routing = self
+            .routing
+            .summary(self.first_start_s.zip(self.last_end_s));
         if let Some(slo) = &self.slo {
             let n = s.requests_completed + s.requests_failed;
             s.requests_good = Some(self.good);

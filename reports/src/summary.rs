@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use charter_record::{
     KvCacheRecord, Latency, LatencySummary, LevelRecord, LevelRole, LoadProfile, PromptTokenSource,
-    RamFit, RunRecord, RunStatus, TokenCountSource,
+    RamFit, RoutingSummary, RunRecord, RunStatus, TokenCountSource,
 };
 
 fn ms(v: f64) -> String {
@@ -134,6 +134,9 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
             p.mean, p.p95
         );
     }
+    if let Some(r) = &s.routing {
+        routing_lines(out, r);
+    }
     let res = &l.resources;
     let _ = writeln!(out);
     match &res.process_cpu_cores {
@@ -203,6 +206,48 @@ fn level_detail(out: &mut String, r: &RunRecord, l: &LevelRecord) {
 
 /// Instances, RAM per 1k tokens, GPUs, energy, watched processes, idle baseline, and what was
 /// not measured.
+/// Requests, failures and latency per tier; the spill and how it happened.
+fn routing_lines(out: &mut String, r: &RoutingSummary) {
+    let mut head = String::from("  routing:");
+    if let Some(f) = r.spill_fraction {
+        let _ = write!(head, " {:.1} % spilled past the first tier", f * 100.0);
+        if !r.spill_reasons.is_empty() {
+            let reasons: Vec<String> = r
+                .spill_reasons
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let _ = write!(head, " ({})", reasons.join(", "));
+        }
+        let _ = write!(
+            head,
+            "; first spill {}",
+            opt(r.first_spill_after_s, |t| format!(
+                "{t:.2} s into the window"
+            ))
+        );
+    }
+    if let Some(f) = r.tier_flips_per_min {
+        let _ = write!(head, "; {f:.1} tier changes/min");
+    }
+    let _ = writeln!(out, "{head}");
+    for (name, t) in &r.tiers {
+        let p = |s: &Option<LatencySummary>| {
+            opt(s.as_ref(), |s| {
+                format!("p50 {} p99 {}", ms(s.p50_s), ms(s.p99_s))
+            })
+        };
+        let _ = writeln!(
+            out,
+            "    {name}: {} request(s), {} failed; TTFT ms {}; E2E ms {}",
+            t.requests,
+            t.requests_failed,
+            p(&t.ttft),
+            p(&t.e2e)
+        );
+    }
+}
+
 fn telemetry_lines(out: &mut String, res: &crate::ResourceSummary, kv: Option<&KvCacheRecord>) {
     if let Some(i) = &res.instances {
         let per: Vec<String> = i

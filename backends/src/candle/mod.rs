@@ -170,6 +170,7 @@ impl CandleBackend {
             kv_cache,
             weights_conversion: conversion.map(|c| c.record(opts.weights)),
             pinning: pin_plan.as_ref().map(pin::Plan::record),
+            hybrid: None,
         };
         Ok(Self {
             weights,

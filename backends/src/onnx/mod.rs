@@ -579,6 +579,7 @@ impl OnnxBackend {
             },
             weights_conversion: None,
             pinning: None,
+            hybrid: None,
         };
         Ok(Self {
             model: model.clone(),

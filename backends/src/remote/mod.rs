@@ -151,6 +151,10 @@ pub struct RemoteOptions {
     /// Do not verify TLS certificates at all.
     #[serde(default)]
     pub insecure: bool,
+    /// Response header naming the upstream that served a request (a gateway's, e.g. LiteLLM's
+    /// `x-litellm-model-api-base`), recorded per request as its tier.
+    #[serde(default)]
+    pub tier_header: Option<String>,
 }
 
 /// Default of [`RemoteOptions::pool_idle_timeout`]: below uvicorn's 5 s keep-alive timeout
@@ -183,6 +187,7 @@ impl RemoteOptions {
             allow_plaintext_key: false,
             ca_cert: None,
             insecure: false,
+            tier_header: None,
         }
     }
 }
@@ -217,6 +222,7 @@ struct Shared {
     /// Trusted beside the web PKI roots (`--ca-cert`).
     roots: Vec<reqwest::Certificate>,
     insecure: bool,
+    tier_header: Option<reqwest::header::HeaderName>,
 }
 
 /// A remote API backend.
@@ -445,6 +451,17 @@ impl RemoteBackend {
             ),
             None => (0..prompts::WORDS.len() as u32).collect(),
         };
+        let tier_header = opts
+            .tier_header
+            .as_deref()
+            .map(|n| {
+                reqwest::header::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| {
+                    setting(format!(
+                        "--tier-header `{n}`: expected an HTTP header name (letters, digits, `-`)"
+                    ))
+                })
+            })
+            .transpose()?;
         let format = match (opts.api, opts.endpoint) {
             (Api::Openai, Endpoint::Chat) => Format::OpenAiChat,
             (Api::Openai, Endpoint::Completions) => Format::OpenAiCompletions,
@@ -492,6 +509,7 @@ impl RemoteBackend {
                 )),
                 (None, false) => None,
             },
+            tier_header: opts.tier_header.clone(),
         };
         let record = BackendRecord {
             kind: opts.api.as_str().into(),
@@ -525,6 +543,7 @@ impl RemoteBackend {
                 .transpose()?,
             weights_conversion: None,
             pinning: None,
+            hybrid: None,
         };
         Ok(Self {
             shared: Arc::new(Shared {
@@ -545,6 +564,7 @@ impl RemoteBackend {
                 pool_idle_timeout: opts.pool_idle_timeout,
                 roots,
                 insecure: opts.insecure,
+                tier_header,
                 secrets: Secrets::new(
                     secret.into_iter().chain(
                         opts.headers
@@ -1031,6 +1051,12 @@ impl Exchange<'_> {
             reqwest::Version::HTTP_3 => "HTTP/3.0",
             _ => "other",
         });
+        if let Some(name) = &sh.tier_header {
+            p.wire.tier_header = resp
+                .headers()
+                .get(name)
+                .map(|v| sh.secrets.scrub(&String::from_utf8_lossy(v.as_bytes())));
+        }
         let keep_alive = keeps_alive(&resp);
         if !status.is_success() {
             p.wire.retry_after = resp

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use charter_backends::candle::convert::WeightFormat;
 use charter_backends::candle::{presets, CandleOptions, ModelSource};
+use charter_backends::hybrid::{HybridOptions, TierOptions};
 use charter_backends::onnx::{OnnxOptions, SessionSettings, SessionSharing};
 use charter_backends::remote::{Api, Endpoint, RemoteOptions, Timeouts};
 use charter_backends::simulated::SimulatedTimings;
-use charter_backends::BackendSpec;
+use charter_backends::{BackendSpec, HybridPolicy};
 use clap::{Args, ValueHint};
 
 use super::scenario::Origins;
@@ -34,6 +35,9 @@ pub enum BackendKind {
     Openai,
     /// Anthropic messages API, streaming: --base-url, --model NAME, --api-key-env VAR.
     Anthropic,
+    /// Tiers of the backends above (--tier, in routing order) and a policy routing each
+    /// request to one of them (--hybrid-policy).
+    Hybrid,
 }
 
 impl BackendKind {
@@ -50,6 +54,7 @@ impl BackendKind {
             BackendKind::Openai | BackendKind::Anthropic => {
                 "--backend openai|anthropic (kind = \"openai\" or \"anthropic\" in a scenario)"
             }
+            BackendKind::Hybrid => "--backend hybrid (kind = \"hybrid\" in a scenario)",
         }
     }
 }
@@ -104,6 +109,9 @@ pub struct BackendArgs {
 
     #[command(flatten)]
     pub remote: RemoteArgs,
+
+    #[command(flatten)]
+    pub hybrid: HybridArgs,
 }
 
 /// Settings of the candle backend.
@@ -290,6 +298,56 @@ pub struct RemoteArgs {
     /// printed beside the RAM fit of a watched server (--watch-pid).
     #[arg(long, value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub model_config: Option<PathBuf>,
+    /// Response header naming the upstream that served each request (a gateway's, e.g.
+    /// LiteLLM's x-litellm-model-api-base): recorded per request as its tier, and summarised
+    /// per tier as a hybrid backend's tiers are.
+    #[arg(long, value_name = "NAME")]
+    pub tier_header: Option<String>,
+}
+
+/// Settings of the hybrid backend.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Hybrid backend (--backend hybrid)")]
+pub struct HybridArgs {
+    /// One tier, in routing order (repeat it; at least two): `[backend]` keys of that tier as a
+    /// TOML inline table, plus `name` and `max_in_flight` (in-flight policy: the most requests
+    /// it serves at once; every tier but the last needs one), e.g. '{kind = "openai", base_url
+    /// = "http://onprem:8000", model = "m", name = "onprem", max_in_flight = 8}'. In a
+    /// scenario: `[[backend.tier]]` tables.
+    #[arg(long, value_name = "TABLE", value_parser = TierTable::parse)]
+    pub tier: Vec<TierTable>,
+
+    /// Routing between the tiers [default: in-flight].
+    #[arg(long, value_enum)]
+    pub hybrid_policy: Option<HybridPolicy>,
+}
+
+/// One `--tier`: a TOML table of a tier's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierTable(pub toml::Table);
+
+impl TierTable {
+    /// `{kind = "openai", ...}`: a TOML inline table.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let doc: toml::Table = toml::from_str(&format!("tier = {}", s.trim())).map_err(|e| {
+            format!(
+                "`{s}`: expected a TOML inline table such as {{kind = \"simulated\", name = \"onprem\", max_in_flight = 4}} ({})",
+                e.message().trim()
+            )
+        })?;
+        match doc.get("tier") {
+            Some(toml::Value::Table(t)) => Ok(Self(t.clone())),
+            _ => Err(format!(
+                "`{s}`: expected a TOML inline table such as {{kind = \"simulated\", name = \"onprem\"}}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TierTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", toml::Value::Table(self.0.clone()))
+    }
 }
 
 /// Arguments of one kind-specific group, by id.
@@ -338,11 +396,30 @@ impl BackendArgs {
                 "remote API settings",
                 BackendKind::Openai,
             ),
+            (
+                ids_of::<HybridArgs>(),
+                "hybrid-backend settings",
+                BackendKind::Hybrid,
+            ),
         ] {
             let same = kind == owner || (kind.is_remote() && owner.is_remote());
             if let Some(id) = group.iter().find(|id| !same && o.is_set(id)) {
-                return Err(o.bad(id, format!("{what} apply only to {}", owner.named())));
+                let place = if kind == BackendKind::Hybrid {
+                    " (a hybrid backend's tiers take them in their --tier tables)"
+                } else {
+                    ""
+                };
+                return Err(o.bad(id, format!("{what} apply only to {}{place}", owner.named())));
             }
+        }
+        if kind == BackendKind::Hybrid {
+            if let Some(id) = ["model", "tokenizer"].into_iter().find(|id| o.is_set(id)) {
+                return Err(o.bad(
+                    id,
+                    "a hybrid backend takes it in each --tier table, not beside them",
+                ));
+            }
+            return self.resolve_hybrid(o, threads, instances);
         }
         if self.tokenizer.is_some() && !(kind == BackendKind::Onnx || kind.is_remote()) {
             return Err(o.bad(
@@ -501,8 +578,90 @@ impl BackendArgs {
                 opts.allow_plaintext_key = r.allow_plaintext_key;
                 opts.ca_cert = r.ca_cert.clone();
                 opts.insecure = r.insecure;
+                opts.tier_header = r.tier_header.clone();
                 BackendSpec::Remote(opts)
             }
+            BackendKind::Hybrid => unreachable!("resolved above"),
         })
+    }
+
+    /// `--backend hybrid`: each tier table resolved as a backend of its own.
+    fn resolve_hybrid(
+        &self,
+        o: &Origins,
+        threads: usize,
+        instances: usize,
+    ) -> Result<BackendSpec, CliError> {
+        let h = &self.hybrid;
+        if h.tier.len() < 2 {
+            return Err(o.bad(
+                "tier",
+                format!(
+                    "--backend hybrid needs at least two --tier tables, in routing order (found {})",
+                    h.tier.len()
+                ),
+            ));
+        }
+        let policy = h.hybrid_policy.unwrap_or(HybridPolicy::InFlight);
+        let last = h.tier.len() - 1;
+        let mut tiers: Vec<TierOptions> = Vec::new();
+        for (i, TierTable(table)) in h.tier.iter().enumerate() {
+            let label = format!("{} #{}", o.name("tier"), i + 1);
+            let bad = |key: &str, what: String| {
+                CliError::BadInput(format!("{label}: key `{key}`: {what}"))
+            };
+            let (args, origins) = super::scenario::tier_settings(table, &label)?;
+            if args.kind() == BackendKind::Hybrid {
+                return Err(bad(
+                    "kind",
+                    "a tier cannot itself be hybrid; expected candle, simulated, onnx, openai or anthropic".into(),
+                ));
+            }
+            let name = match table.get("name") {
+                None => format!("tier{}", i + 1),
+                Some(toml::Value::String(n)) if !n.trim().is_empty() => n.trim().to_string(),
+                Some(_) => return Err(bad("name", "expected a non-empty string".into())),
+            };
+            if tiers.iter().any(|t| t.name == name) {
+                return Err(bad(
+                    "name",
+                    format!("`{name}` names an earlier tier too; expected distinct names"),
+                ));
+            }
+            let max_in_flight = match table.get("max_in_flight") {
+                None => None,
+                Some(toml::Value::Integer(k)) if *k >= 1 && *k <= i64::from(u32::MAX) => {
+                    Some(*k as u32)
+                }
+                Some(v) => {
+                    return Err(bad(
+                        "max_in_flight",
+                        format!("`{v}`: expected an integer ≥ 1"),
+                    ))
+                }
+            };
+            match (policy, max_in_flight) {
+                (HybridPolicy::InFlight, None) if i < last => {
+                    return Err(bad(
+                        "max_in_flight",
+                        format!("missing: with --hybrid-policy in-flight every tier but the last needs one (tier `{name}`)"),
+                    ))
+                }
+                (HybridPolicy::Failover, Some(_)) => {
+                    return Err(bad(
+                        "max_in_flight",
+                        "applies only to --hybrid-policy in-flight".into(),
+                    ))
+                }
+                _ => {}
+            }
+            let spec = args.resolve(&origins, threads, instances)?;
+            tiers.push(TierOptions {
+                name,
+                max_in_flight,
+                spec,
+            });
+        }
+        Ok(BackendSpec::Hybrid(HybridOptions { policy, tiers }))
     }
 }

@@ -34,7 +34,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, ValueEnum,
 use toml::{Spanned, Value};
 
 use super::args::*;
-use super::backend::BackendKind;
+use super::backend::{BackendKind, TierTable};
 use crate::CliError;
 
 /// Adds one group's arguments to a command (`Args::augment_args`).
@@ -76,7 +76,14 @@ pub fn key_of(id: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 enum Origin {
     CommandLine,
-    Scenario { key: String, line: usize },
+    Scenario {
+        key: String,
+        line: usize,
+    },
+    /// A key of a hybrid backend's tier table; `tier` names the table as the user wrote it.
+    Tier {
+        tier: String,
+    },
 }
 
 /// Where each given setting came from, so that an error names it as the user wrote it: a flag,
@@ -111,6 +118,7 @@ impl Origins {
             (Some(Origin::Scenario { key, line }), Some(path)) => {
                 format!("scenario {}:{line}: key `{key}`", path.display())
             }
+            (Some(Origin::Tier { tier }), _) => format!("{tier}: key `{id}`"),
             _ => format!("--{}", id_to_flag(id)),
         }
     }
@@ -211,6 +219,76 @@ impl Settings {
             .map_err(|e| CliError::BadInput(clap_message(&e)))?;
         Self::from_matches(&m)
     }
+}
+
+/// The keys of a tier table that are the tier's own, not a backend setting.
+pub const TIER_KEYS: &[&str] = &["name", "max_in_flight"];
+
+/// A hybrid backend's tier table read as `[backend]` settings (through the flags' own parsers,
+/// as a scenario's `[backend]` section is), without its own keys ([`TIER_KEYS`]). `tier`
+/// names the table in errors, e.g. `--tier #2`.
+pub fn tier_settings(table: &toml::Table, tier: &str) -> Result<(BackendArgs, Origins), CliError> {
+    let cmd = BackendArgs::augment_args(Command::new("tier"));
+    let mut argv: Vec<OsString> = vec!["tier".into()];
+    let mut origins = Origins::default();
+    for (key, v) in table {
+        if TIER_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let bad = |what: String| CliError::BadInput(format!("{tier}: key `{key}`: {what}"));
+        let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == key.as_str()) else {
+            let known: Vec<&str> = TIER_KEYS
+                .iter()
+                .copied()
+                .chain(cmd.get_arguments().map(|a| a.get_id().as_str()))
+                .filter(|k| !["tier", "hybrid_policy"].contains(k))
+                .collect();
+            return Err(bad(format!(
+                "unknown key; expected one of: {}",
+                known.join(", ")
+            )));
+        };
+        let args = if arg.get_action().takes_values() {
+            let items: Vec<&Value> = match v {
+                Value::Array(items) if takes_many(arg) => items.iter().collect(),
+                one => vec![one],
+            };
+            let texts = items
+                .into_iter()
+                .map(|item| value_text(arg, item))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?;
+            flag_args(arg, Some(texts.iter().map(std::ffi::OsStr::new)))
+        } else {
+            match v {
+                Value::Boolean(true) => flag_args(arg, None::<std::iter::Empty<_>>),
+                Value::Boolean(false) => continue,
+                other => {
+                    return Err(bad(format!(
+                        "expected true or false, found {}",
+                        other.type_str()
+                    )))
+                }
+            }
+        };
+        let mut one: Vec<OsString> = vec!["tier".into()];
+        one.extend(args.iter().cloned());
+        cmd.clone()
+            .try_get_matches_from(one)
+            .map_err(|e| bad(clap_message(&e)))?;
+        argv.extend(args);
+        origins.given.insert(
+            key.clone(),
+            Origin::Tier {
+                tier: tier.to_string(),
+            },
+        );
+    }
+    let m = cmd
+        .try_get_matches_from(argv)
+        .map_err(|e| CliError::BadInput(format!("{tier}: {}", clap_message(&e))))?;
+    let args = BackendArgs::from_arg_matches(&m).map_err(|e| CliError::BadInput(e.to_string()))?;
+    Ok((args, origins))
 }
 
 /// One key of a scenario file, as the flag arguments it stands for.
@@ -321,6 +399,8 @@ fn value_text(arg: &Arg, v: &Value) -> Result<String, String> {
         Value::String(s) => Ok(s.clone()),
         Value::Integer(i) => Ok(i.to_string()),
         Value::Float(f) => Ok(f.to_string()),
+        // A hybrid backend's `[[backend.tier]]` tables, as `--tier` takes them.
+        Value::Table(t) if arg.get_id() == "tier" => Ok(Value::Table(t.clone()).to_string()),
         other => Err(format!(
             "expected a string or number, found {}",
             other.type_str()
@@ -331,6 +411,9 @@ fn value_text(arg: &Arg, v: &Value) -> Result<String, String> {
 /// A relative input path in a scenario is relative to the scenario's directory.
 fn rebase(arg: &Arg, text: String, base: &Path, remote: bool) -> String {
     let id = arg.get_id().as_str();
+    if id == "tier" {
+        return rebase_tier(text, base);
+    }
     if id == "prompts" {
         return match text.parse::<charter_workloads::PromptSpec>() {
             Ok(spec) => spec.rebased(base).to_string(),
@@ -346,6 +429,28 @@ fn rebase(arg: &Arg, text: String, base: &Path, remote: bool) -> String {
         return text;
     }
     base.join(text).display().to_string()
+}
+
+/// The relative input paths of a tier table, resolved from the scenario's directory.
+fn rebase_tier(text: String, base: &Path) -> String {
+    let Ok(TierTable(mut table)) = TierTable::parse(&text) else {
+        return text; // the flag's parser reports it
+    };
+    let cmd = BackendArgs::augment_args(Command::new("tier"));
+    let remote = table
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|k| BackendKind::from_str(k, false).ok())
+        .is_some_and(BackendKind::is_remote);
+    for (key, v) in table.iter_mut() {
+        if let (Some(arg), Value::String(s)) = (
+            cmd.get_arguments().find(|a| a.get_id() == key.as_str()),
+            &*v,
+        ) {
+            *v = Value::String(rebase(arg, s.clone(), base, remote));
+        }
+    }
+    TierTable(table).to_string()
 }
 
 /// Read a scenario file into the flag arguments of its keys, each checked on its own.

@@ -13,6 +13,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+/// A header on every streamed response naming the server as `scripted-<prompt_tokens>`.
+#[allow(dead_code)] // only the hybrid tests read it
+pub const UPSTREAM_HEADER: &str = "x-charter-test-upstream";
+
 /// What goes wrong with a response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
@@ -274,6 +278,8 @@ fn respond(
     });
     let response = Response::builder()
         .header("content-type", "text/event-stream")
+        // Which server answered, as a gateway's upstream header would say (`--tier-header`).
+        .header(UPSTREAM_HEADER, format!("scripted-{}", s.prompt_tokens))
         .body(Body::from_stream(stream))
         .unwrap();
     (response, hold)

@@ -1,0 +1,326 @@
+//! The hybrid backend: tiers of other backends (typically an on-prem server or an in-process
+//! model first, then a cloud API) and a policy that routes each request to one of them.
+//!
+//! Policies ([`HybridPolicy`]):
+//! - `in-flight`: tier i takes a request while fewer than its `max_in_flight` requests are in
+//!   flight on it; otherwise the request spills to the next tier (the last tier takes every
+//!   request that reaches it);
+//! - `failover`: every request goes to the first tier; one that fails there with 429, 503, a
+//!   connect error or a timeout before its first token is sent once to the next tier, and its
+//!   latency counts from the first attempt.
+//!
+//! Each request's [`Route`] (tier, attempts, spill reason, failed attempt) is handed to the
+//! runner through [`Stream::take_route`]; the runner and reports treat the tiers' token events
+//! exactly as a single backend's.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Backend, BackendRecord, BackendSpec, ComputeSite, ErrorKind, GenOutcome, GenRequest,
+    HybridPolicy, LoadError, RequestError, Route, SpillReason, Stream, TokenEvent, TokenSink,
+};
+use charter_record::{HybridRecord, TierRecord};
+
+/// One tier: a backend, its name and its in-flight capacity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TierOptions {
+    pub name: String,
+    /// In-flight policy: the most requests this tier serves at once (`None`: no limit).
+    pub max_in_flight: Option<u32>,
+    pub spec: BackendSpec,
+}
+
+/// Tiers in routing order and the policy between them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HybridOptions {
+    pub policy: HybridPolicy,
+    pub tiers: Vec<TierOptions>,
+}
+
+/// What the streams of one hybrid backend share: the tiers' in-flight counts.
+#[derive(Debug)]
+struct Router {
+    policy: HybridPolicy,
+    names: Vec<String>,
+    limits: Vec<Option<u32>>,
+    in_flight: Vec<AtomicU32>,
+}
+
+/// A request's place on a tier, given back when it finishes.
+struct Slot<'a> {
+    counter: &'a AtomicU32,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Router {
+    /// In-flight policy: the first tier with room (the last one always has room), and its slot.
+    fn acquire(&self) -> (usize, Slot<'_>) {
+        let last = self.in_flight.len() - 1;
+        for (i, counter) in self.in_flight.iter().enumerate() {
+            let room = match self.limits[i] {
+                Some(limit) if i < last => counter
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < limit).then_some(n + 1)
+                    })
+                    .is_ok(),
+                _ => {
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    true
+                }
+            };
+            if room {
+                return (i, Slot { counter });
+            }
+        }
+        unreachable!("the last tier always has room")
+    }
+}
+
+/// Whether a failed first attempt is sent to the next tier: the server said it cannot serve
+/// now (429, 503), could not be reached, or timed out, and no token came back.
+fn fails_over(e: &RequestError, tokens_seen: u32) -> bool {
+    let status = e.wire.as_ref().and_then(|w| w.http_status);
+    tokens_seen == 0
+        && match e.kind {
+            ErrorKind::Connect | ErrorKind::RateLimited | ErrorKind::Timeout => true,
+            ErrorKind::HttpStatus => status == Some(503),
+            _ => false,
+        }
+}
+
+/// The hybrid backend.
+pub struct HybridBackend {
+    tiers: Vec<Box<dyn Backend>>,
+    router: Arc<Router>,
+    record: BackendRecord,
+}
+
+impl HybridBackend {
+    /// Load every tier, in order.
+    pub fn load(opts: &HybridOptions) -> Result<Self, LoadError> {
+        assert!(!opts.tiers.is_empty(), "a hybrid backend has tiers");
+        let tiers = opts
+            .tiers
+            .iter()
+            .map(|t| t.spec.load())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut record = tiers[0].record().clone();
+        record.kind = "hybrid".into();
+        record.model = format!(
+            "hybrid ({}): {}",
+            opts.policy,
+            opts.tiers
+                .iter()
+                .zip(&tiers)
+                .map(|(t, b)| format!("{} = {} {}", t.name, b.record().kind, b.record().model))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
+        record.load_time_s = tiers.iter().map(|b| b.record().load_time_s).sum();
+        record.hybrid = Some(HybridRecord {
+            policy: opts.policy,
+            tiers: opts
+                .tiers
+                .iter()
+                .zip(&tiers)
+                .map(|(t, b)| TierRecord {
+                    name: t.name.clone(),
+                    max_in_flight: t.max_in_flight,
+                    backend: b.record().clone(),
+                })
+                .collect(),
+        });
+        let router = Router {
+            policy: opts.policy,
+            names: opts.tiers.iter().map(|t| t.name.clone()).collect(),
+            limits: opts.tiers.iter().map(|t| t.max_in_flight).collect(),
+            in_flight: opts.tiers.iter().map(|_| AtomicU32::new(0)).collect(),
+        };
+        Ok(Self {
+            tiers,
+            router: Arc::new(router),
+            record,
+        })
+    }
+}
+
+impl Backend for HybridBackend {
+    fn record(&self) -> &BackendRecord {
+        &self.record
+    }
+
+    fn prompt_token_ids(&self) -> &[u32] {
+        self.tiers[0].prompt_token_ids()
+    }
+
+    fn accepts_text(&self) -> bool {
+        self.tiers.iter().all(|t| t.accepts_text())
+    }
+
+    fn decode(&self, ids: &[u32]) -> Option<String> {
+        self.tiers[0].decode(ids)
+    }
+
+    fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError> {
+        Ok(Box::new(HybridStream {
+            streams: self
+                .tiers
+                .iter()
+                .map(|t| t.new_stream())
+                .collect::<Result<_, _>>()?,
+            router: Arc::clone(&self.router),
+            route: None,
+        }))
+    }
+}
+
+/// One stream per tier, and the route of the last request.
+struct HybridStream {
+    streams: Vec<Box<dyn Stream>>,
+    router: Arc<Router>,
+    route: Option<Route>,
+}
+
+impl HybridStream {
+    fn route(&self, tier: usize, attempts: u32, spill: Option<SpillReason>) -> Route {
+        Route {
+            tier: tier as u32,
+            tier_name: self.router.names[tier].clone(),
+            attempts,
+            spill_reason: spill,
+            failed_attempt: None,
+        }
+    }
+}
+
+impl Stream for HybridStream {
+    fn generate(
+        &mut self,
+        request: &GenRequest,
+        on_token: &mut TokenSink<'_>,
+    ) -> Result<GenOutcome, RequestError> {
+        let router = Arc::clone(&self.router);
+        match router.policy {
+            HybridPolicy::InFlight => {
+                let (tier, _slot) = router.acquire();
+                let result = self.streams[tier].generate(request, on_token);
+                let spill = (tier > 0).then_some(SpillReason::InFlight);
+                self.route = Some(self.route(tier, 1, spill));
+                result
+            }
+            HybridPolicy::Failover => {
+                let mut tokens_seen = 0u32;
+                let first = self.streams[0].generate(request, &mut |ev: TokenEvent| {
+                    tokens_seen += ev.tokens;
+                    on_token(ev)
+                });
+                let e = match first {
+                    Err(e) if self.streams.len() > 1 && fails_over(&e, tokens_seen) => e,
+                    other => {
+                        self.route = Some(self.route(0, 1, None));
+                        return other;
+                    }
+                };
+                // Latency counts from the first attempt: the retry's own send time is not
+                // the request's start.
+                let first_sent = e.wire.as_ref().and_then(|w| w.sent_at);
+                let mut result = self.streams[1].generate(request, on_token);
+                let wire = match &mut result {
+                    Ok(o) => o.wire.as_mut(),
+                    Err(e) => e.wire.as_mut(),
+                };
+                if let Some(w) = wire {
+                    w.sent_at = first_sent;
+                }
+                let mut route = self.route(1, 2, Some(SpillReason::Failover));
+                route.failed_attempt = Some(format!("{}: {e}", router.names[0]));
+                self.route = Some(route);
+                result
+            }
+        }
+    }
+
+    fn compute_site(&self) -> ComputeSite {
+        self.streams[0].compute_site()
+    }
+
+    fn take_route(&mut self) -> Option<Route> {
+        self.route.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulated::SimulatedTimings;
+    use crate::{Prompt, Sampling};
+    use std::ops::ControlFlow;
+    use std::time::Duration;
+
+    fn sim(name: &str, max_in_flight: Option<u32>) -> TierOptions {
+        TierOptions {
+            name: name.into(),
+            max_in_flight,
+            spec: BackendSpec::Simulated(SimulatedTimings {
+                ttft: Duration::ZERO,
+                itl: Duration::ZERO,
+                cpu_fraction: 0.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn in_flight_fills_each_tier_to_its_limit_then_spills() {
+        let b = HybridBackend::load(&HybridOptions {
+            policy: HybridPolicy::InFlight,
+            tiers: vec![sim("onprem", Some(2)), sim("cloud", Some(1))],
+        })
+        .unwrap();
+        let r = &b.router;
+        let (a, sa) = r.acquire();
+        let (b1, sb) = r.acquire();
+        let (c, _sc) = r.acquire();
+        // The last tier has room beyond its limit: nothing is ever refused.
+        let (d, _sd) = r.acquire();
+        assert_eq!((a, b1, c, d), (0, 0, 1, 1));
+        drop(sa);
+        let (e, _se) = r.acquire();
+        assert_eq!(e, 0, "a freed slot on the first tier is taken again");
+        drop(sb);
+        assert_eq!(r.in_flight[0].load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn a_request_on_the_first_tier_records_one_attempt_and_no_spill() {
+        let b = HybridBackend::load(&HybridOptions {
+            policy: HybridPolicy::InFlight,
+            tiers: vec![sim("onprem", Some(1)), sim("cloud", None)],
+        })
+        .unwrap();
+        let mut s = b.new_stream().unwrap();
+        let req = GenRequest {
+            prompt: Prompt::Tokens(vec![1, 2, 3]),
+            max_tokens: 4,
+            ignore_eos: true,
+            sampling: Sampling::greedy(),
+        };
+        let out = s
+            .generate(&req, &mut |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(out.output_tokens, 4);
+        let route = s.take_route().unwrap();
+        assert_eq!((route.tier, route.attempts), (0, 1));
+        assert_eq!(route.tier_name, "onprem");
+        assert_eq!(route.spill_reason, None);
+        assert!(s.take_route().is_none(), "taken once");
+        assert_eq!(b.router.in_flight[0].load(Ordering::Acquire), 0);
+    }
+}

@@ -1,0 +1,387 @@
+//! The hybrid backend through the real binary: in-flight spill against a simulation of the
+//! same seeded schedule, failover (both attempts recorded, latency from the first), a
+//! gateway's upstream header (`--tier-header`), and bad tier settings.
+
+mod common;
+#[path = "common/sse_server.rs"]
+#[allow(dead_code)] // the faults and TLS of the remote tests are not used here
+mod sse_server;
+
+use std::time::Duration;
+
+use charter_record::{RequestRow, SpillReason};
+use common::*;
+use sse_server::{Fault, Script, TestServer, UPSTREAM_HEADER};
+
+/// On-prem tier: 20 ms to the first token, then 15 more every 5 ms: 95 ms per request.
+const ONPREM: &str = r#"{kind = "simulated", sim_ttft = "20ms", sim_itl = "5ms", name = "onprem", max_in_flight = 2}"#;
+const ONPREM_SERVICE_S: f64 = 0.095;
+const CLOUD: &str = r#"{kind = "simulated", sim_ttft = "10ms", sim_itl = "1ms", name = "cloud"}"#;
+
+fn run(dir: &std::path::Path, extra: &[&str]) -> (Vec<RequestRow>, serde_json::Value) {
+    let mut args = vec![
+        "profile",
+        "--backend",
+        "hybrid",
+        "--max-tokens",
+        "16",
+        "--ignore-eos",
+        "--prompts",
+        "synthetic",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = charter(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (request_rows(dir), validated_record(dir))
+}
+
+/// Spill of the in-flight policy for requests at `starts` (sorted) with a fixed on-prem service
+/// time and `k` on-prem slots: request i spills when k on-prem requests are still running.
+fn simulated_spill(starts: &[f64], service_s: f64, k: usize) -> f64 {
+    let mut onprem_ends: Vec<f64> = Vec::new();
+    let mut spilled = 0;
+    for &t in starts {
+        onprem_ends.retain(|&end| end > t);
+        if onprem_ends.len() < k {
+            onprem_ends.push(t + service_s);
+        } else {
+            spilled += 1;
+        }
+    }
+    spilled as f64 / starts.len() as f64
+}
+
+#[test]
+fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Below capacity: one arrival every 200 ms, each on-prem request done in 95 ms.
+    let (rows, rec) = run(
+        &tmp.path().join("below"),
+        &[
+            "--tier",
+            ONPREM,
+            "--tier",
+            CLOUD,
+            "--rate",
+            "5",
+            "--arrivals",
+            "constant",
+            "-n",
+            "10",
+        ],
+    );
+    assert_eq!(rows.len(), 10);
+    assert!(
+        rows.iter().all(|r| r.tier.as_deref() == Some("onprem")
+            && r.attempts == Some(1)
+            && r.spill_reason.is_none()),
+        "{rows:#?}"
+    );
+    let routing = &rec["levels"][0]["summary"]["routing"];
+    assert_eq!(routing["spill_fraction"], 0.0, "{routing:#}");
+    assert_eq!(rec["backend"]["hybrid"]["policy"], "in-flight");
+    assert_eq!(rec["backend"]["hybrid"]["tiers"][0]["max_in_flight"], 2);
+
+    // Bursty arrivals at the on-prem tier's capacity (2 slots ÷ 95 ms = 21 requests/s).
+    let (rows, rec) = run(
+        &tmp.path().join("burst"),
+        &[
+            "--tier",
+            ONPREM,
+            "--tier",
+            CLOUD,
+            "--rate",
+            "20",
+            "--arrivals",
+            "gamma",
+            "--burstiness",
+            "0.25",
+            "--seed",
+            "7",
+            "-n",
+            "160",
+        ],
+    );
+    let mut starts: Vec<f64> = rows.iter().map(|r| r.intended_start_s).collect();
+    starts.sort_by(f64::total_cmp);
+    let predicted = simulated_spill(&starts, ONPREM_SERVICE_S, 2);
+    let spilled = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("cloud"))
+        .count();
+    assert!(
+        rows.iter()
+            .filter(|r| r.tier.as_deref() == Some("cloud"))
+            .all(|r| r.spill_reason == Some(SpillReason::InFlight)),
+        "every cloud request says why it spilled"
+    );
+    let measured = spilled as f64 / rows.len() as f64;
+    let routing = &rec["levels"][0]["summary"]["routing"];
+    assert_eq!(
+        routing["spill_fraction"].as_f64(),
+        Some(measured),
+        "{routing:#}"
+    );
+    // Decisions on a boundary (an arrival within a millisecond of an on-prem completion) can
+    // go either way on a loaded machine; a few of 160 requests.
+    assert!(
+        predicted > 0.1 && (measured - predicted).abs() <= 0.05,
+        "spill {measured:.3} measured vs {predicted:.3} simulated for the same schedule"
+    );
+    assert_eq!(
+        routing["tiers"]["onprem"]["requests"].as_u64().unwrap() as usize,
+        rows.len() - spilled
+    );
+}
+
+#[test]
+fn failover_sends_each_refused_request_to_the_next_tier_and_counts_from_the_first_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = TestServer::start(|_| Script::openai(0, 0, 4).with(Fault::Status(503, None)));
+    let onprem = format!(
+        r#"{{kind = "openai", base_url = "{}", model = "m", name = "onprem"}}"#,
+        refused.base_url()
+    );
+    let (rows, rec) = run(
+        &tmp.path().join("refused"),
+        &[
+            "--tier",
+            &onprem,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "failover",
+            "-n",
+            "6",
+        ],
+    );
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        assert_eq!(r.tier.as_deref(), Some("cloud"), "{r:#?}");
+        assert_eq!(r.attempts, Some(2));
+        assert_eq!(r.spill_reason, Some(SpillReason::Failover));
+        let first = r.failed_attempt.as_deref().unwrap();
+        assert!(
+            first.starts_with("onprem: ") && first.contains("503"),
+            "{first}"
+        );
+        assert_eq!(r.error_kind, None);
+    }
+    assert_eq!(
+        refused.requests.load(std::sync::atomic::Ordering::SeqCst),
+        6
+    );
+    let routing = &rec["levels"][0]["summary"]["routing"];
+    assert_eq!(routing["failovers"], 6, "{routing:#}");
+    assert_eq!(routing["spill_fraction"], 1.0);
+
+    // A first attempt that times out after 150 ms: the request's TTFT includes that wait.
+    let slow = TestServer::start(|_| {
+        Script::openai(0, 0, 4).with(Fault::SlowHeaders(Duration::from_secs(5)))
+    });
+    let onprem = format!(
+        r#"{{kind = "openai", base_url = "{}", model = "m", name = "onprem", headers_timeout = "150ms"}}"#,
+        slow.base_url()
+    );
+    let (rows, _) = run(
+        &tmp.path().join("timeout"),
+        &[
+            "--tier",
+            &onprem,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "failover",
+            "-n",
+            "3",
+        ],
+    );
+    for r in &rows {
+        assert_eq!(r.tier.as_deref(), Some("cloud"));
+        assert!(
+            r.failed_attempt.as_deref().unwrap().contains("timeout"),
+            "{r:#?}"
+        );
+        // 150 ms waiting for on-prem + 10 ms to the cloud's first token.
+        let ttft = r.ttft_s.unwrap();
+        assert!(
+            ttft >= 0.160,
+            "TTFT {ttft:.3} s counts from the first attempt"
+        );
+    }
+}
+
+#[test]
+fn a_gateways_upstream_header_is_each_requests_tier() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two "upstreams" behind one address: the header says which (here by request number).
+    let srv = TestServer::start(|n| {
+        let mut s = Script::openai(1, 1, 4);
+        s.prompt_tokens = if n % 3 == 0 { 1 } else { 2 };
+        s
+    });
+    let dir = tmp.path().join("gateway");
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        &srv.base_url(),
+        "--model",
+        "m",
+        "--tier-header",
+        UPSTREAM_HEADER,
+        "-n",
+        "9",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = request_rows(&dir);
+    let ones = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("scripted-1"))
+        .count();
+    let twos = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("scripted-2"))
+        .count();
+    assert_eq!((ones, twos), (3, 6), "{rows:#?}");
+    let rec = validated_record(&dir);
+    let routing = &rec["levels"][0]["summary"]["routing"];
+    assert_eq!(routing["tiers"]["scripted-1"]["requests"], 3, "{routing:#}");
+    assert!(routing["spill_fraction"].is_null(), "a header is no spill");
+    assert_eq!(rec["backend"]["remote"]["tier_header"], UPSTREAM_HEADER);
+    assert!(
+        stdout(&o).contains("scripted-2: 6 request(s)"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--tier", CLOUD], "at least two --tier tables"),
+        (
+            &["--tier", r#"{kind = "hybrid"}"#, "--tier", CLOUD],
+            "cannot itself be hybrid",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", colour = "red", max_in_flight = 1}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "--tier #1: key `colour`: unknown key",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 0}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "key `max_in_flight`: `0`: expected an integer ≥ 1",
+        ),
+        (
+            &["--tier", r#"{kind = "simulated"}"#, "--tier", CLOUD],
+            "every tier but the last needs one",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", sim_ttft = "soon", max_in_flight = 1}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "--tier #1: key `sim_ttft`",
+        ),
+        (
+            &["--tier", "kind = simulated", "--tier", CLOUD],
+            "expected a TOML inline table",
+        ),
+        (
+            &["--tier", ONPREM, "--tier", CLOUD, "--model", "m.gguf"],
+            "in each --tier table",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["profile", "--backend", "hybrid", "-n", "1", "--no-progress"];
+        args.extend_from_slice(extra);
+        let o = charter(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: expected `{want}` in: {err}");
+        // clap's own refusals add a "For more information, try '--help'." line.
+        let message: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+            .collect();
+        assert_eq!(message.len(), 1, "one line: {err}");
+    }
+    let o = charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--model",
+        "m",
+        "--tier-header",
+        "bad header",
+        "-n",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--tier-header `bad header`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_scenarios_tier_tables_are_the_tier_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("hybrid.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[backend]\nkind = \"hybrid\"\nhybrid_policy = \"in-flight\"\n\n[[backend.tier]]\n{}\n\n[[backend.tier]]\n{}\n\n[load]\nrequests = 4\n",
+            inline_to_lines(ONPREM),
+            inline_to_lines(CLOUD)
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("run");
+    let o = charter(&[
+        "profile",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--no-progress",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec = validated_record(&dir);
+    let tiers = rec["backend"]["hybrid"]["tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 2);
+    assert_eq!(tiers[0]["name"], "onprem");
+    assert_eq!(tiers[1]["backend"]["kind"], "simulated");
+}
+
+/// `{a = 1, b = "x"}` as the lines `a = 1` and `b = "x"` of a table.
+fn inline_to_lines(inline: &str) -> String {
+    let t: toml::Table = toml::from_str(&format!("t = {inline}")).unwrap();
+    toml::to_string(t["t"].as_table().unwrap()).unwrap()
+}

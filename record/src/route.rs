@@ -1,0 +1,118 @@
+//! Routing between backend tiers (`--backend hybrid`, or a gateway charter does not control,
+//! `--tier-header`): which tier served each request and why ([`Route`]), how the tiers and the
+//! policy were configured ([`HybridRecord`]), and what a level's routing came to
+//! ([`RoutingSummary`]).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::run::BackendRecord;
+use crate::summary::LatencySummary;
+
+/// Why a request went to a tier after the first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SpillReason {
+    /// The tier before it failed the request (429, 503, connect error, timeout) before any
+    /// token: it was sent again, once, to this tier.
+    Failover,
+    /// Every earlier tier already had its `max_in_flight` requests in flight.
+    InFlight,
+}
+
+impl SpillReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpillReason::Failover => "failover",
+            SpillReason::InFlight => "in_flight",
+        }
+    }
+}
+
+crate::display_as_str!(SpillReason);
+
+/// How one request was routed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// Index of the tier that served (or finally failed) it, from 0.
+    pub tier: u32,
+    /// That tier's name (hybrid: the tier's `name`; `--tier-header`: the header's value).
+    pub tier_name: String,
+    /// Attempts made: 2 after a failover.
+    pub attempts: u32,
+    pub spill_reason: Option<SpillReason>,
+    /// The failed first attempt, `tier name: error kind: message`, when it failed over.
+    pub failed_attempt: Option<String>,
+}
+
+/// The routing policy of a hybrid backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum HybridPolicy {
+    /// Tier i takes a request while it has fewer than its `max_in_flight` in flight; the rest
+    /// spill to the next tier (the last tier takes every request that reaches it).
+    InFlight,
+    /// Every request goes to the first tier; one that fails there with 429, 503, a connect
+    /// error or a timeout before any token is sent once to the next tier.
+    Failover,
+}
+
+impl HybridPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HybridPolicy::InFlight => "in-flight",
+            HybridPolicy::Failover => "failover",
+        }
+    }
+}
+
+crate::display_as_str!(HybridPolicy);
+
+/// One tier of a hybrid backend.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TierRecord {
+    pub name: String,
+    /// In-flight policy: the most requests this tier serves at once (`None`: no limit).
+    pub max_in_flight: Option<u32>,
+    pub backend: BackendRecord,
+}
+
+/// A hybrid backend: its tiers in routing order and the policy between them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HybridRecord {
+    pub policy: HybridPolicy,
+    pub tiers: Vec<TierRecord>,
+}
+
+/// What one tier served in a level's measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TierSummary {
+    /// Requests it served or finally failed (failovers count where they ended).
+    pub requests: u64,
+    pub requests_failed: u64,
+    pub output_tokens: u64,
+    pub ttft: Option<LatencySummary>,
+    pub e2e: Option<LatencySummary>,
+}
+
+/// Routing over a level's measured window, from the per-request `tier` column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RoutingSummary {
+    /// By tier name.
+    pub tiers: BTreeMap<String, TierSummary>,
+    /// Requests served by a tier after the first ÷ requests routed (hybrid only: `None` when
+    /// the tier came from a response header).
+    pub spill_fraction: Option<f64>,
+    pub spill_reasons: BTreeMap<SpillReason, u64>,
+    /// Requests whose first attempt failed and that were sent to the next tier.
+    pub failovers: u64,
+    /// From the window's start to the first spilled request's start.
+    pub first_spill_after_s: Option<f64>,
+    /// Changes of tier between consecutive requests (by start time), per minute of window.
+    pub tier_flips_per_min: Option<f64>,
+}
