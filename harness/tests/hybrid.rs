@@ -137,6 +137,43 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
         routing["tiers"]["onprem"]["requests"].as_u64().unwrap() as usize,
         rows.len() - spilled
     );
+    // The charter reports the routing and prices the blend, the cloud tier by its name.
+    let cost = tmp.path().join("cost.toml");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &cost,
+        example.replace("name = \"hosted small-model API (example)\"", "name = \"cloud\""),
+    )
+    .unwrap();
+    let report = tmp.path().join("report");
+    let o = charter(&[
+        "report",
+        tmp.path().join("burst").to_str().unwrap(),
+        "--cost",
+        cost.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
+    assert!(
+        md.contains("Routing, level 0") && md.contains(&format!("cloud {spilled} request(s)")),
+        "{md}"
+    );
+    let charter: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
+            .unwrap();
+    let blend = &charter["cost"][0]["hybrid"];
+    let cloud_out = routing["tiers"]["cloud"]["output_tokens"].as_f64().unwrap();
+    let cloud_in = routing["tiers"]["cloud"]["prompt_tokens"].as_f64().unwrap();
+    // The example sheet's API prices: 0.10 per 1M input, 0.40 per 1M output tokens.
+    let want = (cloud_in * 0.10 + cloud_out * 0.40) / 1e6;
+    let got = blend["cloud"][0]["cost"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-12, "{blend:#}");
+    assert!(md.contains("Hybrid blend: on-prem tier onprem"), "{md}");
 }
 
 #[test]

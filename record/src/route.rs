@@ -95,6 +95,8 @@ pub struct TierSummary {
     /// Requests it served or finally failed (failovers count where they ended).
     pub requests: u64,
     pub requests_failed: u64,
+    /// Prompt and output tokens of its completed requests.
+    pub prompt_tokens: u64,
     pub output_tokens: u64,
     pub ttft: Option<LatencySummary>,
     pub e2e: Option<LatencySummary>,

@@ -185,7 +185,9 @@ pub struct LevelCharter {
     /// is in the run record.
     pub energy_per_output_token_j: Option<f64>,
     pub sustainable: Option<bool>,
-    pub client_bound: bool,
+    pub client_bound: bool,    /// Which tiers served the level (hybrid backend, or `--tier-header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<charter_record::RoutingSummary>,
 }
 
 /// Highest load the runs sustained.
@@ -233,7 +235,35 @@ pub struct CostReport {
     /// Output tokens one node produces in a month at this throughput and utilisation.
     pub node_tokens_per_month: f64,
     pub break_even: Vec<BreakEven>,
-    pub carbon_g_per_1m: Option<f64>,
+    pub carbon_g_per_1m: Option<f64>,    /// A hybrid run: the priced level's blend of on-prem and cloud tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<HybridCost>,
+}
+
+/// The cost of a hybrid level's traffic: the first tier is the on-prem node, paid by the hour
+/// over the level's window (÷ utilisation, as the on-prem option), later tiers are cloud APIs
+/// paid per token at the `cloud_api` entry with the tier's name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HybridCost {
+    pub onprem_tier: String,
+    pub onprem_output_tokens: u64,
+    /// The node's cost for the window (`None`: no power measurement or estimate).
+    pub onprem_cost: Option<f64>,
+    pub cloud: Vec<CloudTierCost>,
+    /// (on-prem cost + cloud cost) ÷ all output tokens × 1M (`None`: a part is not priced).
+    pub per_1m_output: Option<f64>,
+    /// Why there is no blended figure.
+    pub issue: Option<String>,
+}
+
+/// One cloud tier's tokens and their price.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CloudTierCost {
+    pub tier: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// At the `cloud_api` entry named like the tier (`None`: no such entry).
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -324,6 +354,7 @@ fn level_charter(l: &LevelRecord, kv: Option<&KvCacheRecord>) -> LevelCharter {
         kv_cache_bytes_per_token: kv.map(|k| k.bytes_per_token),
         other_cores_mean: l.contention.other_cores.as_ref().map(|o| o.mean),
         contended: l.contention.flagged,
+        routing: l.summary.routing.clone(),
         gpu_utilisation: crate::stats::mean(
             r.gpus
                 .iter()
@@ -510,7 +541,80 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
         node_tokens_per_month: tokens_per_s * 3600.0 * HOURS_PER_MONTH * u,
         break_even,
         carbon_g_per_1m: kwh_per_1m.map(|k| k * cfg.energy.carbon_g_per_kwh),
+        hybrid: r.backend.hybrid.as_ref().and_then(|h| {
+            let names: Vec<String> = h.tiers.iter().map(|t| t.name.clone()).collect();
+            Some(hybrid_cost(
+                &names,
+                l.summary.routing.as_ref()?,
+                l.window.as_ref()?.duration_s,
+                cfg,
+                energy_h.map(|e| fixed_h + e),
+            ))
+        }),
     })
+}
+
+/// The blended cost of a hybrid level (see [`HybridCost`]): `tiers` in routing order, the
+/// level's routing over a window of `window_s`, and the on-prem node's cost per hour.
+fn hybrid_cost(
+    tiers: &[String],
+    routing: &charter_record::RoutingSummary,
+    window_s: f64,
+    cfg: &CostConfig,
+    onprem_per_hour: Option<f64>,
+) -> HybridCost {
+    let served = |name: &str| routing.tiers.get(name).cloned().unwrap_or_default();
+    let onprem = served(&tiers[0]);
+    let onprem_cost = onprem_per_hour.map(|h| h * window_s / 3600.0 / cfg.utilisation);
+    let cloud: Vec<CloudTierCost> = tiers[1..]
+        .iter()
+        .map(|t| {
+            let s = served(t);
+            CloudTierCost {
+                tier: t.clone(),
+                input_tokens: s.prompt_tokens,
+                output_tokens: s.output_tokens,
+                cost: cfg.cloud_api.iter().find(|a| &a.name == t).map(|a| {
+                    (s.prompt_tokens as f64 * a.input_per_1m
+                        + s.output_tokens as f64 * a.output_per_1m)
+                        / 1e6
+                }),
+            }
+        })
+        .collect();
+    let output: u64 = onprem.output_tokens + cloud.iter().map(|c| c.output_tokens).sum::<u64>();
+    let unpriced: Vec<&str> = cloud
+        .iter()
+        .filter(|c| c.cost.is_none())
+        .map(|c| c.tier.as_str())
+        .collect();
+    let issue = if onprem_cost.is_none() {
+        Some("on-prem energy cost not measured (no power measurement or estimate)".to_string())
+    } else if !unpriced.is_empty() {
+        Some(format!(
+            "no cloud_api entry in the cost file named like tier(s) {}",
+            unpriced.join(", ")
+        ))
+    } else if output == 0 {
+        Some("no output tokens".into())
+    } else {
+        None
+    };
+    let per_1m_output = match (issue.is_none(), onprem_cost) {
+        (true, Some(o)) => {
+            let cloud_cost: f64 = cloud.iter().filter_map(|c| c.cost).sum();
+            Some((o + cloud_cost) / output as f64 * 1e6)
+        }
+        _ => None,
+    };
+    HybridCost {
+        onprem_tier: tiers[0].clone(),
+        onprem_output_tokens: onprem.output_tokens,
+        onprem_cost,
+        cloud,
+        per_1m_output,
+        issue,
+    }
 }
 
 fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
@@ -769,5 +873,56 @@ pub fn build(runs: &[LoadedRun], cost_cfg: Option<&CostConfig>, tool: &str) -> C
         cost: costs,
         assumptions,
         tokens: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use charter_record::{RoutingSummary, TierSummary};
+
+    use super::*;
+
+    #[test]
+    fn a_hybrid_blend_is_the_nodes_window_cost_plus_the_clouds_tokens() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"))
+                .unwrap();
+        let mut cfg = CostConfig::from_str(&text, Path::new("cost.example.toml")).unwrap();
+        cfg.utilisation = 0.5;
+        cfg.cloud_api[0].name = "cloud".into();
+        cfg.cloud_api[0].input_per_1m = 2.0;
+        cfg.cloud_api[0].output_per_1m = 8.0;
+        let tier = |prompt, output| TierSummary {
+            requests: 10,
+            prompt_tokens: prompt,
+            output_tokens: output,
+            ..Default::default()
+        };
+        let routing = RoutingSummary {
+            tiers: [
+                ("onprem".to_string(), tier(30_000, 60_000)),
+                ("cloud".to_string(), tier(10_000, 40_000)),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let names = ["onprem".to_string(), "cloud".to_string()];
+        // A node at 3.60 per hour over a 600 s window at 50 % utilisation: 3.6 × 600/3600 / 0.5
+        // = 1.20; cloud: (10,000 × 2 + 40,000 × 8) / 1M = 0.34; over 100,000 output tokens:
+        // (1.20 + 0.34) / 0.1 M = 15.40 per 1M.
+        let h = hybrid_cost(&names, &routing, 600.0, &cfg, Some(3.6));
+        assert!((h.onprem_cost.unwrap() - 1.20).abs() < 1e-9, "{h:?}");
+        assert!((h.cloud[0].cost.unwrap() - 0.34).abs() < 1e-9, "{h:?}");
+        assert!((h.per_1m_output.unwrap() - 15.40).abs() < 1e-9, "{h:?}");
+        assert_eq!(h.issue, None);
+
+        // A cloud tier without a price in the sheet: no blended figure, and why.
+        let other = ["onprem".to_string(), "elsewhere".to_string()];
+        let h = hybrid_cost(&other, &routing, 600.0, &cfg, Some(3.6));
+        assert_eq!(h.per_1m_output, None);
+        assert!(h.issue.unwrap().contains("elsewhere"));
+        // Without the node's power: no on-prem cost, no blend.
+        let h = hybrid_cost(&names, &routing, 600.0, &cfg, None);
+        assert!(h.per_1m_output.is_none() && h.onprem_cost.is_none());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::charter::{Charter, LevelCharter};
+use crate::charter::{Charter, CostReport, LevelCharter, RunCharter};
 use crate::charts::Chart;
 use crate::summary::human_bytes;
 
@@ -106,6 +106,82 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
     ]
 }
 
+/// A hybrid (or `--tier-header`) run's routing per level, one sentence each.
+fn routing_sentences(r: &RunCharter) -> Vec<String> {
+    r.levels
+        .iter()
+        .filter_map(|l| {
+            let rt = l.routing.as_ref()?;
+            let tiers: Vec<String> = rt
+                .tiers
+                .iter()
+                .map(|(name, t)| {
+                    format!(
+                        "{name} {} request(s) ({} failed, TTFT p99 {} ms, E2E p99 {} ms)",
+                        t.requests,
+                        t.requests_failed,
+                        ms(t.ttft.as_ref().map(|x| x.p99_s)),
+                        ms(t.e2e.as_ref().map(|x| x.p99_s))
+                    )
+                })
+                .collect();
+            let spill = rt
+                .spill_fraction
+                .map(|f| {
+                    format!(
+                        "; {:.1} % spilled, {} failover(s), first spill {}",
+                        f * 100.0,
+                        rt.failovers,
+                        rt.first_spill_after_s
+                            .map(|t| format!("{t:.2} s into the window"))
+                            .unwrap_or_else(|| "never".into())
+                    )
+                })
+                .unwrap_or_default();
+            Some(format!(
+                "Routing, level {} ({}): {}{spill}.",
+                l.index,
+                l.load,
+                tiers.join("; ")
+            ))
+        })
+        .collect()
+}
+
+/// A hybrid level's blended cost, in one sentence.
+fn hybrid_cost_sentence(c: &CostReport) -> Option<String> {
+    let h = c.hybrid.as_ref()?;
+    let cloud: Vec<String> = h
+        .cloud
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} input + {} output tokens = {}",
+                t.tier,
+                t.input_tokens,
+                t.output_tokens,
+                t.cost
+                    .map(|v| format!("{v:.4} {}", c.currency))
+                    .unwrap_or_else(|| "not priced".into())
+            )
+        })
+        .collect();
+    Some(format!(
+        "Hybrid blend: on-prem tier {} served {} output tokens for {} over the window; cloud: {}; blended {}.",
+        h.onprem_tier,
+        h.onprem_output_tokens,
+        h.onprem_cost
+            .map(|v| format!("{v:.4} {}", c.currency))
+            .unwrap_or_else(|| "not priced".into()),
+        cloud.join("; "),
+        match (h.per_1m_output, &h.issue) {
+            (Some(v), _) => format!("{v:.3} {} per 1M output tokens", c.currency),
+            (None, Some(i)) => format!("not computed: {i}"),
+            (None, None) => "not computed".into(),
+        }
+    ))
+}
+
 /// What no level of any run measured, in words (`None` when everything was measured).
 fn not_measured(ch: &Charter) -> Option<String> {
     let levels = || ch.runs.iter().flat_map(|r| r.levels.iter());
@@ -144,6 +220,9 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
                 "\nCapacity: {} — {:.2} requests/s ({}).",
                 c.load, c.requests_per_s, c.basis
             );
+        }
+        for line in routing_sentences(r) {
+            let _ = writeln!(o, "\n{line}");
         }
         let p = &r.provenance;
         let _ = writeln!(
@@ -215,6 +294,9 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
                 o,
                 "\nCarbon: {g:.1} gCO2e per 1M output tokens (from the estimated power)."
             );
+        }
+        if let Some(h) = hybrid_cost_sentence(c) {
+            let _ = writeln!(o, "\n{h}");
         }
     }
     for t in &ch.tokens {
@@ -292,6 +374,9 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
             let _ = writeln!(o, "</tr>");
         }
         let _ = writeln!(o, "</table>");
+        for line in routing_sentences(r) {
+            let _ = writeln!(o, "<p>{}</p>", esc(&line));
+        }
         if let Some(c) = &r.capacity {
             let _ = writeln!(
                 o,
@@ -360,6 +445,9 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
                 _ => format!("Break-even against {}: never.", b.against),
             };
             let _ = writeln!(o, "<li>{}</li>", esc(&text));
+        }
+        if let Some(h) = hybrid_cost_sentence(c) {
+            let _ = writeln!(o, "<li>{}</li>", esc(&h));
         }
         if let Some(g) = c.carbon_g_per_1m {
             let _ = writeln!(

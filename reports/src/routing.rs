@@ -39,6 +39,7 @@ impl Routing {
         if row.error_kind.is_some() {
             t.s.requests_failed += 1;
         } else {
+            t.s.prompt_tokens += row.prompt_tokens;
             t.s.output_tokens += row.output_tokens;
             if let Some(v) = row.ttft_s {
                 t.ttft.record_s(v);

@@ -175,6 +175,7 @@ fn remote_notes_say_what_counts_rest_on() {
         stale_connections: None,
         prompts: None,
         tls: None,
+        tier_header: None,
     });
     for l in &mut r.levels {
         let n = l.summary.requests_completed;
