@@ -2,6 +2,7 @@
 
 mod decode_loop;
 mod histogram;
+mod hybrid_route;
 mod ort_loop;
 mod runner_overhead;
 mod sampler_tick;
@@ -11,6 +12,7 @@ mod telemetry_read;
 criterion::criterion_main!(
     decode_loop::benches,
     histogram::benches,
+    hybrid_route::benches,
     ort_loop::benches,
     runner_overhead::benches,
     sampler_tick::benches,

@@ -145,7 +145,10 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     .unwrap();
     std::fs::write(
         &cost,
-        example.replace("name = \"hosted small-model API (example)\"", "name = \"cloud\""),
+        example.replace(
+            "name = \"hosted small-model API (example)\"",
+            "name = \"cloud\"",
+        ),
     )
     .unwrap();
     let report = tmp.path().join("report");
@@ -350,6 +353,10 @@ fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
         (
             &["--tier", ONPREM, "--tier", CLOUD, "--model", "m.gguf"],
             "in each --tier table",
+        ),
+        (
+            &["--tier", ONPREM, "--tier", CLOUD, "--isolation", "process"],
+            "does not route between tiers",
         ),
     ];
     for (extra, want) in cases {

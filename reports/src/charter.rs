@@ -185,7 +185,8 @@ pub struct LevelCharter {
     /// is in the run record.
     pub energy_per_output_token_j: Option<f64>,
     pub sustainable: Option<bool>,
-    pub client_bound: bool,    /// Which tiers served the level (hybrid backend, or `--tier-header`).
+    pub client_bound: bool,
+    /// Which tiers served the level (hybrid backend, or `--tier-header`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<charter_record::RoutingSummary>,
 }
@@ -235,7 +236,8 @@ pub struct CostReport {
     /// Output tokens one node produces in a month at this throughput and utilisation.
     pub node_tokens_per_month: f64,
     pub break_even: Vec<BreakEven>,
-    pub carbon_g_per_1m: Option<f64>,    /// A hybrid run: the priced level's blend of on-prem and cloud tiers.
+    pub carbon_g_per_1m: Option<f64>,
+    /// A hybrid run: the priced level's blend of on-prem and cloud tiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hybrid: Option<HybridCost>,
 }
@@ -884,9 +886,10 @@ mod tests {
 
     #[test]
     fn a_hybrid_blend_is_the_nodes_window_cost_plus_the_clouds_tokens() {
-        let text =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"))
-                .unwrap();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
+        )
+        .unwrap();
         let mut cfg = CostConfig::from_str(&text, Path::new("cost.example.toml")).unwrap();
         cfg.utilisation = 0.5;
         cfg.cloud_api[0].name = "cloud".into();

@@ -11,6 +11,7 @@ use charter_reports::slo::Slo;
 use charter_workloads::{Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, StopCondition};
 
 use super::args::SweepMode;
+use super::backend::BackendKind;
 use super::scenario::{Origins, Settings};
 use crate::sampler::Isolation;
 use crate::CliError;
@@ -121,6 +122,9 @@ impl ProfileConfig {
         let kind = a.backend.kind();
         if load.isolation == Some(Isolation::Process) && kind.is_remote() {
             return Err(o.bad("isolation", "--isolation process starts in-process model instances; a remote API backend has none (sample the server with --watch-pid or --watch-process instead)"));
+        }
+        if load.isolation == Some(Isolation::Process) && kind == BackendKind::Hybrid {
+            return Err(o.bad("isolation", "--isolation process does not route between tiers: a hybrid backend runs its tiers' instances in charter (expected --isolation thread)"));
         }
         if load.isolation == Some(Isolation::Process) && a.backend.candle.pin {
             return Err(o.bad("pin", "applies only to --isolation thread (each worker process would lay out the same cores)"));
