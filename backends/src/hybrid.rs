@@ -13,8 +13,10 @@
 //! runner through [`Stream::take_route`]; the runner and reports treat the tiers' token events
 //! exactly as a single backend's.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,14 @@ pub struct TierOptions {
 pub struct HybridOptions {
     pub policy: HybridPolicy,
     pub tiers: Vec<TierOptions>,
+    /// `ttft-slo`: spill past a tier whose predicted TTFT exceeds this.
+    pub spill_ttft: Option<Duration>,
+    /// `ttft-slo`: how long a first-token observation counts in the prediction.
+    pub spill_window: Duration,
 }
+
+/// Default of [`HybridOptions::spill_window`].
+pub const DEFAULT_SPILL_WINDOW: Duration = Duration::from_secs(10);
 
 /// What the streams of one hybrid backend share: the tiers' in-flight counts.
 #[derive(Debug)]
@@ -47,6 +56,46 @@ struct Router {
     names: Vec<String>,
     limits: Vec<Option<u32>>,
     in_flight: Vec<AtomicU32>,
+    spill_ttft: Option<Duration>,
+    spill_window: Duration,
+    /// `ttft-slo`: each tier's recent first tokens and requests still waiting for one.
+    ttft: Vec<Mutex<TtftWindow>>,
+    next_wait_id: AtomicU64,
+}
+
+/// What a tier's time to first token is predicted from.
+#[derive(Debug, Default)]
+struct TtftWindow {
+    /// (when the first token came, its TTFT in seconds), oldest first.
+    recent: VecDeque<(Instant, f64)>,
+    /// (id, start) of requests without a first token yet.
+    waiting: Vec<(u64, Instant)>,
+}
+
+impl TtftWindow {
+    /// The larger of the recent median TTFT and the oldest waiting request's wait; `None`
+    /// with neither (nothing to go by: the tier is tried).
+    fn predicted(&mut self, now: Instant, window: Duration) -> Option<f64> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > window)
+        {
+            self.recent.pop_front();
+        }
+        let mut v: Vec<f64> = self.recent.iter().map(|(_, t)| *t).collect();
+        v.sort_by(f64::total_cmp);
+        let median = (!v.is_empty()).then(|| v[v.len() / 2]);
+        let oldest = self
+            .waiting
+            .iter()
+            .map(|(_, start)| now.duration_since(*start).as_secs_f64())
+            .fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.max(w))));
+        match (median, oldest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A request's place on a tier, given back when it finishes.
@@ -61,6 +110,32 @@ impl Drop for Slot<'_> {
 }
 
 impl Router {
+    /// `ttft-slo`: the first tier whose predicted TTFT is within the SLO (the last tier takes
+    /// what reaches it), registered as waiting for its first token under the returned id.
+    fn pick_by_ttft(&self, now: Instant) -> (usize, u64) {
+        let slo = self.spill_ttft.map_or(f64::INFINITY, |d| d.as_secs_f64());
+        let last = self.ttft.len() - 1;
+        let id = self.next_wait_id.fetch_add(1, Ordering::Relaxed);
+        for (i, w) in self.ttft.iter().enumerate() {
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+            if i == last || w.predicted(now, self.spill_window).is_none_or(|p| p <= slo) {
+                w.waiting.push((id, now));
+                return (i, id);
+            }
+        }
+        unreachable!("the last tier always takes the request")
+    }
+
+    /// `ttft-slo`: request `id` on `tier` got its first token `ttft_s` after its start (or
+    /// none, when `ttft_s` is `None`): it no longer waits.
+    fn first_token(&self, tier: usize, id: u64, at: Instant, ttft_s: Option<f64>) {
+        let mut w = self.ttft[tier].lock().unwrap_or_else(|e| e.into_inner());
+        w.waiting.retain(|(x, _)| *x != id);
+        if let Some(t) = ttft_s {
+            w.recent.push_back((at, t));
+        }
+    }
+
     /// In-flight policy: the first tier with room (the last one always has room), and its slot.
     fn acquire(&self) -> (usize, Slot<'_>) {
         let last = self.in_flight.len() - 1;
@@ -125,8 +200,11 @@ impl HybridBackend {
                 .join(" → ")
         );
         record.load_time_s = tiers.iter().map(|b| b.record().load_time_s).sum();
+        let ttft_policy = opts.policy == HybridPolicy::TtftSlo;
         record.hybrid = Some(HybridRecord {
             policy: opts.policy,
+            spill_ttft_s: opts.spill_ttft.map(|d| d.as_secs_f64()),
+            spill_window_s: ttft_policy.then(|| opts.spill_window.as_secs_f64()),
             tiers: opts
                 .tiers
                 .iter()
@@ -143,6 +221,10 @@ impl HybridBackend {
             names: opts.tiers.iter().map(|t| t.name.clone()).collect(),
             limits: opts.tiers.iter().map(|t| t.max_in_flight).collect(),
             in_flight: opts.tiers.iter().map(|_| AtomicU32::new(0)).collect(),
+            spill_ttft: opts.spill_ttft,
+            spill_window: opts.spill_window,
+            ttft: opts.tiers.iter().map(|_| Mutex::default()).collect(),
+            next_wait_id: AtomicU64::new(0),
         };
         Ok(Self {
             tiers,
@@ -216,6 +298,25 @@ impl Stream for HybridStream {
                 self.route = Some(self.route(tier, 1, spill));
                 result
             }
+            HybridPolicy::TtftSlo => {
+                let start = Instant::now();
+                let (tier, id) = router.pick_by_ttft(start);
+                let mut first = false;
+                let result = self.streams[tier].generate(request, &mut |ev: TokenEvent| {
+                    if !first && ev.tokens > 0 {
+                        first = true;
+                        let ttft = ev.at.duration_since(start).as_secs_f64();
+                        router.first_token(tier, id, ev.at, Some(ttft));
+                    }
+                    on_token(ev)
+                });
+                if !first {
+                    router.first_token(tier, id, Instant::now(), None);
+                }
+                let spill = (tier > 0).then_some(SpillReason::TtftSlo);
+                self.route = Some(self.route(tier, 1, spill));
+                result
+            }
             HybridPolicy::Failover => {
                 let mut tokens_seen = 0u32;
                 let first = self.streams[0].generate(request, &mut |ev: TokenEvent| {
@@ -263,7 +364,6 @@ mod tests {
     use crate::simulated::SimulatedTimings;
     use crate::{Prompt, Sampling};
     use std::ops::ControlFlow;
-    use std::time::Duration;
 
     fn sim(name: &str, max_in_flight: Option<u32>) -> TierOptions {
         TierOptions {
@@ -282,6 +382,8 @@ mod tests {
         let b = HybridBackend::load(&HybridOptions {
             policy: HybridPolicy::InFlight,
             tiers: vec![sim("onprem", Some(2)), sim("cloud", Some(1))],
+            spill_ttft: None,
+            spill_window: DEFAULT_SPILL_WINDOW,
         })
         .unwrap();
         let r = &b.router;
@@ -303,6 +405,8 @@ mod tests {
         let b = HybridBackend::load(&HybridOptions {
             policy: HybridPolicy::InFlight,
             tiers: vec![sim("onprem", Some(1)), sim("cloud", None)],
+            spill_ttft: None,
+            spill_window: DEFAULT_SPILL_WINDOW,
         })
         .unwrap();
         let mut s = b.new_stream().unwrap();
@@ -322,5 +426,23 @@ mod tests {
         assert_eq!(route.spill_reason, None);
         assert!(s.take_route().is_none(), "taken once");
         assert_eq!(b.router.in_flight[0].load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_ttft_prediction_is_the_recent_median_or_the_oldest_wait_and_expires() {
+        let t0 = Instant::now();
+        let s = |x: f64| Duration::from_secs_f64(x);
+        let mut w = TtftWindow::default();
+        assert_eq!(w.predicted(t0, s(10.0)), None, "nothing to go by");
+        for (i, ttft) in [0.1, 0.3, 0.2].into_iter().enumerate() {
+            w.recent.push_back((t0 + s(i as f64), ttft));
+        }
+        assert_eq!(w.predicted(t0 + s(2.0), s(10.0)), Some(0.2));
+        // A request waiting 0.5 s already says more.
+        w.waiting.push((7, t0 + s(1.5)));
+        assert_eq!(w.predicted(t0 + s(2.0), s(10.0)), Some(0.5));
+        w.waiting.clear();
+        // Observations older than the window no longer count.
+        assert_eq!(w.predicted(t0 + s(12.5), s(10.0)), None);
     }
 }

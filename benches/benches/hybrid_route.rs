@@ -33,6 +33,8 @@ fn route(c: &mut Criterion) {
     let hybrid = BackendSpec::Hybrid(HybridOptions {
         policy: HybridPolicy::InFlight,
         tiers: vec![instant_tier("onprem", Some(4)), instant_tier("cloud", None)],
+        spill_ttft: None,
+        spill_window: charter_backends::hybrid::DEFAULT_SPILL_WINDOW,
     });
     let mut g = c.benchmark_group("hybrid_route");
     for (label, spec) in [

@@ -257,6 +257,80 @@ fn failover_sends_each_refused_request_to_the_next_tier_and_counts_from_the_firs
 }
 
 #[test]
+fn ttft_slo_spills_while_the_first_tier_is_predicted_slow_and_tries_it_again_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    // On-prem within the SLO: nothing spills.
+    let fast = r#"{kind = "simulated", sim_ttft = "20ms", sim_itl = "1ms", name = "onprem"}"#;
+    let (rows, rec) = run(
+        &tmp.path().join("fast"),
+        &[
+            "--tier",
+            fast,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "ttft-slo",
+            "--spill-ttft",
+            "200ms",
+            "-n",
+            "6",
+        ],
+    );
+    assert!(
+        rows.iter().all(|r| r.tier.as_deref() == Some("onprem")),
+        "{rows:#?}"
+    );
+    assert_eq!(rec["backend"]["hybrid"]["spill_ttft_s"], 0.2);
+    // On-prem at 300 ms against a 100 ms SLO, its observations kept 1.2 s: the first request
+    // finds nothing to go by and goes on-prem; the next ones spill (each takes ~25 ms in the
+    // cloud) until the observation expires, then on-prem is tried again.
+    let slow = r#"{kind = "simulated", sim_ttft = "300ms", sim_itl = "1ms", name = "onprem"}"#;
+    let (mut rows, rec) = run(
+        &tmp.path().join("slow"),
+        &[
+            "--tier",
+            slow,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "ttft-slo",
+            "--spill-ttft",
+            "100ms",
+            "--spill-window",
+            "1200ms",
+            "--duration",
+            "3s",
+            "-n",
+            "1000",
+        ],
+    );
+    rows.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    assert_eq!(rows[0].tier.as_deref(), Some("onprem"));
+    assert_eq!(rows[1].tier.as_deref(), Some("cloud"));
+    assert_eq!(rows[1].spill_reason, Some(SpillReason::TtftSlo));
+    // Every on-prem request after the first starts more than the window after the previous
+    // on-prem request's first token (its observation had expired).
+    let onprem: Vec<&RequestRow> = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("onprem"))
+        .collect();
+    assert!(
+        onprem.len() >= 2,
+        "on-prem tried again within 3 s: {}",
+        onprem.len()
+    );
+    for w in onprem.windows(2) {
+        let first_token = w[0].start_s + w[0].ttft_s.unwrap();
+        assert!(w[1].start_s - first_token > 1.2, "{:#?}", w);
+    }
+    let routing = &rec["levels"][0]["summary"]["routing"];
+    assert!(
+        routing["spill_fraction"].as_f64().unwrap() > 0.5,
+        "{routing:#}"
+    );
+}
+
+#[test]
 fn a_gateways_upstream_header_is_each_requests_tier() {
     let tmp = tempfile::tempdir().unwrap();
     // Two "upstreams" behind one address: the header says which (here by request number).
@@ -353,6 +427,21 @@ fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
         (
             &["--tier", ONPREM, "--tier", CLOUD, "--model", "m.gguf"],
             "in each --tier table",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", name = "onprem"}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "ttft-slo",
+            ],
+            "needs --spill-ttft",
+        ),
+        (
+            &["--tier", ONPREM, "--tier", CLOUD, "--spill-ttft", "1s"],
+            "applies only to --hybrid-policy ttft-slo",
         ),
         (
             &["--tier", ONPREM, "--tier", CLOUD, "--isolation", "process"],

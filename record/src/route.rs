@@ -22,6 +22,8 @@ pub enum SpillReason {
     Failover,
     /// Every earlier tier already had its `max_in_flight` requests in flight.
     InFlight,
+    /// Every earlier tier's predicted time to first token exceeded the SLO (`ttft-slo`).
+    TtftSlo,
 }
 
 impl SpillReason {
@@ -29,6 +31,7 @@ impl SpillReason {
         match self {
             SpillReason::Failover => "failover",
             SpillReason::InFlight => "in_flight",
+            SpillReason::TtftSlo => "ttft_slo",
         }
     }
 }
@@ -60,6 +63,11 @@ pub enum HybridPolicy {
     /// Every request goes to the first tier; one that fails there with 429, 503, a connect
     /// error or a timeout before any token is sent once to the next tier.
     Failover,
+    /// Tier i takes a request while its predicted time to first token is within the SLO: the
+    /// larger of the median TTFT of its requests that got their first token in the last
+    /// window and the wait of its oldest request still without one; otherwise the request
+    /// goes to the next tier. Old observations expire, so a spilling tier is tried again.
+    TtftSlo,
 }
 
 impl HybridPolicy {
@@ -67,6 +75,7 @@ impl HybridPolicy {
         match self {
             HybridPolicy::InFlight => "in-flight",
             HybridPolicy::Failover => "failover",
+            HybridPolicy::TtftSlo => "ttft-slo",
         }
     }
 }
@@ -86,6 +95,12 @@ pub struct TierRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct HybridRecord {
     pub policy: HybridPolicy,
+    /// `ttft-slo`: the predicted TTFT above which a tier spills, and the window of recent
+    /// first tokens the prediction uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spill_ttft_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spill_window_s: Option<f64>,
     pub tiers: Vec<TierRecord>,
 }
 

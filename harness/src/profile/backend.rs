@@ -320,6 +320,14 @@ pub struct HybridArgs {
     /// Routing between the tiers [default: in-flight].
     #[arg(long, value_enum)]
     pub hybrid_policy: Option<HybridPolicy>,
+    /// ttft-slo policy: a tier whose predicted time to first token exceeds this spills to the
+    /// next one (e.g. 500ms).
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub spill_ttft: Option<Duration>,
+
+    /// ttft-slo policy: how long a first token counts in a tier's prediction [default: 10s].
+    #[arg(long, value_parser = parse_positive_duration)]
+    pub spill_window: Option<Duration>,
 }
 
 /// One `--tier`: a TOML table of a tier's settings.
@@ -647,7 +655,7 @@ impl BackendArgs {
                         format!("missing: with --hybrid-policy in-flight every tier but the last needs one (tier `{name}`)"),
                     ))
                 }
-                (HybridPolicy::Failover, Some(_)) => {
+                (HybridPolicy::Failover | HybridPolicy::TtftSlo, Some(_)) => {
                     return Err(bad(
                         "max_in_flight",
                         "applies only to --hybrid-policy in-flight".into(),
@@ -662,6 +670,26 @@ impl BackendArgs {
                 spec,
             });
         }
-        Ok(BackendSpec::Hybrid(HybridOptions { policy, tiers }))
+        let ttft_policy = policy == HybridPolicy::TtftSlo;
+        if ttft_policy && h.spill_ttft.is_none() {
+            return Err(o.bad(
+                "spill_ttft",
+                "--hybrid-policy ttft-slo needs --spill-ttft DURATION (the TTFT above which a tier spills)",
+            ));
+        }
+        if let Some(id) = ["spill_ttft", "spill_window"]
+            .into_iter()
+            .find(|id| !ttft_policy && o.is_set(id))
+        {
+            return Err(o.bad(id, "applies only to --hybrid-policy ttft-slo"));
+        }
+        Ok(BackendSpec::Hybrid(HybridOptions {
+            policy,
+            tiers,
+            spill_ttft: h.spill_ttft,
+            spill_window: h
+                .spill_window
+                .unwrap_or(charter_backends::hybrid::DEFAULT_SPILL_WINDOW),
+        }))
     }
 }
