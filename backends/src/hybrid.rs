@@ -204,7 +204,7 @@ impl HybridBackend {
         record.hybrid = Some(HybridRecord {
             policy: opts.policy,
             spill_ttft_s: opts.spill_ttft.map(|d| d.as_secs_f64()),
-            spill_window_s: ttft_policy.then(|| opts.spill_window.as_secs_f64()),
+            spill_window_s: ttft_policy.then_some(opts.spill_window.as_secs_f64()),
             tiers: opts
                 .tiers
                 .iter()
