@@ -43,6 +43,7 @@ fn special(id: &str) -> Option<[Sample; 2]> {
         "headers" => [quoted("X-A: 1"), quoted("X-B: 2")],
         "extra_body" => [quoted(r#"{"top_k": 2}"#), quoted(r#"{"top_k": 3}"#)],
         "max_event_bytes" => [bare("2048"), bare("4096")],
+        "trace_window" => [quoted("0s..10s"), quoted("1..2")],
         _ => return None,
     })
 }
