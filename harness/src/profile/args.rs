@@ -87,7 +87,7 @@ pub struct WorkloadArgs {
     /// lengths (rows sharing leading hash_ids blocks share those prompt tokens) and output caps
     /// of its output lengths; every row of the window once [default --requests].
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
-          conflicts_with_all = ["prompts", "prompt_tokens", "shared_prefix_tokens", "rate", "concurrency", "sweep", "search", "ram_probe"])]
+          conflicts_with_all = ["prompts", "prompt_tokens", "shared_prefix_tokens"])]
     pub trace: Option<PathBuf>,
 
     /// Format of --trace [default: detected from its first line].

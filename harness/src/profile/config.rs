@@ -164,7 +164,8 @@ impl ProfileConfig {
             || (slo.terms.is_some()
                 && load.rate.is_none()
                 && load.concurrency.is_none()
-                && load.sweep.is_none());
+                && load.sweep.is_none()
+                && a.workload.trace.is_none());
         if search && slo.terms.is_none() {
             return Err(o.bad(
                 "search",
@@ -221,6 +222,18 @@ impl ProfileConfig {
         let arrivals = load.arrivals.unwrap_or(Arrivals::Poisson);
         let burstiness = load.burstiness.unwrap_or(1.0);
         let trace = trace(s)?;
+        if trace.is_some() {
+            let levels = [
+                ("concurrency", load.concurrency.is_some()),
+                ("rate", load.rate.is_some()),
+                ("sweep", load.sweep.is_some()),
+                ("search", search),
+                ("ram_probe", load.ram_probe),
+            ];
+            if let Some((id, _)) = levels.iter().find(|(_, set)| *set) {
+                return Err(o.bad(id, "--trace replays the trace's own arrivals as one open-loop level; drop one of them"));
+            }
+        }
         let plan = if let Some(t) = &trace {
             Plan::Levels(vec![LoadLevel::Open {
                 rate: t.mean_rate(),
