@@ -67,13 +67,20 @@ fn replay_follows_the_timestamps_and_the_lengths() {
         .zip(trace.offsets())
         .enumerate()
     {
-        assert!((got - want).abs() < 1e-3, "row {i}: intended {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-3,
+            "row {i}: intended {got} vs {want}"
+        );
     }
     // Achieved starts: never early, and on a loaded 2-core machine still within 250 ms of the
     // schedule (rows are 0 to 230 ms apart, the trace spans 2 s).
     let first = rows[0].intended_start_s;
     for (r, want) in rows.iter().zip(trace.offsets()) {
-        assert!(r.start_s >= r.intended_start_s - 1e-6, "{} started early", r.id);
+        assert!(
+            r.start_s >= r.intended_start_s - 1e-6,
+            "{} started early",
+            r.id
+        );
         let lag = r.start_s - first - want;
         assert!(lag < 0.25, "row {} started {lag:.3}s late", r.id);
     }
@@ -132,7 +139,11 @@ fn speed_scales_the_schedule_and_a_window_slices_it() {
 
 #[test]
 fn each_csv_and_jsonl_format_replays_its_lengths() {
-    for name in ["bailian-sample.jsonl", "azure-sample.csv", "burstgpt-sample.csv"] {
+    for name in [
+        "bailian-sample.jsonl",
+        "azure-sample.csv",
+        "burstgpt-sample.csv",
+    ] {
         let path = sample(name);
         let trace = Trace::load(&path, TraceOptions::default()).unwrap();
         let (_t, rec, rows) = run(&["--trace", path.to_str().unwrap(), "--trace-speed", "20"]);
@@ -171,7 +182,11 @@ fn a_bad_row_is_exit_2_naming_file_and_line() {
     assert!(!out.join("run.json").exists());
     let o = charter(&["profile", "--backend", "simulated", "--trace-speed", "2"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--trace-speed: applies only with --trace"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--trace-speed: applies only with --trace"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// 4 groups of 64 prefix tokens before 16 tokens of each request's own, 40 requests: an ideal

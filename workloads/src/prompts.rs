@@ -129,7 +129,9 @@ impl PromptSource {
                 let e = &entries[(index % entries.len() as u64) as usize];
                 (e.prompt.clone(), e.max_tokens)
             }
-            PromptSource::SharedPrefix(s) => (Prompt::Tokens(s.prompt_ids(index, seed, vocab)), None),
+            PromptSource::SharedPrefix(s) => {
+                (Prompt::Tokens(s.prompt_ids(index, seed, vocab)), None)
+            }
             PromptSource::Trace(t) => (
                 Prompt::Tokens(t.prompt_ids(index, seed, vocab)),
                 Some(t.row(index).output_tokens),

@@ -81,7 +81,9 @@ pub struct TraceWindow {
 impl std::str::FromStr for TraceWindow {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}`: expected START..END (durations such as 90s or 10m, or seconds; either may be left out, e.g. 60s..)");
+        let bad = || {
+            format!("`{s}`: expected START..END (durations such as 90s or 10m, or seconds; either may be left out, e.g. 60s..)")
+        };
         let (a, b) = s.trim().split_once("..").ok_or_else(bad)?;
         let side = |v: &str| -> Result<Option<f64>, String> {
             let v = v.trim();
@@ -89,7 +91,9 @@ impl std::str::FromStr for TraceWindow {
                 return Ok(None);
             }
             if let Ok(x) = v.parse::<f64>() {
-                return (x.is_finite() && x >= 0.0).then_some(Some(x)).ok_or_else(bad);
+                return (x.is_finite() && x >= 0.0)
+                    .then_some(Some(x))
+                    .ok_or_else(bad);
             }
             humantime::parse_duration(v)
                 .map(|d| Some(d.as_secs_f64()))
@@ -101,7 +105,9 @@ impl std::str::FromStr for TraceWindow {
         };
         match (w.start_s, w.end_s) {
             (None, None) => Err(bad()),
-            (Some(x), Some(y)) if y <= x => Err(format!("`{s}`: the end must come after the start")),
+            (Some(x), Some(y)) if y <= x => {
+                Err(format!("`{s}`: the end must come after the start"))
+            }
             _ => Ok(w),
         }
     }
@@ -245,8 +251,8 @@ impl Trace {
                 format!("trace speed {}: expected a positive number", opts.speed),
             ));
         }
-        let bytes = std::fs::read(path)
-            .map_err(|e| err(None, format!("cannot read trace file: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| err(None, format!("cannot read trace file: {e}")))?;
         let sha256 = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&bytes))
@@ -262,7 +268,10 @@ impl Trace {
         let raw = parse(&text, format, &origin)?;
         let rows_in_file = raw.len() as u64;
         if raw.is_empty() {
-            return Err(err(None, format!("trace file has no rows; expected {}", format.expected())));
+            return Err(err(
+                None,
+                format!("trace file has no rows; expected {}", format.expected()),
+            ));
         }
         let t0 = raw[0].1;
         let mut rows = Vec::new();
@@ -435,11 +444,21 @@ fn parse(text: &str, format: TraceFormat, origin: &str) -> Result<Vec<RawRow>, T
                 }
                 // serde counts within this one line: report the column only.
                 let bad = |e: serde_json::Error| {
-                    err(line, e.to_string().replace(" at line 1 column ", " at column "))
+                    err(
+                        line,
+                        e.to_string().replace(" at line 1 column ", " at column "),
+                    )
                 };
                 let row = if format == TraceFormat::Mooncake {
                     let l: MooncakeLine = serde_json::from_str(raw).map_err(bad)?;
-                    (line, l.timestamp / 1000.0, l.input_length, l.output_length, l.hash_ids, None)
+                    (
+                        line,
+                        l.timestamp / 1000.0,
+                        l.input_length,
+                        l.output_length,
+                        l.hash_ids,
+                        None,
+                    )
                 } else {
                     let l: BailianLine = serde_json::from_str(raw).map_err(bad)?;
                     let chat = ChatTurn {
@@ -447,7 +466,14 @@ fn parse(text: &str, format: TraceFormat, origin: &str) -> Result<Vec<RawRow>, T
                         parent_chat_id: l.parent_chat_id,
                         turn: l.turn,
                     };
-                    (line, l.timestamp, l.input_length, l.output_length, l.hash_ids, Some(chat))
+                    (
+                        line,
+                        l.timestamp,
+                        l.input_length,
+                        l.output_length,
+                        l.hash_ids,
+                        Some(chat),
+                    )
                 };
                 if !(row.1.is_finite() && row.1 >= 0.0) {
                     return Err(err(line, "`timestamp` is negative or not finite".into()));
@@ -482,15 +508,32 @@ fn parse(text: &str, format: TraceFormat, origin: &str) -> Result<Vec<RawRow>, T
                         .ok()
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .ok_or_else(|| {
-                            err(line, format!("`TIMESTAMP` {:?} is not a date and time", l.timestamp))
+                            err(
+                                line,
+                                format!("`TIMESTAMP` {:?} is not a date and time", l.timestamp),
+                            )
                         })?;
-                    (line, t.as_secs_f64(), l.context_tokens, l.generated_tokens, Vec::new(), None)
+                    (
+                        line,
+                        t.as_secs_f64(),
+                        l.context_tokens,
+                        l.generated_tokens,
+                        Vec::new(),
+                        None,
+                    )
                 } else {
                     let l: BurstGptLine = record.deserialize(Some(&headers)).map_err(bad)?;
                     if !(l.timestamp.is_finite() && l.timestamp >= 0.0) {
                         return Err(err(line, "`Timestamp` is negative or not finite".into()));
                     }
-                    (line, l.timestamp, l.request_tokens, l.response_tokens, Vec::new(), None)
+                    (
+                        line,
+                        l.timestamp,
+                        l.request_tokens,
+                        l.response_tokens,
+                        Vec::new(),
+                        None,
+                    )
                 };
                 out.push(row);
             }
@@ -546,7 +589,10 @@ mod tests {
             TraceFormat::Azure,
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("t:2: `TIMESTAMP` \"yesterday\""), "{e}");
+        assert!(
+            e.to_string().starts_with("t:2: `TIMESTAMP` \"yesterday\""),
+            "{e}"
+        );
         let e = parsed(
             "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1.5,ChatGPT,10\n",
             TraceFormat::Burstgpt,

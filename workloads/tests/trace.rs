@@ -39,7 +39,11 @@ fn every_sample_format_is_detected_and_read_whole() {
     ] {
         let t = load(name, TraceOptions::default());
         assert_eq!(t.format, format, "{name}");
-        assert_eq!((t.rows.len(), t.rows_in_file), (rows, rows as u64), "{name}");
+        assert_eq!(
+            (t.rows.len(), t.rows_in_file),
+            (rows, rows as u64),
+            "{name}"
+        );
         assert_eq!(t.sha256.len(), 64);
         assert_eq!(t.offsets()[0], 0.0);
         assert!(t.offsets().windows(2).all(|w| w[0] <= w[1]), "{name}");
@@ -47,7 +51,10 @@ fn every_sample_format_is_detected_and_read_whole() {
     let b = load("bailian-sample.jsonl", TraceOptions::default());
     assert_eq!(b.block_tokens, 16);
     assert!(b.rows.iter().any(|r| r.chat.is_some_and(|c| c.turn > 1)));
-    assert_eq!(load("mooncake-sample.jsonl", TraceOptions::default()).block_tokens, 512);
+    assert_eq!(
+        load("mooncake-sample.jsonl", TraceOptions::default()).block_tokens,
+        512
+    );
 }
 
 #[test]
@@ -90,7 +97,11 @@ fn a_window_takes_its_rows_and_starts_at_its_first() {
         .map(|t| t - times[0])
         .filter(|t| (a..b).contains(t))
         .collect();
-    assert!(inside.len() >= 5 && inside.len() < times.len(), "{}", inside.len());
+    assert!(
+        inside.len() >= 5 && inside.len() < times.len(),
+        "{}",
+        inside.len()
+    );
     assert_eq!(w.rows.len(), inside.len());
     for (o, t) in w.offsets().iter().zip(&inside) {
         assert!((o - (t - inside[0])).abs() < 1e-9);
@@ -146,11 +157,19 @@ fn shared_hash_ids_share_exactly_the_prompt_prefix() {
                 let k = a.iter().zip(b).take_while(|(x, y)| x == y).count();
                 let (pa, pb) = (&prompts[i], &prompts[j]);
                 let shared = (k * bt).min(pa.len()).min(pb.len());
-                assert_eq!(pa[..shared], pb[..shared], "{name} rows {i},{j}: {k} blocks");
+                assert_eq!(
+                    pa[..shared],
+                    pb[..shared],
+                    "{name} rows {i},{j}: {k} blocks"
+                );
                 let (ra, rb) = (&pa[shared..], &pb[shared..]);
                 let n = ra.len().min(rb.len()).min(bt);
                 if n > 0 {
-                    assert_ne!(ra[..n], rb[..n], "{name} rows {i},{j} diverge after {k} blocks");
+                    assert_ne!(
+                        ra[..n],
+                        rb[..n],
+                        "{name} rows {i},{j} diverge after {k} blocks"
+                    );
                 }
                 if k > 0 {
                     sharing += 1;
@@ -159,7 +178,10 @@ fn shared_hash_ids_share_exactly_the_prompt_prefix() {
                 }
             }
         }
-        assert!(sharing > 10 && disjoint > 10, "{name}: {sharing} {disjoint}");
+        assert!(
+            sharing > 10 && disjoint > 10,
+            "{name}: {sharing} {disjoint}"
+        );
     }
     // The same row gives the same prompt, whatever the window.
     let all = load("mooncake-sample.jsonl", TraceOptions::default());
@@ -215,21 +237,29 @@ fn bad_files_name_the_line_and_what_was_expected() {
         "m.jsonl",
         "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2, \"hash_ids\": [1]}\n{\"timestamp\": 9, \"input_length\": \"five\", \"output_length\": 2}\n",
     );
-    let e = Trace::load(&p, TraceOptions::default()).unwrap_err().to_string();
+    let e = Trace::load(&p, TraceOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with(&format!("{}:2: ", p.display())), "{e}");
     assert!(e.contains("expected a Mooncake row"), "{e}");
     let p = write(
         "back.jsonl",
         "{\"timestamp\": 10, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 9, \"input_length\": 5, \"output_length\": 2}\n",
     );
-    let e = Trace::load(&p, TraceOptions::default()).unwrap_err().to_string();
+    let e = Trace::load(&p, TraceOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(":2: timestamp is earlier"), "{e}");
     let p = write("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,5,2,7,API log\n1,ChatGPT,-3,2,7,API log\n");
-    let e = Trace::load(&p, TraceOptions::default()).unwrap_err().to_string();
+    let e = Trace::load(&p, TraceOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("b.csv:3: "), "{e}");
     assert!(e.contains("expected a BurstGPT row"), "{e}");
     let p = write("x.csv", "when,what\n1,2\n");
-    let e = Trace::load(&p, TraceOptions::default()).unwrap_err().to_string();
+    let e = Trace::load(&p, TraceOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--trace-format"), "{e}");
     let e = Trace::load(
         &p,

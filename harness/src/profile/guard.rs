@@ -51,7 +51,12 @@ pub fn estimate(cfg: &ProfileConfig, record: &BackendRecord, prompts: &PromptSou
     let prompt_tokens = match prompts {
         PromptSource::Synthetic { tokens } => u64::from(tokens.upper()),
         PromptSource::SharedPrefix(p) => u64::from(p.prefix_tokens) + u64::from(p.suffix.upper()),
-        PromptSource::Trace(t) => t.rows.iter().map(|r| u64::from(r.input_tokens)).max().unwrap_or(0),
+        PromptSource::Trace(t) => t
+            .rows
+            .iter()
+            .map(|r| u64::from(r.input_tokens))
+            .max()
+            .unwrap_or(0),
         PromptSource::Entries { entries, .. } => {
             entries
                 .iter()
