@@ -24,23 +24,9 @@ fn sample(name: &str) -> PathBuf {
 /// Run `charter profile --backend simulated` with `args`; the record and the rows by id.
 fn run(args: &[&str]) -> (tempfile::TempDir, Value, Vec<RequestRow>) {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let mut all = vec![
-        "profile",
-        "--backend",
-        "simulated",
-        "--sim-ttft",
-        "1ms",
-        "--sim-itl",
-        "1ms",
-        "--no-progress",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let mut all = vec!["--sim-ttft", "1ms", "--sim-itl", "1ms", "--no-progress"];
     all.extend_from_slice(args);
-    let o = charter(&all);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let (tmp, out) = run_simulated(&all);
     let rec = validated_record(&out);
     let mut rows = request_rows(&out);
     rows.sort_by_key(|r| r.id);

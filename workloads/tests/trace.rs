@@ -228,58 +228,37 @@ fn ideal_prefix_hit_rate_of_a_trace_counts_leading_blocks_seen_before() {
 #[test]
 fn bad_files_name_the_line_and_what_was_expected() {
     let tmp = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
+    // The error of loading `text` as `name`, in `format` (None: detected).
+    let error = |name: &str, text: &str, format: Option<TraceFormat>| {
         let p = tmp.path().join(name);
         std::fs::write(&p, text).unwrap();
-        p
+        let opts = TraceOptions {
+            format,
+            ..Default::default()
+        };
+        Trace::load(&p, opts).unwrap_err().to_string()
     };
-    let p = write(
+    let e = error(
         "m.jsonl",
         "{\"timestamp\": 0, \"input_length\": 5, \"output_length\": 2, \"hash_ids\": [1]}\n{\"timestamp\": 9, \"input_length\": \"five\", \"output_length\": 2}\n",
+        None,
     );
-    let e = Trace::load(&p, TraceOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(e.starts_with(&format!("{}:2: ", p.display())), "{e}");
+    let m = tmp.path().join("m.jsonl");
+    assert!(e.starts_with(&format!("{}:2: ", m.display())), "{e}");
     assert!(e.contains("expected a Mooncake row"), "{e}");
-    let p = write(
+    let e = error(
         "back.jsonl",
         "{\"timestamp\": 10, \"input_length\": 5, \"output_length\": 2}\n{\"timestamp\": 9, \"input_length\": 5, \"output_length\": 2}\n",
+        None,
     );
-    let e = Trace::load(&p, TraceOptions::default())
-        .unwrap_err()
-        .to_string();
     assert!(e.contains(":2: timestamp is earlier"), "{e}");
-    let p = write("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,5,2,7,API log\n1,ChatGPT,-3,2,7,API log\n");
-    let e = Trace::load(&p, TraceOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = error("b.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n0,ChatGPT,5,2,7,API log\n1,ChatGPT,-3,2,7,API log\n", None);
     assert!(e.contains("b.csv:3: "), "{e}");
     assert!(e.contains("expected a BurstGPT row"), "{e}");
-    let p = write("x.csv", "when,what\n1,2\n");
-    let e = Trace::load(&p, TraceOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = error("x.csv", "when,what\n1,2\n", None);
     assert!(e.contains("--trace-format"), "{e}");
-    let e = Trace::load(
-        &p,
-        TraceOptions {
-            format: Some(TraceFormat::Azure),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = error("x.csv", "when,what\n1,2\n", Some(TraceFormat::Azure));
     assert!(e.contains("x.csv:2: missing field `TIMESTAMP`"), "{e}");
-    let p = write("empty.jsonl", "\n");
-    let e = Trace::load(
-        &p,
-        TraceOptions {
-            format: Some(TraceFormat::Mooncake),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = error("empty.jsonl", "\n", Some(TraceFormat::Mooncake));
     assert!(e.contains("no rows"), "{e}");
 }
