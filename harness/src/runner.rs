@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use charter_backends::{Backend, LoadError, Stream};
 use charter_record::Observation;
-use charter_workloads::{Arrivals, RequestTemplate, Schedule, StopCondition};
+use charter_workloads::{Arrivals, RequestTemplate, StopCondition};
 
 use crate::sampler::Instances;
 
@@ -156,7 +156,8 @@ pub fn run_open_level(
     instances: &Instances,
     mut on_finished: impl FnMut(Observation),
 ) -> Result<OpenStats, LoadError> {
-    let schedule = Schedule::new(level.rate, level.arrivals, level.burstiness, level.seed)
+    let schedule = template
+        .schedule(level.rate, level.arrivals, level.burstiness, level.seed)
         .map_err(|what| LoadError::Setting { what })?;
     let max = level.max_in_flight.max(1) as usize;
     // Start with enough workers for the expected concurrency (Little's law needs latency we do

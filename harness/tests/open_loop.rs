@@ -15,21 +15,9 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run_in(args: &[&str]) -> (tempfile::TempDir, Value) {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let mut all = vec![
-        "profile",
-        "--backend",
-        "simulated",
-        "--prompts",
-        "synthetic",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ];
+    let mut all = vec!["--prompts", "synthetic", "--json"];
     all.extend_from_slice(args);
-    let o = charter(&all);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let (tmp, out) = run_simulated(&all);
     let rec = validated_record(&out);
     (tmp, rec)
 }

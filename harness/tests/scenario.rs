@@ -57,6 +57,8 @@ struct Asked {
     duration: bool,
     /// A `.jsonl` prompt file, resolved from the scenario's directory.
     jsonl: Option<PathBuf>,
+    /// `workload.trace`: one open-loop level replaying every row of the trace's window.
+    trace: bool,
 }
 
 impl Asked {
@@ -116,6 +118,7 @@ impl Asked {
                 .map(|i| i as u64),
             duration: load.contains_key("duration"),
             jsonl,
+            trace: workload.contains_key("trace"),
         }
     }
 
@@ -203,6 +206,13 @@ fn run_example(path: &Path, tmp: &Path) {
     } else if asked.auto {
         assert_eq!(levels.len(), 7, "{name}: probe + 6 fractions of saturation");
         assert_eq!(levels[0]["role"], "saturation_probe", "{name}");
+    } else if asked.trace {
+        assert_eq!(levels.len(), 1, "{name}: one trace level");
+        assert_eq!(levels[0]["load"]["arrivals"], "trace", "{name}");
+        assert_eq!(
+            levels[0]["summary"]["requests_completed"], rec["workload"]["trace"]["rows"],
+            "{name}: every row of the window"
+        );
     } else if let Some(rates) = &asked.rates {
         assert_eq!(
             levels.len(),

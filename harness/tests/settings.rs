@@ -48,6 +48,7 @@ fn special(id: &str) -> Option<[Sample; 2]> {
             bare(r#"{kind = "simulated", name = "a"}"#),
             bare(r#"{kind = "simulated", name = "b"}"#),
         ],
+        "trace_window" => [quoted("0s..10s"), quoted("1..2")],
         _ => return None,
     })
 }

@@ -42,6 +42,10 @@ pub enum Arrivals {
     Poisson,
     /// Gamma inter-arrival times with shape = burstiness.
     Gamma,
+    /// The timestamps of a replayed trace (`workload.trace`); set by `--trace`, not by
+    /// `--arrivals`.
+    #[cfg_attr(feature = "clap", value(skip))]
+    Trace,
 }
 
 impl Arrivals {
@@ -50,6 +54,7 @@ impl Arrivals {
             Arrivals::Constant => "constant",
             Arrivals::Poisson => "poisson",
             Arrivals::Gamma => "gamma",
+            Arrivals::Trace => "trace",
         }
     }
 }

@@ -363,6 +363,48 @@ pub struct WorkloadRecord {
     pub slo_attainment_target: Option<f64>,
     /// Scenario file the run was described by, if any.
     pub scenario: Option<String>,
+    /// The replayed trace (`--trace`): its arrivals, input and output lengths drive the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceRecord>,
+    /// The shared-prefix workload (`--shared-prefix-tokens`, `--prefix-groups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefixRecord>,
+    /// Share of the prompt tokens of every request issued (warm-up included, in order) that an
+    /// ideal prefix cache (unbounded, never evicting) would serve: the expected prefix-cache hit
+    /// rate of a trace with hash ids or of a shared-prefix workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideal_prefix_cache_hit_rate: Option<f64>,
+}
+
+/// Which trace a run replayed, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TraceRecord {
+    pub path: String,
+    /// `mooncake`, `bailian`, `azure` or `burstgpt`.
+    pub format: String,
+    pub sha256: String,
+    /// Rows in the file.
+    pub rows_in_file: u64,
+    /// Rows in the window, replayed in time order.
+    pub rows: u64,
+    /// Time compression (`--trace-speed`): 2 replays twice as fast.
+    pub speed: f64,
+    /// The slice replayed (`--trace-window`, seconds from the file's first row), if any.
+    pub window: Option<String>,
+    /// Tokens per `hash_ids` block.
+    pub block_tokens: u32,
+    /// Seconds from the first to the last replayed row, after compression.
+    pub replay_span_s: f64,
+}
+
+/// The shared-prefix workload: `groups` system prompts of `prefix_tokens` each; every request
+/// draws one (uniformly, from the seed and its index) and appends its own tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SharedPrefixRecord {
+    pub prefix_tokens: u32,
+    pub groups: u32,
+    /// The length distribution of each request's own tokens after the prefix.
+    pub suffix_tokens: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

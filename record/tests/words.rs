@@ -88,8 +88,13 @@ fn setup_and_method_words() {
         &["single", "list", "auto", "slo_search"],
     );
     written_as_their_words(
-        &[Arrivals::Constant, Arrivals::Poisson, Arrivals::Gamma],
-        &["constant", "poisson", "gamma"],
+        &[
+            Arrivals::Constant,
+            Arrivals::Poisson,
+            Arrivals::Gamma,
+            Arrivals::Trace,
+        ],
+        &["constant", "poisson", "gamma", "trace"],
     );
     written_as_their_words(
         &[Isolation::Thread, Isolation::Process],

@@ -630,6 +630,30 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
         "  prompts: {}; max output tokens: {}",
         w.prompt.source, w.max_tokens
     );
+    if let Some(t) = &w.trace {
+        let _ = writeln!(
+            out,
+            "  trace: {} ({}, {} of {} rows, sha256 {}), speed ×{}{}, spanning {:.3}s",
+            t.path,
+            t.format,
+            t.rows,
+            t.rows_in_file,
+            &t.sha256[..t.sha256.len().min(12)],
+            t.speed,
+            t.window
+                .as_ref()
+                .map(|w| format!(", window {w}"))
+                .unwrap_or_default(),
+            t.replay_span_s
+        );
+    }
+    if let Some(h) = w.ideal_prefix_cache_hit_rate {
+        let _ = writeln!(
+            out,
+            "  expected prefix-cache hit rate: {:.1}% of prompt tokens (an ideal, unbounded cache over the requests sent)",
+            h * 100.0
+        );
+    }
     match r.levels.as_slice() {
         [] => {
             let _ = writeln!(out, "  no level was measured");

@@ -23,6 +23,8 @@ enum Kind {
     Constant,
     Exp(Exp<f64>),
     Gamma(Gamma<f64>),
+    /// Given offsets (a trace's), ending with the last.
+    Offsets(std::vec::IntoIter<f64>),
 }
 
 impl Schedule {
@@ -44,6 +46,9 @@ impl Schedule {
             Arrivals::Gamma => Kind::Gamma(
                 Gamma::new(burstiness, 1.0 / (rate * burstiness)).map_err(|e| e.to_string())?,
             ),
+            Arrivals::Trace => {
+                return Err("trace arrivals come from a trace file (--trace)".into());
+            }
         };
         Ok(Self {
             rate,
@@ -54,12 +59,24 @@ impl Schedule {
         })
     }
 
-    /// The next inter-arrival gap in seconds.
+    /// A schedule of the given offsets (seconds, non-decreasing), ending after the last.
+    pub fn from_offsets(offsets: Vec<f64>) -> Self {
+        Self {
+            rate: 0.0,
+            kind: Kind::Offsets(offsets.into_iter()),
+            rng: rand::rngs::StdRng::seed_from_u64(0),
+            t: 0.0,
+            first: false,
+        }
+    }
+
+    /// The next inter-arrival gap in seconds (0 for a schedule of given offsets).
     pub fn next_gap(&mut self) -> f64 {
         match &self.kind {
             Kind::Constant => 1.0 / self.rate,
             Kind::Exp(d) => d.sample(&mut self.rng),
             Kind::Gamma(d) => d.sample(&mut self.rng),
+            Kind::Offsets(_) => 0.0,
         }
     }
 }
@@ -69,6 +86,9 @@ impl Iterator for Schedule {
 
     /// The first request is scheduled at 0; later ones after each sampled gap.
     fn next(&mut self) -> Option<f64> {
+        if let Kind::Offsets(o) = &mut self.kind {
+            return o.next();
+        }
         if self.first {
             self.first = false;
             return Some(0.0);
@@ -100,5 +120,8 @@ mod tests {
         assert_eq!(a, b);
         assert!(Schedule::new(-1.0, Arrivals::Poisson, 1.0, 0).is_err());
         assert!(Schedule::new(1.0, Arrivals::Gamma, 0.0, 0).is_err());
+        assert!(Schedule::new(1.0, Arrivals::Trace, 1.0, 0).is_err());
+        let o: Vec<f64> = Schedule::from_offsets(vec![0.0, 0.5, 0.5, 2.0]).collect();
+        assert_eq!(o, vec![0.0, 0.5, 0.5, 2.0]);
     }
 }

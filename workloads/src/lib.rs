@@ -6,8 +6,10 @@
 pub mod arrivals;
 pub mod corpus;
 pub mod lengths;
+pub mod prefix;
 pub mod prompts;
 pub mod search;
+pub mod trace;
 
 use std::time::Duration;
 
@@ -15,7 +17,9 @@ use charter_backends::{GenRequest, Sampling};
 
 pub use arrivals::{Arrivals, Schedule};
 pub use lengths::LengthDist;
+pub use prefix::{IdealPrefixCache, SharedPrefix};
 pub use prompts::{PromptEntry, PromptFileError, PromptSource, PromptSpec};
+pub use trace::{Trace, TraceError, TraceFormat, TraceOptions, TraceWindow};
 
 /// When a load level stops issuing new requests (whichever bound is reached first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,21 @@ pub struct RequestTemplate {
 }
 
 impl RequestTemplate {
+    /// The open-loop schedule: a trace's own timestamps when the prompts come from a trace,
+    /// else `arrivals` at `rate`.
+    pub fn schedule(
+        &self,
+        rate: f64,
+        arrivals: Arrivals,
+        burstiness: f64,
+        seed: u64,
+    ) -> Result<Schedule, String> {
+        match &self.prompts {
+            PromptSource::Trace(t) => Ok(Schedule::from_offsets(t.offsets())),
+            _ => Schedule::new(rate, arrivals, burstiness, seed),
+        }
+    }
+
     /// Request `index`: deterministic in `(sampling.seed, index)`.
     pub fn request(&self, index: u64, vocab: &[u32]) -> GenRequest {
         let seed = self.sampling.seed;

@@ -1,14 +1,18 @@
-//! Prompt sources: synthetic token ids, the built-in corpus, JSONL files and ShareGPT files.
+//! Prompt sources: synthetic token ids, the built-in corpus, JSONL files, ShareGPT files, shared
+//! prefixes ([`crate::prefix`]) and trace rows ([`crate::trace`]).
 //!
 //! Files are read and checked completely before a run starts: an empty file, a malformed line
 //! or an entry without a prompt is an error naming the file and line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use charter_backends::{ChatMessage, Prompt};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::lengths::LengthDist;
+use crate::prefix::{Block, SharedPrefix};
+use crate::trace::{random_ids, Trace};
 
 /// The built-in corpus (JSONL, one `{"prompt": ...}` per line); see `corpus/LICENSE.md`.
 pub const CORPUS_JSONL: &str = include_str!("../corpus/prompts.jsonl");
@@ -35,6 +39,10 @@ pub enum PromptSource {
         name: String,
         entries: Vec<PromptEntry>,
     },
+    /// Synthetic ids after one of a few shared prefixes.
+    SharedPrefix(SharedPrefix),
+    /// Trace rows: request i is row i (mod the rows), its output cap the row's output length.
+    Trace(Arc<Trace>),
 }
 
 /// A prompt-file problem, naming the file and line.
@@ -96,6 +104,16 @@ impl PromptSource {
             PromptSource::Entries { name, entries } => {
                 format!("{name} ({} prompts)", entries.len())
             }
+            PromptSource::SharedPrefix(s) => format!(
+                "shared-prefix ({} groups × {} prefix tokens, then synthetic-tokens ({} tokens))",
+                s.groups, s.prefix_tokens, s.suffix
+            ),
+            PromptSource::Trace(t) => format!(
+                "trace {}:{} ({} rows, synthetic tokens)",
+                t.format,
+                t.path.display(),
+                t.rows.len()
+            ),
         }
     }
 
@@ -105,20 +123,40 @@ impl PromptSource {
             PromptSource::Synthetic { tokens } => {
                 let mut rng = request_rng(seed, index);
                 let n = tokens.sample(&mut rng);
-                let ids = if vocab.is_empty() {
-                    Vec::new()
-                } else {
-                    (0..n)
-                        .map(|_| vocab[rng.random_range(0..vocab.len())])
-                        .collect()
-                };
-                (Prompt::Tokens(ids), None)
+                (Prompt::Tokens(random_ids(&mut rng, n, vocab)), None)
             }
             PromptSource::Entries { entries, .. } => {
                 let e = &entries[(index % entries.len() as u64) as usize];
                 (e.prompt.clone(), e.max_tokens)
             }
+            PromptSource::SharedPrefix(s) => {
+                (Prompt::Tokens(s.prompt_ids(index, seed, vocab)), None)
+            }
+            PromptSource::Trace(t) => (
+                Prompt::Tokens(t.prompt_ids(index, seed, vocab)),
+                Some(t.row(index).output_tokens),
+            ),
         }
+    }
+
+    /// Request `index`'s prompt as blocks with prefix keys, for the ideal prefix cache
+    /// ([`crate::prefix::IdealPrefixCache`]); `None` for sources without shared prefixes.
+    pub fn prefix_blocks(&self, index: u64, seed: u64) -> Option<Vec<Block>> {
+        match self {
+            PromptSource::SharedPrefix(s) => Some(s.blocks(index, seed).to_vec()),
+            PromptSource::Trace(t) => Some(t.blocks(index)),
+            _ => None,
+        }
+    }
+
+    /// The share of prompt tokens an ideal prefix cache would serve over requests
+    /// `0..requests` in order; `None` for sources without shared prefixes.
+    pub fn ideal_prefix_hit_rate(&self, requests: u64, seed: u64) -> Option<f64> {
+        let mut cache = crate::prefix::IdealPrefixCache::default();
+        for i in 0..requests {
+            cache.add(&self.prefix_blocks(i, seed)?);
+        }
+        cache.hit_rate()
     }
 
     pub fn needs_tokenizer(&self) -> bool {

@@ -78,9 +78,44 @@ pub struct WorkloadArgs {
     pub top_p: Option<f64>,
 
     /// Warm-up requests per level, excluded from its window [default: one per stream, or 2 in
-    /// open loop].
+    /// open loop; 0 for a trace].
     #[arg(long, value_name = "N", value_parser = whole::<u64>)]
     pub warmup: Option<u64>,
+
+    /// Replay a request trace (Mooncake or Bailian JSONL, Azure LLM inference or BurstGPT CSV):
+    /// one open-loop level whose arrivals are the trace's timestamps, prompts of its input
+    /// lengths (rows sharing leading hash_ids blocks share those prompt tokens) and output caps
+    /// of its output lengths; every row of the window once [default --requests].
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["prompts", "prompt_tokens", "shared_prefix_tokens"])]
+    pub trace: Option<PathBuf>,
+
+    /// Format of --trace [default: detected from its first line].
+    #[arg(long, value_enum)]
+    pub trace_format: Option<charter_workloads::TraceFormat>,
+
+    /// Replay --trace this many times faster (arrival offsets divided by it) [default: 1].
+    #[arg(long, value_name = "X", value_parser = parse_positive)]
+    pub trace_speed: Option<f64>,
+
+    /// Replay only the rows of --trace from START to END, in seconds from its first row
+    /// (e.g. 60s..10m, ..90s, 120..); the first row replayed is issued at once.
+    #[arg(long, value_name = "START..END")]
+    pub trace_window: Option<charter_workloads::TraceWindow>,
+
+    /// Tokens per hash_ids block of --trace [default: 512 for Mooncake, 16 for Bailian].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u32>)]
+    pub trace_block_tokens: Option<u32>,
+
+    /// Shared-prefix workload: every synthetic prompt starts with one of --prefix-groups system
+    /// prompts of this many tokens (drawn by seed and request index), then its own
+    /// --prompt-tokens; the hit rate an ideal prefix cache would reach is reported.
+    #[arg(long, value_name = "P", value_parser = at_least_one::<u32>, conflicts_with = "prompts")]
+    pub shared_prefix_tokens: Option<u32>,
+
+    /// Distinct shared prefixes of --shared-prefix-tokens [default: 1].
+    #[arg(long, value_name = "G", value_parser = at_least_one::<u32>)]
+    pub prefix_groups: Option<u32>,
 }
 
 /// `--sweep` modes.

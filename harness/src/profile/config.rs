@@ -3,12 +3,16 @@
 //! nowhere else.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use charter_backends::candle::ModelSource;
 use charter_backends::BackendSpec;
 use charter_reports::slo::Slo;
-use charter_workloads::{Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, StopCondition};
+use charter_workloads::{
+    Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, SharedPrefix, StopCondition, Trace,
+    TraceOptions,
+};
 
 use super::args::SweepMode;
 use super::backend::BackendKind;
@@ -65,6 +69,10 @@ pub struct ProfileConfig {
     pub warmup: Option<u64>,
     pub cooldown: Duration,
     pub prompts: Option<PromptSpec>,
+    /// `--trace`, read and sliced: its rows are the prompts and its timestamps the arrivals.
+    pub trace: Option<Arc<Trace>>,
+    /// `--shared-prefix-tokens` with `--prefix-groups` (the suffix is `prompt_tokens`).
+    pub shared_prefix: Option<SharedPrefix>,
     pub prompt_tokens: LengthDist,
     /// `--prompt-tokens` was given: without `--prompts`, that asks for synthetic prompts.
     pub prompt_tokens_explicit: bool,
@@ -90,6 +98,33 @@ pub struct ProfileConfig {
     pub sampler: SamplerConfig,
     /// Where each setting came from, for errors found after resolving (prompt files, ...).
     pub origins: Origins,
+}
+
+/// `--trace` read and sliced as its settings say; the trace settings without `--trace` are an
+/// error naming the first one given.
+fn trace(s: &Settings) -> Result<Option<Arc<Trace>>, CliError> {
+    let (w, o) = (&s.args.workload, &s.origins);
+    let Some(path) = &w.trace else {
+        let given = [
+            ("trace_format", w.trace_format.is_some()),
+            ("trace_speed", w.trace_speed.is_some()),
+            ("trace_window", w.trace_window.is_some()),
+            ("trace_block_tokens", w.trace_block_tokens.is_some()),
+        ];
+        return match given.iter().find(|(_, set)| *set) {
+            Some((id, _)) => Err(o.bad(id, "applies only with --trace FILE")),
+            None => Ok(None),
+        };
+    };
+    let opts = TraceOptions {
+        format: w.trace_format,
+        speed: w.trace_speed.unwrap_or(1.0),
+        window: w.trace_window,
+        block_tokens: w.trace_block_tokens,
+    };
+    Trace::load(path, opts)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| o.bad("trace", e))
 }
 
 /// The RAM probe's synthetic prompt and output lengths (a model with a shorter context gets
@@ -133,7 +168,8 @@ impl ProfileConfig {
             || (slo.terms.is_some()
                 && load.rate.is_none()
                 && load.concurrency.is_none()
-                && load.sweep.is_none());
+                && load.sweep.is_none()
+                && a.workload.trace.is_none());
         if search && slo.terms.is_none() {
             return Err(o.bad(
                 "search",
@@ -189,7 +225,27 @@ impl ProfileConfig {
         let max_in_flight = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         let arrivals = load.arrivals.unwrap_or(Arrivals::Poisson);
         let burstiness = load.burstiness.unwrap_or(1.0);
-        let plan = if search {
+        let trace = trace(s)?;
+        if trace.is_some() {
+            let levels = [
+                ("concurrency", load.concurrency.is_some()),
+                ("rate", load.rate.is_some()),
+                ("sweep", load.sweep.is_some()),
+                ("search", search),
+                ("ram_probe", load.ram_probe),
+            ];
+            if let Some((id, _)) = levels.iter().find(|(_, set)| *set) {
+                return Err(o.bad(id, "--trace replays the trace's own arrivals as one open-loop level; drop one of them"));
+            }
+        }
+        let plan = if let Some(t) = &trace {
+            Plan::Levels(vec![LoadLevel::Open {
+                rate: t.mean_rate(),
+                arrivals: Arrivals::Trace,
+                burstiness: 1.0,
+                max_in_flight,
+            }])
+        } else if search {
             Plan::Search
         } else if load.sweep == Some(SweepMode::Auto) {
             Plan::Auto
@@ -244,6 +300,17 @@ impl ProfileConfig {
         let prompt_tokens = w
             .prompt_tokens
             .or(probe.then(|| LengthDist::fixed(PROBE_PROMPT_TOKENS)));
+        if w.prefix_groups.is_some() && w.shared_prefix_tokens.is_none() {
+            return Err(o.bad(
+                "prefix_groups",
+                "applies only with --shared-prefix-tokens (the length of each group's prefix)",
+            ));
+        }
+        let shared_prefix = w.shared_prefix_tokens.map(|p| SharedPrefix {
+            prefix_tokens: p,
+            groups: w.prefix_groups.unwrap_or(1),
+            suffix: prompt_tokens.unwrap_or(LengthDist::fixed(128)),
+        });
         Ok(Self {
             backend,
             seed: a.backend.seed.unwrap_or(0),
@@ -262,13 +329,16 @@ impl ProfileConfig {
                 Duration::ZERO
             }),
             prompts: w.prompts.clone(),
+            shared_prefix,
             prompt_tokens: prompt_tokens.unwrap_or(LengthDist::fixed(128)),
             prompt_tokens_explicit: prompt_tokens.is_some(),
             max_tokens: w
                 .max_tokens
                 .or(probe.then(|| LengthDist::fixed(PROBE_MAX_TOKENS))),
             probe_max_tokens: probe && w.max_tokens.is_none(),
-            ignore_eos: w.ignore_eos || probe,
+            // A trace's output lengths are what its requests generated: replayed exactly.
+            ignore_eos: w.ignore_eos || probe || trace.is_some(),
+            trace,
             temperature: w.temperature.unwrap_or(0.0),
             top_p: w.top_p,
             slo: slo.terms.clone(),
@@ -309,11 +379,16 @@ impl ProfileConfig {
     /// [default: one per stream in closed loop, 2 in open loop]; `--requests` and/or
     /// `--duration` [default: 4 per stream in closed loop, 40 in open loop].
     pub fn level_bounds(&self, load: LoadLevel) -> (u64, StopCondition) {
-        let (default_warmup, default_requests) = match load {
-            LoadLevel::Closed { concurrency } => {
+        let (default_warmup, default_requests) = match (load, &self.trace) {
+            (LoadLevel::Closed { concurrency }, _) => {
                 (u64::from(concurrency), 4 * u64::from(concurrency))
             }
-            LoadLevel::Open { .. } => (2, 40),
+            // A trace: every row of its window once, none of them excluded unless asked.
+            (LoadLevel::Open { .. }, Some(t)) => {
+                let warmup = self.warmup.unwrap_or(0);
+                (0, (t.rows.len() as u64).saturating_sub(warmup).max(1))
+            }
+            (LoadLevel::Open { .. }, None) => (2, 40),
         };
         let stop = StopCondition {
             requests: match (self.requests, self.duration) {
@@ -384,6 +459,12 @@ impl ProfileConfig {
     /// The prompt source asked for, else the corpus when the backend takes text and no prompt
     /// length was given, else synthetic token ids.
     pub fn prompt_source_for(&self, accepts_text: bool) -> Result<PromptSource, CliError> {
+        if let Some(t) = &self.trace {
+            return Ok(PromptSource::Trace(Arc::clone(t)));
+        }
+        if let Some(p) = self.shared_prefix {
+            return Ok(PromptSource::SharedPrefix(p));
+        }
         let default = if accepts_text && !self.prompt_tokens_explicit {
             PromptSpec::Corpus
         } else {

@@ -50,6 +50,13 @@ pub fn estimate(cfg: &ProfileConfig, record: &BackendRecord, prompts: &PromptSou
     let streams = u64::from(streams);
     let prompt_tokens = match prompts {
         PromptSource::Synthetic { tokens } => u64::from(tokens.upper()),
+        PromptSource::SharedPrefix(p) => u64::from(p.prefix_tokens) + u64::from(p.suffix.upper()),
+        PromptSource::Trace(t) => t
+            .rows
+            .iter()
+            .map(|r| u64::from(r.input_tokens))
+            .max()
+            .unwrap_or(0),
         PromptSource::Entries { entries, .. } => {
             entries
                 .iter()
@@ -61,7 +68,8 @@ pub fn estimate(cfg: &ProfileConfig, record: &BackendRecord, prompts: &PromptSou
     };
     let file_cap = match prompts {
         PromptSource::Entries { entries, .. } => entries.iter().filter_map(|e| e.max_tokens).max(),
-        PromptSource::Synthetic { .. } => None,
+        PromptSource::Trace(t) => t.rows.iter().map(|r| r.output_tokens).max(),
+        PromptSource::Synthetic { .. } | PromptSource::SharedPrefix(_) => None,
     };
     let output_tokens = match (&cfg.max_tokens, file_cap) {
         (Some(d), _) => u64::from(d.upper()),

@@ -4,8 +4,8 @@
 use charter_backends::Backend;
 use charter_record::PlanKind;
 use charter_reports::{
-    HostInfo, PromptSpec, RunFiles, RunRecord, RunStatus, SamplingRecord, WorkloadRecord,
-    SCHEMA_VERSION,
+    HostInfo, PromptSpec, RunFiles, RunRecord, RunStatus, SamplingRecord, SharedPrefixRecord,
+    TraceRecord, WorkloadRecord, SCHEMA_VERSION,
 };
 use charter_workloads::PromptSource;
 
@@ -49,6 +49,9 @@ pub fn initial(
             },
             max_tokens: match cfg.max_tokens {
                 Some(d) => d.to_string(),
+                None if matches!(prompts, PromptSource::Trace(_)) => {
+                    "the trace's output lengths".into()
+                }
                 None if matches!(prompts, PromptSource::Entries { .. }) => {
                     format!(
                         "from the prompt file, else {}",
@@ -66,6 +69,23 @@ pub fn initial(
             slo: cfg.slo.clone(),
             slo_attainment_target: cfg.slo.as_ref().map(|_| cfg.attainment),
             scenario: cfg.scenario.as_ref().map(|p| p.display().to_string()),
+            trace: cfg.trace.as_ref().map(|t| TraceRecord {
+                path: t.path.display().to_string(),
+                format: t.format.to_string(),
+                sha256: t.sha256.clone(),
+                rows_in_file: t.rows_in_file,
+                rows: t.rows.len() as u64,
+                speed: t.speed,
+                window: t.window.map(|w| w.to_string()),
+                block_tokens: t.block_tokens,
+                replay_span_s: t.replay_span_s(),
+            }),
+            shared_prefix: cfg.shared_prefix.map(|p| SharedPrefixRecord {
+                prefix_tokens: p.prefix_tokens,
+                groups: p.groups,
+                suffix_tokens: p.suffix.to_string(),
+            }),
+            ideal_prefix_cache_hit_rate: None,
         },
         levels: Vec::new(),
         search: None,

@@ -52,7 +52,7 @@ const SECTIONS: &[(&str, Group)] = &[
 
 /// The settings that make the plan of load levels: any of them on the command line replaces all
 /// of the file's.
-const LEVELS: &[&str] = &["concurrency", "rate", "sweep", "search"];
+const LEVELS: &[&str] = &["concurrency", "rate", "sweep", "search", "trace"];
 
 /// The command `charter profile` parses: every setting, in its group.
 pub fn command() -> Command {

@@ -460,6 +460,10 @@ impl<'a> Session<'a> {
 
     fn finish(mut self) -> Result<i32, CliError> {
         self.progress.finish();
+        self.record.workload.ideal_prefix_cache_hit_rate = self
+            .template
+            .prompts
+            .ideal_prefix_hit_rate(self.next_id, self.cfg.seed);
         let interrupted = Self::interrupted();
         let out = self
             .sampler

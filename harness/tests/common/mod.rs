@@ -48,6 +48,24 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Run `charter profile --backend simulated --out DIR` with `args`, expecting exit 0: the
+/// temporary directory (keep it alive) and DIR.
+pub fn run_simulated(args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut all = vec![
+        "profile",
+        "--backend",
+        "simulated",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = charter(&all);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    (tmp, out)
+}
+
 /// Validate `run.json` in `dir` against the committed JSON Schema and return it.
 pub fn validated_record(dir: &Path) -> serde_json::Value {
     let schema_path =
