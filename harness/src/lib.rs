@@ -14,6 +14,7 @@
 
 pub mod bench_engine;
 pub mod cli;
+pub mod exposition;
 pub mod gate;
 pub mod host;
 pub mod profile;
@@ -23,6 +24,7 @@ pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod serve;
+pub mod serve_metrics;
 pub mod telemetry;
 pub mod tokens;
 pub mod values;
