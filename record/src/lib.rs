@@ -25,6 +25,7 @@ pub mod latency;
 pub mod metrics;
 pub mod observation;
 pub mod run;
+pub mod server_metrics;
 pub mod slo;
 pub mod summary;
 pub mod tokens;
@@ -37,5 +38,6 @@ pub use observation::{
     StopReason, TokenCountSource, WireInfo,
 };
 pub use run::*;
+pub use server_metrics::{CounterDelta, LevelServerMetrics, ServerMetricsSource};
 pub use slo::{Slo, SloTerm};
 pub use summary::{LatencySummary, ValueSummary};

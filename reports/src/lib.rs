@@ -14,6 +14,7 @@ pub mod export;
 pub mod gate;
 pub mod render;
 pub mod resources;
+pub mod server_metrics;
 pub mod slo;
 pub mod stats;
 pub mod summary;
