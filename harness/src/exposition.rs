@@ -1,6 +1,6 @@
 //! charter's own metrics in the Prometheus text exposition format (version 0.0.4): `charter
 //! serve`'s `GET /metrics` ([`crate::serve`]) and the live metrics of a `charter profile` run
-//! (`--metrics-listen`, [`crate::profile::live`]). Metrics are `prometheus-client` types in a
+//! (`--metrics-listen`, [`crate::live`]). Metrics are `prometheus-client` types in a
 //! [`Registry`]; this module holds what both share: the latency buckets, the `/metrics` handler
 //! and a registry under a lock readable from the HTTP thread.
 //!

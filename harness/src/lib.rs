@@ -17,6 +17,7 @@ pub mod cli;
 pub mod exposition;
 pub mod gate;
 pub mod host;
+pub mod live;
 pub mod profile;
 mod progress;
 pub mod report;

@@ -1096,6 +1096,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
                 "8",
                 "--max-tokens",
                 "4",
+                // This server answers every request, a GET /metrics too, and counts it.
+                "--server-metrics",
+                "none",
             ],
         );
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));

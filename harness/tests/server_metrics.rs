@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sse_server::{Script, TestServer};
 use common::{request_rows, stderr, validated_record};
+use sse_server::{Script, TestServer};
 
 /// A `charter` child process killed on drop, with the URL it printed on stderr.
 struct Child {

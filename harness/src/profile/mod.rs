@@ -7,15 +7,13 @@
 //! - [`config`]: the settings checked as a whole, every default applied;
 //! - [`session`]: the plan loop and one level; [`record`]: the run record's settings part;
 //!   [`failures`]: loud failures (a level whose every request failed, exit code 3);
-//! - [`guard`]: the plan's largest level sized against the machine before it starts;
-//! - [`live`]: the run's live metrics for a Prometheus (`--metrics-listen`).
+//! - [`guard`]: the plan's largest level sized against the machine before it starts.
 
 pub mod args;
 pub mod backend;
 pub mod config;
 mod failures;
 pub mod guard;
-pub mod live;
 pub mod record;
 pub mod scenario;
 mod session;

@@ -78,7 +78,7 @@ impl<'a> Session<'a> {
         dir: &'a RunDir,
     ) -> Result<Self, CliError> {
         if let Some(addr) = &cfg.metrics_listen {
-            super::live::listen(addr)?;
+            crate::live::listen(addr)?;
         }
         let mut record = super::record::initial(cfg, host, backend, &prompts);
         dir.write_record(&record)?;
@@ -296,7 +296,7 @@ impl<'a> Session<'a> {
         self.progress.reset(stop.requests.map(|r| r + warmup));
         self.progress
             .phase(&format!("level {index}: {}", profile_rec.label()));
-        super::live::level_started(index);
+        crate::live::level_started(index);
         let epoch = self.epoch;
         let vocab = self.backend.prompt_token_ids();
         let (out, write_err, progress, failures) = (
@@ -309,7 +309,7 @@ impl<'a> Session<'a> {
         let mut on_finished = |f: Observation| {
             spans.push(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
-            super::live::finished(&row);
+            crate::live::finished(&row);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             failures.add(&row);
             agg.add(&row, &gaps);

@@ -13,8 +13,8 @@
 //!   `charter:profile_output_tokens_per_second` (its measured output tokens ÷ time since the
 //!   level started).
 //!
-//! The metrics are process-wide (one run per process); nothing is counted when no listener was
-//! asked for.
+//! The metrics are process-wide (one run per process; the runners count requests in flight
+//! without knowing about `profile`); nothing is counted when no listener was asked for.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
