@@ -1088,6 +1088,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
             &srv.base_url(),
             &closed,
             &[
+                // This server answers every request, a GET /metrics too, and counts it.
+                "--server-metrics",
+                "none",
                 "--concurrency",
                 "4",
                 "--warmup",
@@ -1096,9 +1099,6 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
                 "8",
                 "--max-tokens",
                 "4",
-                // This server answers every request, a GET /metrics too, and counts it.
-                "--server-metrics",
-                "none",
             ],
         );
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
@@ -1142,6 +1142,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
         &srv.base_url(),
         &open,
         &[
+            // This server answers every request, a GET /metrics too, and counts it.
+            "--server-metrics",
+            "none",
             "--rate",
             "0.5",
             "--arrivals",
@@ -1171,6 +1174,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
         &srv.base_url(),
         &own,
         &[
+            // This server answers every request, a GET /metrics too, and counts it.
+            "--server-metrics",
+            "none",
             "--rate",
             "0.5",
             "--arrivals",
