@@ -365,12 +365,12 @@ fn live_metrics_only_grow_and_match_the_record() {
     let l0 = &rec["levels"][0]["summary"];
     let done = l0["requests_completed"].as_f64().unwrap();
     let failed = l0["requests_failed"].as_f64().unwrap();
-    let ids: Vec<u64> = request_rows(&run)
+    let measured_tokens: Vec<u64> = request_rows(&run)
         .iter()
         .filter(|r| !r.warmup)
         .map(|r| r.output_tokens)
         .collect();
-    assert_eq!(ids.len(), 16);
+    assert_eq!(measured_tokens.len(), 16);
     let l0_tokens: f64 = request_rows(&run)
         .iter()
         .filter(|r| !r.warmup && r.end_s <= rec["levels"][0]["window"]["end_s"].as_f64().unwrap())
@@ -378,10 +378,10 @@ fn live_metrics_only_grow_and_match_the_record() {
         .sum();
     assert_eq!(done + failed, 8.0);
     assert!(
-        seen.iter().any(|c| *c == (done, failed, l0_tokens)),
+        seen.contains(&(done, failed, l0_tokens)),
         "no scrape in the pause after level 0 showed {:?}: {seen:?}",
         (done, failed, l0_tokens)
     );
     let last = seen.last().expect("scraped at least once");
-    assert!(last.0 <= 16.0 && last.2 <= ids.iter().sum::<u64>() as f64);
+    assert!(last.0 <= 16.0 && last.2 <= measured_tokens.iter().sum::<u64>() as f64);
 }
