@@ -174,6 +174,22 @@ fn scraped_server_metrics_match_what_the_server_did() {
         )
     );
     assert_eq!(rec["files"]["server_metrics_csv"], "server_metrics.csv");
+
+    // The charter carries the level's server summary in its notes.
+    let report = tmp.path().join("report");
+    let o = common::charter(&[
+        "report",
+        "--out",
+        report.to_str().unwrap(),
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
+    let max = level["running"]["p95"].as_f64().unwrap();
+    assert!(
+        md.contains(&format!("server: running p95 {max:.0}, waiting p95 ")),
+        "{md}"
+    );
 }
 
 /// `--backend openai` without `--server-metrics` tries `{base}/metrics` once; a server without

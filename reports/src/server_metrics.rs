@@ -376,6 +376,25 @@ pub fn summarise(url: &str, points: &[ScrapePoint], window: (f64, f64)) -> Level
     }
 }
 
+/// A charter table's note on one source's level summary: the p95 of its queue gauges and KV
+/// cache, and the prefix-cache hit rate; `None` when it has none of them.
+pub fn note(m: &LevelServerMetrics) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(v) = &m.running {
+        parts.push(format!("running p95 {:.0}", v.p95));
+    }
+    if let Some(v) = &m.waiting {
+        parts.push(format!("waiting p95 {:.0}", v.p95));
+    }
+    if let Some(v) = &m.kv_cache_usage {
+        parts.push(format!("KV p95 {:.0}%", v.p95 * 100.0));
+    }
+    if let Some(h) = m.prefix_cache_hit_rate {
+        parts.push(format!("prefix hits {:.0}%", h * 100.0));
+    }
+    (!parts.is_empty()).then(|| format!("server: {}", parts.join(", ")))
+}
+
 /// The console's server-metrics lines: sources not measured, then each level's summary.
 pub fn console_lines(out: &mut String, r: &RunRecord) {
     for s in &r.server_metrics {
@@ -508,13 +527,14 @@ mod tests {
             point(4.0, 9.0, 40.0),
         ];
         let s = summarise("u", &points, (1.2, 2.5));
-        let r = s.running.unwrap();
+        let r = s.running.clone().unwrap();
         assert_eq!((r.samples, r.mean, r.max), (1, 3.0, 3.0));
-        let g = s.generation_tokens.unwrap();
+        let g = s.generation_tokens.clone().unwrap();
         assert_eq!((g.delta, g.from_s, g.to_s), (60.0, 1.0, 3.0));
         assert_eq!(g.per_s, Some(30.0));
         assert_eq!((s.scrapes, s.scrape_errors), (1, 1));
         assert_eq!(s.prompt_tokens, None);
         assert_eq!(s.prefix_cache_hit_rate, None);
+        assert_eq!(note(&s).as_deref(), Some("server: running p95 3"));
     }
 }
