@@ -7,56 +7,12 @@ mod common;
 #[path = "common/sse_server.rs"]
 mod sse_server;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{request_rows, stderr, validated_record};
+use common::{request_rows, spawn, stderr, validated_record};
 use sse_server::{Script, TestServer};
-
-/// A `charter` child process killed on drop, with the URL it printed on stderr.
-struct Child {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start `charter ARGS` and wait for the first `http://` word on its stderr.
-fn spawn(args: &[&str]) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_charter"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let url = loop {
-        let mut line = String::new();
-        if lines.read_line(&mut line).unwrap() == 0 {
-            panic!("charter exited before printing its address: {seen}");
-        }
-        if let Some(w) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break w.to_string();
-        }
-        seen.push_str(&line);
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while lines.read_line(&mut sink).unwrap_or(0) > 0 {
-            sink.clear();
-        }
-    });
-    Child { child, url }
-}
 
 /// `server_metrics.csv` rows: (t_s, source, metric, value, error).
 fn scrape_rows(dir: &Path) -> Vec<(f64, String, String, String, String)> {
