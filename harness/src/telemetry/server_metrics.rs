@@ -48,6 +48,7 @@ fn shown(url: &reqwest::Url) -> String {
 
 /// What `--server-metrics` asks for, resolved against the backend.
 struct Plan {
+    client: reqwest::Client,
     targets: Vec<Target>,
     /// The default endpoint, tried once (`--backend openai` without `--server-metrics`).
     probe: Option<Target>,
@@ -113,10 +114,32 @@ fn plan(urls: &[String], backend: &BackendSpec) -> Result<Plan, CliError> {
         _ => None,
     };
     Ok(Plan {
+        client: client(remote)?,
         targets,
         probe,
         secrets: Secrets::new(key),
     })
+}
+
+/// The scrapes' HTTP client: it trusts what the backend's client trusts (`--ca-cert`,
+/// `--insecure`).
+fn client(
+    remote: Option<&charter_backends::remote::RemoteOptions>,
+) -> Result<reqwest::Client, CliError> {
+    let failed = |e: String| CliError::Failure(anyhow::anyhow!("metrics scraper client: {e}"));
+    let mut b = reqwest::Client::builder().timeout(SCRAPE_TIMEOUT);
+    if let Some(o) = remote {
+        if let Some(p) = &o.ca_cert {
+            let pem = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
+            for c in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
+        b = b.danger_accept_invalid_certs(o.insecure);
+    }
+    b.build().map_err(|e| failed(e.to_string()))
 }
 
 /// One scrape: the exposition's samples, or why there is none.
@@ -258,15 +281,12 @@ impl ServerScraper {
         dir: &RunDir,
     ) -> Result<Self, CliError> {
         let Plan {
+            client,
             mut targets,
             probe,
             secrets,
         } = plan(urls, backend)?;
         let rt = runtime()?;
-        let client = reqwest::Client::builder()
-            .timeout(SCRAPE_TIMEOUT)
-            .build()
-            .map_err(|e| CliError::Failure(anyhow::anyhow!("metrics scraper client: {e}")))?;
         let mut absent = Vec::new();
         if let Some(mut p) = probe {
             match rt.block_on(fetch(&client, &p, &secrets)) {
