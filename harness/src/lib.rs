@@ -14,8 +14,10 @@
 
 pub mod bench_engine;
 pub mod cli;
+pub mod exposition;
 pub mod gate;
 pub mod host;
+pub mod live;
 pub mod profile;
 mod progress;
 pub mod report;
@@ -23,6 +25,7 @@ pub mod rundir;
 pub mod runner;
 pub mod sampler;
 pub mod serve;
+pub mod serve_metrics;
 pub mod telemetry;
 pub mod tokens;
 pub mod values;

@@ -24,6 +24,8 @@ pub const INSTANCES_CSV: &str = "instances.csv";
 pub const GPU_CSV: &str = "gpu.csv";
 /// Live context tokens and RSS at each sample (the RAM-per-token fit's input).
 pub const CONTEXT_CSV: &str = "context.csv";
+/// The server's own metrics, one row per sample per scrape (`--server-metrics`).
+pub const SERVER_METRICS_CSV: &str = "server_metrics.csv";
 
 /// A run directory being written.
 pub struct RunDir {

@@ -327,6 +327,7 @@ fn serve(
     interrupted: &AtomicBool,
 ) -> Observation {
     let request = template.request(job.id, vocab);
+    let _in_flight = crate::live::in_flight();
     let mut events = Vec::with_capacity(request.max_tokens as usize);
     let start = Instant::now();
     let result = stream.generate(&request, &mut |ev| {

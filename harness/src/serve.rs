@@ -11,7 +11,8 @@
 //! non-streaming responses). Backends without a tokenizer (random-weight presets) map each
 //! whitespace-separated word of a text prompt to one vocabulary id, so prompt lengths carry
 //! over. Sampling follows `temperature`, `top_p` and `seed`; `ignore_eos` (the vLLM extension)
-//! is honoured.
+//! is honoured. `GET /metrics` exposes the server's own metrics in the Prometheus text format
+//! ([`crate::serve_metrics`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::profile::backend::BackendArgs;
 use crate::profile::scenario::Origins;
+use crate::serve_metrics::ServeMetrics;
 use crate::{CliError, EXIT_OK};
 
 /// Arguments of `charter serve`: the backend's settings exactly as `charter profile` takes
@@ -61,6 +63,8 @@ struct AppState {
     pool: Mutex<Vec<Box<dyn Stream>>>,
     model: String,
     vocab: Vec<u32>,
+    metrics: ServeMetrics,
+    registry: Arc<prometheus_client::registry::Registry>,
 }
 
 /// Run `charter serve` until the process is stopped; `origins` says which settings were given.
@@ -90,11 +94,14 @@ pub fn serve(args: &ServeArgs, origins: &Origins) -> Result<i32, CliError> {
             _ => backend.record().model.clone(),
         });
     let vocab = backend.prompt_token_ids().to_vec();
+    let (metrics, registry) = ServeMetrics::new();
     let state = Arc::new(AppState {
         backend,
         pool: Mutex::new(Vec::new()),
         model,
         vocab,
+        metrics,
+        registry: Arc::new(registry),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.http_threads.unwrap_or(1) as usize)
@@ -125,12 +132,16 @@ pub fn serve(args: &ServeArgs, origins: &Origins) -> Result<i32, CliError> {
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", get(crate::exposition::handler))
+        .with_state(Arc::clone(&state.registry));
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
         .route("/health", get(|| async { "ok" }))
         .with_state(state)
+        .merge(metrics)
 }
 
 async fn models(State(st): State<Arc<AppState>>) -> Json<Value> {
@@ -291,8 +302,10 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
         sampling: c.sampling,
     };
     let gen_state = Arc::clone(&st);
+    let mut tracked = st.metrics.arrived();
     tokio::task::spawn_blocking(move || {
         let st = gen_state;
+        tracked.start();
         let taken = st.pool.lock().ok().and_then(|mut p| p.pop());
         let mut stream = match taken.map(Ok).unwrap_or_else(|| st.backend.new_stream()) {
             Ok(s) => s,
@@ -309,6 +322,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
         };
         let mut text = TextStream::default();
         let r = stream.generate(&request, &mut |ev| {
+            tracked.tokens(ev.tokens);
             let piece = text.piece(st.backend.as_ref(), &ev);
             if tx.send(Msg::Text(piece)).is_err() {
                 ControlFlow::Break(()) // the client went away
@@ -319,6 +333,7 @@ async fn run(st: Arc<AppState>, prompt: Prompt, c: Common, kind: Kind) -> Respon
         if let Ok(mut p) = st.pool.lock() {
             p.push(stream);
         }
+        tracked.end(&r);
         let _ = tx.send(Msg::Done(r));
     });
     // Wait for the first message, so that a request the backend refuses gets a status code.

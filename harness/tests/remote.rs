@@ -10,9 +10,8 @@ mod idle_close_server;
 #[path = "common/sse_server.rs"]
 mod sse_server;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use charter_record::{
     DecodeRule, ErrorKind, PromptTokenSource, StaleConnection, StopReason, TokenCountSource,
@@ -830,39 +829,8 @@ fn bad_remote_flags_exit_2() {
 }
 
 /// `charter serve` on a free port; killed on drop.
-struct Served {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(args: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_charter"))
-        .arg("serve")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let base = loop {
-        let mut line = String::new();
-        if lines.read_line(&mut line).unwrap() == 0 {
-            panic!("charter serve exited before listening: {seen}");
-        }
-        if let Some(w) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break w.to_string();
-        }
-        seen.push_str(&line);
-    };
-    Served { child, base }
+fn serve(args: &[&str]) -> Spawned {
+    spawn(&[&["serve"], args, &["--listen", "127.0.0.1:0"]].concat())
 }
 
 #[test]
@@ -887,7 +855,7 @@ fn end_to_end_against_charter_serve_tiny_preset() {
         if http2 {
             args.push("--http2-prior-knowledge");
         }
-        let o = profile_openai(&srv.base, &run, &args);
+        let o = profile_openai(&srv.url, &run, &args);
         assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
         let rec = validated_record(&run);
         assert_eq!(rec["levels"][0]["summary"]["requests_completed"], 4);
@@ -1042,10 +1010,10 @@ fn charter_serve_streams_the_decoded_text_of_a_real_model() {
         .to_string()
     };
     let whole: serde_json::Value =
-        serde_json::from_str(&post(&srv.base, "/v1/completions", &ask(false))).unwrap();
+        serde_json::from_str(&post(&srv.url, "/v1/completions", &ask(false))).unwrap();
     let text = whole["choices"][0]["text"].as_str().unwrap().to_string();
     assert!(text.contains("Paris"), "{text:?}");
-    let sse = post(&srv.base, "/v1/completions", &ask(true));
+    let sse = post(&srv.url, "/v1/completions", &ask(true));
     // A chunked body: take the SSE `data:` lines wherever they are.
     let streamed: String = sse
         .lines()
@@ -1088,6 +1056,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
             &srv.base_url(),
             &closed,
             &[
+                // This server answers every request, a GET /metrics too, and counts it.
+                "--server-metrics",
+                "none",
                 "--concurrency",
                 "4",
                 "--warmup",
@@ -1139,6 +1110,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
         &srv.base_url(),
         &open,
         &[
+            // This server answers every request, a GET /metrics too, and counts it.
+            "--server-metrics",
+            "none",
             "--rate",
             "0.5",
             "--arrivals",
@@ -1168,6 +1142,9 @@ fn stale_keep_alive_connections_are_reconnected_not_failed() {
         &srv.base_url(),
         &own,
         &[
+            // This server answers every request, a GET /metrics too, and counts it.
+            "--server-metrics",
+            "none",
             "--rate",
             "0.5",
             "--arrivals",
@@ -1339,12 +1316,12 @@ fn synthetic_prompts_reach_charter_serve_at_the_requested_length() {
         "--weights",
         "keep",
     ]);
-    prompt_lengths_reach_the_server(&srv.base, &gguf, &[16, 64, 512]);
+    prompt_lengths_reach_the_server(&srv.url, &gguf, &[16, 64, 512]);
     // 64 generated tokens of real text: the tokenizer's count is the server's usage.
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let o = profile_openai(
-        &srv.base,
+        &srv.url,
         &run,
         &[
             "--tokenizer",
@@ -1384,7 +1361,7 @@ fn synthetic_prompts_reach_charter_serve_at_the_requested_length() {
         "--threads",
         "1",
     ]);
-    prompt_lengths_reach_the_server(&srv.base, &bpe, &[16, 64, 192]);
+    prompt_lengths_reach_the_server(&srv.url, &bpe, &[16, 64, 192]);
     drop(srv);
 
     let sp = tmp.path().join("sentencepiece.json");
@@ -1399,7 +1376,7 @@ fn synthetic_prompts_reach_charter_serve_at_the_requested_length() {
         "--threads",
         "1",
     ]);
-    prompt_lengths_reach_the_server(&srv.base, &sp, &[16, 64, 192]);
+    prompt_lengths_reach_the_server(&srv.url, &sp, &[16, 64, 192]);
 }
 
 /// The pieces a server streams for `ids`: each token's newly decoded text (what `charter

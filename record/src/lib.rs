@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod observation;
 pub mod route;
 pub mod run;
+pub mod server_metrics;
 pub mod slo;
 pub mod summary;
 pub mod tokens;
@@ -41,5 +42,6 @@ pub use route::{
     HybridPolicy, HybridRecord, Route, RoutingSummary, SpillReason, TierRecord, TierSummary,
 };
 pub use run::*;
+pub use server_metrics::{CounterDelta, LevelServerMetrics, ServerMetricsSource};
 pub use slo::{Slo, SloTerm};
 pub use summary::{LatencySummary, ValueSummary};

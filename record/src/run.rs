@@ -39,6 +39,10 @@ pub struct RunRecord {
     /// Result of an SLO search (`--slo ... --search`), when one ran.
     pub search: Option<SearchRecord>,
     pub files: RunFiles,
+    /// The server metrics endpoints scraped (`--server-metrics`, or tried by default for
+    /// `--backend openai`), measured or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<crate::server_metrics::ServerMetricsSource>,
 }
 
 /// Why a load level ran.
@@ -73,6 +77,9 @@ pub struct LevelRecord {
     /// Whether other processes used the machine during the level.
     #[serde(default)]
     pub contention: Contention,
+    /// The server's own metrics over the window (`--server-metrics`), one entry per source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<crate::server_metrics::LevelServerMetrics>,
 }
 
 /// CPU used by processes other than charter, its workers and the processes it watches.
@@ -827,6 +834,9 @@ pub struct RunFiles {
     /// Live context tokens and RSS per sample.
     #[serde(default)]
     pub context_csv: Option<String>,
+    /// Server metrics scrapes (long format), when a source was scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics_csv: Option<String>,
 }
 
 /// One row of `requests.csv`, written as soon as the request finishes.

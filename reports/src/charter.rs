@@ -189,6 +189,9 @@ pub struct LevelCharter {
     /// Which tiers served the level (hybrid backend, or `--tier-header`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<charter_record::RoutingSummary>,
+    /// The server's own metrics over the level (`--server-metrics`), one entry per source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<charter_record::LevelServerMetrics>,
 }
 
 /// Highest load the runs sustained.
@@ -366,6 +369,7 @@ fn level_charter(l: &LevelRecord, kv: Option<&KvCacheRecord>) -> LevelCharter {
         energy_per_output_token_j: r.energy.as_ref().and_then(|e| e.per_output_token_j),
         sustainable: l.sustainable,
         client_bound: l.client_bound.flagged,
+        server_metrics: l.server_metrics.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod render;
 pub mod resources;
 pub mod routing;
+pub mod server_metrics;
 pub mod slo;
 pub mod stats;
 pub mod summary;

@@ -76,6 +76,11 @@ fn level_cells(l: &LevelCharter) -> Vec<String> {
     if let Some(a) = l.slo_attainment {
         notes.push(format!("SLO {:.0}%", a * 100.0));
     }
+    notes.extend(
+        l.server_metrics
+            .iter()
+            .filter_map(crate::server_metrics::note),
+    );
     vec![
         l.load.clone(),
         l.trial.to_string(),

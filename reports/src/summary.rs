@@ -672,6 +672,7 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
             let _ = writeln!(out, "  level {} CLIENT-BOUND: {reason}", l.index);
         }
     }
+    crate::server_metrics::console_lines(&mut out, r);
     for note in remote_notes(r) {
         let _ = writeln!(out, "  {note}");
     }

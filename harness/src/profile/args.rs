@@ -268,6 +268,13 @@ pub struct SamplerArgs {
     #[arg(long, value_name = "NAME")]
     pub watch_process: Option<Vec<String>>,
 
+    /// Scrape this Prometheus metrics endpoint of the server (e.g.
+    /// http://127.0.0.1:8000/metrics) at the sampler's interval into server_metrics.csv and
+    /// summarise its known gauges and counters per level; repeatable. `none`: not even the
+    /// default [default: for --backend openai, {base}/metrics, tried once at the start].
+    #[arg(long, value_name = "URL")]
+    pub server_metrics: Option<Vec<String>>,
+
     /// Flag a level as contended when processes other than charter, its workers and the
     /// watched ones used more than this many cores on average [default: 0.25].
     #[arg(long, value_name = "CORES", value_parser = parse_non_negative)]
@@ -289,6 +296,12 @@ pub struct OutputArgs {
     /// Print the summary as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Serve the run's live metrics (requests done/failed, in flight, latency histograms,
+    /// output tokens, throughput) in the Prometheus text format at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9400 (port 0: any free port; the address is printed on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 
     /// Never draw a progress bar (plain progress lines are printed when stderr is not a terminal).
     #[arg(long)]

@@ -50,6 +50,8 @@ pub struct SamplerConfig {
     pub watch_processes: Vec<String>,
     /// Mean cores of other processes above which a level is contended.
     pub contention_threshold_cores: f64,
+    /// `--server-metrics` endpoints (empty: the backend's default, if any).
+    pub server_metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +93,8 @@ pub struct ProfileConfig {
     pub out: Option<PathBuf>,
     pub json: bool,
     pub no_progress: bool,
+    /// `--metrics-listen`: where the run's live metrics are served.
+    pub metrics_listen: Option<String>,
     pub scenario: Option<PathBuf>,
     pub isolation: Isolation,
     /// Run even when the resource guard refuses the plan.
@@ -348,6 +352,7 @@ impl ProfileConfig {
             out: a.output.dir.clone(),
             json: a.output.json,
             no_progress: a.output.no_progress,
+            metrics_listen: a.output.metrics_listen.clone(),
             scenario: a.scenario.clone(),
             isolation: load.isolation.unwrap_or_default(),
             force: load.force,
@@ -370,6 +375,7 @@ impl ProfileConfig {
                 contention_threshold_cores: sm.contention_threshold.unwrap_or(
                     charter_reports::resources::flags::DEFAULT_CONTENTION_THRESHOLD_CORES,
                 ),
+                server_metrics: sm.server_metrics.clone().unwrap_or_default(),
             },
             origins: o.clone(),
         })

@@ -95,6 +95,8 @@ pub fn initial(
             instances_csv: Some(rundir::INSTANCES_CSV.into()),
             gpu_csv: Some(rundir::GPU_CSV.into()),
             context_csv: Some(rundir::CONTEXT_CSV.into()),
+            server_metrics_csv: None,
         },
+        server_metrics: Vec::new(),
     }
 }

@@ -23,6 +23,7 @@ use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
 use crate::runner::{self, OpenLevel, Phase, StreamPool};
 use crate::sampler::{self, Instances, Sampler};
+use crate::telemetry::server_metrics::ServerScraper;
 use crate::{CliError, EXIT_INTERRUPTED};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -65,6 +66,7 @@ pub(super) struct Session<'a> {
     trial: u32,
     progress: Progress,
     failures: Failures,
+    server: ServerScraper,
 }
 
 impl<'a> Session<'a> {
@@ -75,7 +77,10 @@ impl<'a> Session<'a> {
         prompts: PromptSource,
         dir: &'a RunDir,
     ) -> Result<Self, CliError> {
-        let record = super::record::initial(cfg, host, backend, &prompts);
+        if let Some(addr) = &cfg.metrics_listen {
+            crate::live::listen(addr)?;
+        }
+        let mut record = super::record::initial(cfg, host, backend, &prompts);
         dir.write_record(&record)?;
         let requests_out = dir.requests_writer()?;
         let epoch = Instant::now();
@@ -90,6 +95,17 @@ impl<'a> Session<'a> {
         };
         let sampler = Sampler::start(epoch, cfg.sampler.interval, outputs, sources)
             .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the sampler: {e}")))?;
+        let server = ServerScraper::start(
+            &cfg.sampler.server_metrics,
+            &cfg.backend,
+            epoch,
+            cfg.sampler.interval,
+            dir,
+        )?;
+        record.server_metrics = server.sources();
+        if server.writes_csv() {
+            record.files.server_metrics_csv = Some(rundir::SERVER_METRICS_CSV.into());
+        }
         // The header comes with the first serialised point.
         let context_out = csv::Writer::from_writer(dir.data_file(rundir::CONTEXT_CSV)?);
         let template = RequestTemplate {
@@ -123,6 +139,7 @@ impl<'a> Session<'a> {
             trial: 0,
             progress: Progress::new(None, cfg.no_progress, cfg.json),
             failures: Failures::default(),
+            server,
         })
     }
 
@@ -279,6 +296,7 @@ impl<'a> Session<'a> {
         self.progress.reset(stop.requests.map(|r| r + warmup));
         self.progress
             .phase(&format!("level {index}: {}", profile_rec.label()));
+        crate::live::level_started(index);
         let epoch = self.epoch;
         let vocab = self.backend.prompt_token_ids();
         let (out, write_err, progress, failures) = (
@@ -291,6 +309,7 @@ impl<'a> Session<'a> {
         let mut on_finished = |f: Observation| {
             spans.push(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
+            crate::live::finished(&row);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             failures.add(&row);
             agg.add(&row, &gaps);
@@ -387,6 +406,10 @@ impl<'a> Session<'a> {
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
+        let server_metrics = self
+            .server
+            .level(window.as_ref().map(|w| (w.start_s, w.end_s)));
+        self.record.server_metrics = self.server.sources();
         let watched: Vec<String> = self
             .sampler
             .watched()
@@ -452,6 +475,7 @@ impl<'a> Session<'a> {
             sustainable,
             client_bound,
             contention: measured.contention,
+            server_metrics,
         };
         self.record.levels.push(level.clone());
         self.dir.write_record(&self.record)?;
@@ -470,6 +494,8 @@ impl<'a> Session<'a> {
             .stop()
             .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
         self.requests_out.finish().map_err(CliError::Failure)?;
+        let (sources, write_error) = self.server.stop();
+        self.record.server_metrics = sources;
         for l in &mut self.record.levels {
             l.resources.sampler = Some(out.info.clone());
         }
@@ -480,6 +506,12 @@ impl<'a> Session<'a> {
         };
         self.record.complete = !interrupted;
         self.dir.write_record(&self.record)?;
+        if let Some(e) = write_error {
+            return Err(CliError::Failure(anyhow::anyhow!(
+                "writing {}: {e}",
+                rundir::SERVER_METRICS_CSV
+            )));
+        }
         let dir_str = self.dir.path().display().to_string();
         let doc = ProfileDoc {
             record: &self.record,

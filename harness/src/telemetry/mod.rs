@@ -1,4 +1,5 @@
-//! Telemetry sources beyond the process sampler: GPU (NVML) and CPU package energy (RAPL).
+//! Telemetry sources beyond the process sampler: GPU (NVML), CPU package energy (RAPL), and the
+//! server's own Prometheus metrics ([`server_metrics`], scraped by a thread of its own).
 //!
 //! Each source is opened once; opening either gives a source or an [`Unavailable`] with the reason
 //! (library missing, no device, permission denied, ...). A source never panics and never fails
@@ -8,6 +9,7 @@
 
 pub mod gpu;
 pub mod rapl;
+pub mod server_metrics;
 
 use serde::{Deserialize, Serialize};
 

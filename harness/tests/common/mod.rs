@@ -1,6 +1,7 @@
 //! Shared helpers for the harness integration tests.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -92,4 +93,48 @@ pub fn validated_record(dir: &Path) -> serde_json::Value {
 pub fn request_rows(dir: &Path) -> Vec<charter_record::RequestRow> {
     let mut r = csv::Reader::from_path(dir.join("requests.csv")).unwrap();
     r.deserialize().map(|x| x.unwrap()).collect()
+}
+
+/// A `charter` child process (killed on drop) and the first `http://` address it printed on
+/// stderr.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `charter ARGS` and wait for the first `http://` word on its stderr (which is then
+/// drained, so the child never blocks on a full pipe).
+pub fn spawn(args: &[&str]) -> Spawned {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let url = loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).unwrap() == 0 {
+            panic!("charter exited before printing its address: {seen}");
+        }
+        if let Some(w) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break w.to_string();
+        }
+        seen.push_str(&line);
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    Spawned { child, url }
 }
