@@ -14,6 +14,7 @@
 
 pub mod bench_engine;
 pub mod cli;
+pub mod clock;
 pub mod gate;
 pub mod host;
 pub mod profile;

@@ -43,6 +43,11 @@ fn special(id: &str) -> Option<[Sample; 2]> {
         "headers" => [quoted("X-A: 1"), quoted("X-B: 2")],
         "extra_body" => [quoted(r#"{"top_k": 2}"#), quoted(r#"{"top_k": 3}"#)],
         "max_event_bytes" => [bare("2048"), bare("4096")],
+        "shard" => [quoted("0/2"), quoted("1/4")],
+        "start_at" => [
+            quoted("2030-01-01T00:00:00Z"),
+            quoted("2030-01-01T00:00:01Z"),
+        ],
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ pub mod cost;
 pub mod energy;
 pub mod export;
 pub mod gate;
+pub mod histograms;
 pub mod render;
 pub mod resources;
 pub mod slo;

@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod lengths;
 pub mod prompts;
 pub mod search;
+pub mod shard;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use charter_backends::{GenRequest, Sampling};
 pub use arrivals::{Arrivals, Schedule};
 pub use lengths::LengthDist;
 pub use prompts::{PromptEntry, PromptFileError, PromptSource, PromptSpec};
+pub use shard::Shard;
 
 /// When a load level stops issuing new requests (whichever bound is reached first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

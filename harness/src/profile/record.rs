@@ -75,6 +75,9 @@ pub fn initial(
             instances_csv: Some(rundir::INSTANCES_CSV.into()),
             gpu_csv: Some(rundir::GPU_CSV.into()),
             context_csv: Some(rundir::CONTEXT_CSV.into()),
+            histograms_dir: Some(charter_reports::histograms::HISTOGRAMS_DIR.into()),
         },
+        shard: None,
+        merge: None,
     }
 }
