@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod gate;
 pub mod host;
+pub mod merge;
 pub mod profile;
 mod progress;
 pub mod report;

@@ -122,6 +122,8 @@ pub struct MergedShard {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MergedShardLevel {
     pub index: u32,
+    /// Open loop: this shard's schedule offset 0 on the merged clock.
+    pub schedule_start_s: Option<f64>,
     pub requests_completed: u64,
     pub requests_failed: u64,
     pub resources: ResourceSummary,

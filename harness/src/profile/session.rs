@@ -473,8 +473,7 @@ impl<'a> Session<'a> {
             LoadLevel::Open { .. } => agg.keep_up_ratio(),
             LoadLevel::Closed { .. } => None,
         };
-        let sustainable =
-            completed_to_offered.map(|c| c >= 0.98 && summary.slo_percentiles_hold != Some(false));
+        let sustainable = flags::sustainable(completed_to_offered, &summary);
         let client_bound = flags::client_bound(
             &summary,
             &measured.resources,
