@@ -208,7 +208,10 @@ fn write_merged(shards: &[ShardRun], dir: &RunDir) -> Result<RunRecord, CliError
                 agg.add(&shifted(row, offset), &[]);
             }
         }
-        agg.set_histograms(added_histograms(shards, level.index)?);
+        let hists = added_histograms(shards, level.index)?;
+        histograms::write_level(&dir.histograms_dir(), level.index, &hists)
+            .with_context(|| format!("writing {}", dir.histograms_dir().display()))?;
+        agg.set_histograms(hists);
         let summary = agg.summary();
         let completed_to_offered = match level.load {
             LoadProfile::OpenLoop { .. } => agg.keep_up_ratio(),
@@ -296,14 +299,6 @@ fn write_merged(shards: &[ShardRun], dir: &RunDir) -> Result<RunRecord, CliError
     };
     write_requests(shards, &offsets, &dir.path().join(rundir::REQUESTS_CSV))
         .map_err(CliError::Failure)?;
-    for level in &record.levels {
-        histograms::write_level(
-            &dir.histograms_dir(),
-            level.index,
-            &added_histograms(shards, level.index)?,
-        )
-        .with_context(|| format!("writing {}", dir.histograms_dir().display()))?;
-    }
     dir.write_record(&record)?;
     Ok(record)
 }
@@ -338,27 +333,22 @@ fn added_histograms(shards: &[ShardRun], level: u32) -> Result<LevelHistograms, 
 /// The shards' `requests.csv` rows, in shard order, on the merged clock, with a leading `shard`
 /// column.
 fn write_requests(shards: &[ShardRun], offsets: &[f64], path: &Path) -> anyhow::Result<()> {
-    let mut header_writer = csv::Writer::from_writer(Vec::new());
-    header_writer.serialize(RequestRow::default())?;
-    let header_bytes = header_writer.into_inner()?;
-    let header_line = String::from_utf8(header_bytes)?;
-    let header = header_line.lines().next().unwrap_or_default();
+    // RequestRow's own header, as a requests.csv of one row would start.
+    let mut one_row = csv::Writer::from_writer(Vec::new());
+    one_row.serialize(RequestRow::default())?;
+    let one_row = one_row.into_inner()?;
+    let mut columns = vec!["shard".to_string()];
+    columns.extend(
+        csv::Reader::from_reader(one_row.as_slice())
+            .headers()?
+            .iter()
+            .map(str::to_string),
+    );
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(std::io::BufWriter::new(file));
-    let mut columns = vec!["shard".to_string()];
-    columns.extend(
-        csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(header.as_bytes())
-            .records()
-            .next()
-            .transpose()?
-            .map(|r| r.iter().map(str::to_string).collect::<Vec<_>>())
-            .unwrap_or_default(),
-    );
     w.write_record(&columns)?;
     for (s, &offset) in shards.iter().zip(offsets) {
         for row in &s.run.requests {
