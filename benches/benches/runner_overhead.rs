@@ -43,6 +43,7 @@ fn overhead(c: &mut Criterion) {
                     requests: Some(REQUESTS),
                     duration: None,
                 },
+                shard: charter_workloads::Shard::WHOLE,
             };
             let epoch = std::time::Instant::now();
             let mut agg = Aggregator::new();

@@ -80,6 +80,20 @@ pub enum Command {
         #[arg(required = true, num_args = 2.., value_name = "RUN")]
         runs: Vec<PathBuf>,
     },
+    /// Combine the shards of one sharded run (`profile --shard K/N`) into one run directory.
+    ///
+    /// Refuses shards of different settings (config hash), duplicate or missing shard indices.
+    /// Latency histograms add exactly; throughput is recomputed over the union window;
+    /// requests.csv gains a `shard` column; resources are summed and kept per shard.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// The shards' run directories.
+        #[arg(required = true, value_name = "SHARD_DIR")]
+        shards: Vec<PathBuf>,
+        /// Output run directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Nodes needed for a target load (with headroom and redundancy), and their monthly cost.
     #[command(after_help = EXIT_CODES)]
     Plan {
@@ -147,6 +161,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<i32, CliError> {
         }
         Command::Gate(args) => crate::gate::run(&args),
         Command::Report { runs, out, cost } => crate::report::report(&runs, &out, cost.as_deref()),
+        Command::Merge { shards, out } => crate::merge::merge(&shards, &out),
         Command::Compare { runs } => crate::report::compare(&runs),
         Command::Plan {
             run,

@@ -14,10 +14,12 @@
 
 pub mod bench_engine;
 pub mod cli;
+pub mod clock;
 pub mod exposition;
 pub mod gate;
 pub mod host;
 pub mod live;
+pub mod merge;
 pub mod profile;
 mod progress;
 pub mod report;

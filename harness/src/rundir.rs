@@ -82,6 +82,11 @@ impl RunDir {
         &self.path
     }
 
+    /// Where the per-level latency histograms go.
+    pub fn histograms_dir(&self) -> PathBuf {
+        self.path.join(charter_reports::histograms::HISTOGRAMS_DIR)
+    }
+
     /// Remove what this run created (used when setup fails before any measurement).
     pub fn discard(self) {
         if self.created {

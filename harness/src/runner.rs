@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use charter_backends::{Backend, LoadError, Stream};
 use charter_record::Observation;
-use charter_workloads::{Arrivals, RequestTemplate, StopCondition};
+use charter_workloads::{Arrivals, RequestTemplate, Shard, StopCondition};
 
 use crate::sampler::Instances;
 
@@ -21,6 +21,9 @@ pub struct Phase {
     /// Request ids of this phase start here (ids are unique over the run).
     pub first_id: u64,
     pub stop: StopCondition,
+    /// A sharded run deals the phase's ids out round-robin: this shard's n-th request has id
+    /// `first_id + shard.global_index(n)` (the stop condition counts this shard's requests).
+    pub shard: Shard,
 }
 
 /// Run one phase over `streams` (one OS thread each) and call `on_finished` on the calling
@@ -57,7 +60,7 @@ pub fn run_phase(
                             break;
                         }
                         let job = Job {
-                            id: phase.first_id + n,
+                            id: phase.first_id + phase.shard.global_index(n),
                             warmup: phase.warmup,
                             intended: None,
                         };
@@ -123,14 +126,24 @@ pub struct OpenLevel {
     /// The first `warmup` scheduled requests are marked warm-up (excluded from the window).
     pub warmup: u64,
     pub first_id: u64,
-    /// Bounds the measured requests (count, and time from the first measured arrival).
+    /// Bounds the measured requests (count, and time from the first measured arrival) of the
+    /// whole schedule, shared by every shard.
     pub stop: StopCondition,
+    /// Which arrivals of the schedule this process issues (`i mod N = K`); the others are
+    /// skipped, and every request keeps its index in the whole schedule as its id offset.
+    pub shard: Shard,
 }
 
 /// What the dispatcher saw in an open-loop level.
 #[derive(Debug, Clone, Default)]
 pub struct OpenStats {
+    /// Requests this process issued.
     pub issued: u64,
+    /// Arrivals of the whole schedule passed (this shard's and the others'): the next level's
+    /// ids start after them.
+    pub scheduled: u64,
+    /// When the schedule's offset 0 fell.
+    pub schedule_start: Option<Instant>,
     /// Arrivals that found every in-flight slot busy (they queued, and their wait is lag).
     pub max_in_flight_waits: u64,
     /// Dispatcher lateness (hand-off − intended start) per request, seconds.
@@ -200,6 +213,7 @@ pub fn run_open_level(
                     spawn(&mut handles, s);
                 }
                 let start = Instant::now();
+                stats.schedule_start = Some(start);
                 let mut measured_start: Option<Instant> = None;
                 for (n, offset) in (0u64..).zip(schedule) {
                     if interrupted.load(Ordering::Relaxed) {
@@ -216,6 +230,10 @@ pub fn run_open_level(
                         {
                             break;
                         }
+                    }
+                    stats.scheduled = n + 1;
+                    if !level.shard.keeps(n) {
+                        continue;
                     }
                     wait_until(intended);
                     if shared.idle.load(Ordering::SeqCst) == 0 {

@@ -103,6 +103,13 @@ pub fn parse_dim(s: &str) -> Result<(String, usize), String> {
     }
 }
 
+/// A wall-clock instant in RFC 3339 (UTC, `Z`), e.g. `2026-11-29T18:00:00Z`.
+pub fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim()).map_err(|e| {
+        format!("{s:?}: {e}; expected an RFC 3339 time in UTC such as 2026-11-29T18:00:00Z")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

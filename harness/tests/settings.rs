@@ -49,6 +49,11 @@ fn special(id: &str) -> Option<[Sample; 2]> {
             bare(r#"{kind = "simulated", name = "b"}"#),
         ],
         "trace_window" => [quoted("0s..10s"), quoted("1..2")],
+        "shard" => [quoted("0/2"), quoted("1/4")],
+        "start_at" => [
+            quoted("2030-01-01T00:00:00Z"),
+            quoted("2030-01-01T00:00:01Z"),
+        ],
         _ => return None,
     })
 }

@@ -43,6 +43,95 @@ pub struct RunRecord {
     /// `--backend openai`), measured or not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<crate::server_metrics::ServerMetricsSource>,
+    /// This run is one shard of a sharded run (`--shard K/N`, or from the scheduler's
+    /// environment); `charter merge` combines the shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// This run directory was made by `charter merge` from shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeRecord>,
+}
+
+/// One shard of a sharded run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ShardRecord {
+    /// 0-based shard index K.
+    pub index: u32,
+    /// Shard count N.
+    pub count: u32,
+    /// SHA-256 of the resolved settings that shape the load and its measurement (everything
+    /// but the shard index and count, the start time and the output settings): the shards of
+    /// one run share it. One-way: the settings text itself is not written.
+    pub config_hash: String,
+    /// Wall-clock time (Unix seconds) of this run's monotonic zero: a record time `t` happened
+    /// at `epoch_unix_s + t`, to within the clock error below.
+    pub epoch_unix_s: f64,
+    /// `--start-at`, when given (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// How late the first level started after `--start-at` by the wall clock (negative never;
+    /// large when the time was already past).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_late_s: Option<f64>,
+    pub clock: ClockRecord,
+}
+
+/// The host clock's own error estimate when the shard started (Linux `adjtimex`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ClockRecord {
+    /// Whether the kernel considers the clock synchronised (NTP/PTP); `None` when unreadable.
+    pub synchronised: Option<bool>,
+    /// The kernel's maximum error bound of the clock (`timex.maxerror`), seconds.
+    pub max_error_s: Option<f64>,
+    /// The kernel's estimated error (`timex.esterror`), seconds.
+    pub estimated_error_s: Option<f64>,
+    /// Where the figures came from, or why they are missing.
+    pub source: String,
+}
+
+/// What `charter merge` combined, and how far the shards' clocks can be trusted.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MergeRecord {
+    pub config_hash: String,
+    /// The shards in index order.
+    pub shards: Vec<MergedShard>,
+    /// Latest − earliest wall-clock start of the first level over the shards.
+    pub start_spread_s: Option<f64>,
+    /// Largest − smallest clock maximum error over the shards.
+    pub clock_error_spread_s: Option<f64>,
+    /// Worst-case offset between two shards' clocks: the sum of the two largest maximum
+    /// errors (timestamps of different shards compare to within this).
+    pub clock_offset_bound_s: Option<f64>,
+    /// Shards whose clock was not synchronised (or unreadable): their timestamps may be off by
+    /// more than the bound.
+    pub unsynchronised_shards: Vec<u32>,
+}
+
+/// One shard as `charter merge` found it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MergedShard {
+    pub index: u32,
+    /// The shard's run directory as given to `charter merge`.
+    pub dir: String,
+    pub hostname: Option<String>,
+    /// Seconds added to the shard's times to put them on the merged run's clock.
+    pub time_offset_s: f64,
+    pub start_late_s: Option<f64>,
+    pub clock: ClockRecord,
+    /// Per level (by index): the shard's own resources and client-bound flag.
+    pub levels: Vec<MergedShardLevel>,
+}
+
+/// One level of one shard, kept beside the merged level.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MergedShardLevel {
+    pub index: u32,
+    /// Open loop: this shard's schedule offset 0 on the merged clock.
+    pub schedule_start_s: Option<f64>,
+    pub requests_completed: u64,
+    pub requests_failed: u64,
+    pub resources: ResourceSummary,
+    pub client_bound: ClientBound,
 }
 
 /// Why a load level ran.
@@ -80,6 +169,27 @@ pub struct LevelRecord {
     /// The server's own metrics over the window (`--server-metrics`), one entry per source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<crate::server_metrics::LevelServerMetrics>,
+    /// Ids of this level's requests: `first <= id < end` (in a sharded run the same range on
+    /// every shard, each shard holding its own part of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ids: Option<IdRange>,
+    /// Open loop: when the arrival schedule's offset 0 fell, seconds on the run's clock (each
+    /// request's intended start is this plus its scheduled offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_start_s: Option<f64>,
+}
+
+/// A half-open range of request ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IdRange {
+    pub first: u64,
+    pub end: u64,
+}
+
+impl IdRange {
+    pub fn contains(&self, id: u64) -> bool {
+        (self.first..self.end).contains(&id)
+    }
 }
 
 /// CPU used by processes other than charter, its workers and the processes it watches.
@@ -837,6 +947,10 @@ pub struct RunFiles {
     /// Server metrics scrapes (long format), when a source was scraped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics_csv: Option<String>,
+    /// Per-level HDR histograms of every latency metric, HdrHistogram V2 compressed format:
+    /// `<dir>/level-<index>/<metric>.hdr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms_dir: Option<String>,
 }
 
 /// One row of `requests.csv`, written as soon as the request finishes.

@@ -135,6 +135,17 @@ impl Aggregator {
         }
     }
 
+    /// The latency histograms, one per metric in `Latency::ALL` order.
+    pub fn histograms(&self) -> &crate::histograms::LevelHistograms {
+        &self.hists
+    }
+
+    /// Replace the latency histograms (a merge sets the exact sums of its shards' histograms,
+    /// including chunk gaps, which request rows do not hold).
+    pub fn set_histograms(&mut self, hists: crate::histograms::LevelHistograms) {
+        self.hists = hists;
+    }
+
     /// The measured window: first measured start to last measured completion.
     pub fn window(&self, excluded: &str) -> Option<MeasuredWindow> {
         let (start_s, end_s) = (self.first_start_s?, self.last_end_s?);

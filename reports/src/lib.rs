@@ -12,6 +12,8 @@ pub mod cost;
 pub mod energy;
 pub mod export;
 pub mod gate;
+pub mod histograms;
+pub mod merge;
 pub mod render;
 pub mod resources;
 pub mod routing;

@@ -42,6 +42,47 @@ impl LatencyHistogram {
         self.hist.is_empty()
     }
 
+    /// Add every count of `other` (same precision): exact, bucket by bucket.
+    pub fn add(&mut self, other: &LatencyHistogram) -> Result<(), String> {
+        self.hist.add(&other.hist).map_err(|e| format!("{e:?}"))
+    }
+
+    /// Every non-empty bucket as (highest value equivalent to it in ns, count), ascending.
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        self.hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// HdrHistogram's V2 compressed encoding (what the other HdrHistogram libraries read).
+    pub fn to_v2_deflate(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        hdrhistogram::serialization::Serializer::serialize(
+            &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+            &self.hist,
+            &mut out,
+        )
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        Ok(out)
+    }
+
+    /// Read a V2 (compressed or not) encoding; refuses a histogram of another precision, which
+    /// would not add exactly to ours.
+    pub fn from_v2_deflate(bytes: &[u8]) -> Result<Self, String> {
+        let mut hist: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| format!("not an HdrHistogram V2 encoding: {e:?}"))?;
+        if hist.sigfig() != HISTOGRAM_SIGFIGS {
+            return Err(format!(
+                "{} significant figures, expected {HISTOGRAM_SIGFIGS}",
+                hist.sigfig()
+            ));
+        }
+        hist.auto(true);
+        Ok(Self { hist })
+    }
+
     /// Percentiles and moments; `None` when nothing was recorded.
     pub fn summary(&self) -> Option<LatencySummary> {
         if self.hist.is_empty() {

@@ -9,6 +9,7 @@ pub mod lengths;
 pub mod prefix;
 pub mod prompts;
 pub mod search;
+pub mod shard;
 pub mod trace;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use arrivals::{Arrivals, Schedule};
 pub use lengths::LengthDist;
 pub use prefix::{IdealPrefixCache, SharedPrefix};
 pub use prompts::{PromptEntry, PromptFileError, PromptSource, PromptSpec};
+pub use shard::Shard;
 pub use trace::{Trace, TraceError, TraceFormat, TraceOptions, TraceWindow};
 
 /// When a load level stops issuing new requests (whichever bound is reached first).

@@ -42,6 +42,9 @@ pub struct ProfileArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 /// `[workload]`: what each request asks for.
@@ -306,4 +309,31 @@ pub struct OutputArgs {
     /// Never draw a progress bar (plain progress lines are printed when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// `[distributed]`: one shard of a run split over several load generators (see docs/distributed.md).
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "distributed")]
+#[command(next_help_heading = "Sharding ([distributed] in a scenario)")]
+pub struct ShardArgs {
+    /// Run shard K of N (e.g. 0/4): open loop, arrival i of the shared seeded schedule when
+    /// i mod N = K; closed loop, ⌊c/N⌋ or ⌈c/N⌉ of the streams and requests [default: from
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID, else unsharded].
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<charter_workloads::Shard>,
+
+    /// The shard count N when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID
+    /// [default: JOB_COMPLETIONS or SLURM_ARRAY_TASK_COUNT].
+    #[arg(long, value_name = "N", conflicts_with = "shard", value_parser = at_least_one::<u32>)]
+    pub shards: Option<u32>,
+
+    /// Start barrier without a coordinator: wait for this wall-clock time (RFC 3339, UTC, e.g.
+    /// 2026-11-29T18:00:00Z) before the first level, then run on the monotonic clock. A time in
+    /// the past starts at once; one more than an hour ahead needs --wait.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+
+    /// Allow --start-at more than an hour ahead.
+    #[arg(long)]
+    pub wait: bool,
 }

@@ -4,15 +4,18 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use charter_backends::candle::ModelSource;
 use charter_backends::BackendSpec;
 use charter_reports::slo::Slo;
+use charter_workloads::shard::shard_from_env;
 use charter_workloads::{
-    Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, SharedPrefix, StopCondition, Trace,
-    TraceOptions,
+    Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, Shard, SharedPrefix, StopCondition,
+    Trace, TraceOptions,
 };
+
+use sha2::Digest;
 
 use super::args::SweepMode;
 use super::backend::BackendKind;
@@ -102,6 +105,10 @@ pub struct ProfileConfig {
     pub sampler: SamplerConfig,
     /// Where each setting came from, for errors found after resolving (prompt files, ...).
     pub origins: Origins,
+    /// This run's shard, when the run is sharded (`--shard`, or the scheduler's environment).
+    pub shard: Option<Shard>,
+    /// Wait for this wall-clock time before the first level.
+    pub start_at: Option<SystemTime>,
 }
 
 /// `--trace` read and sliced as its settings say; the trace settings without `--trace` are an
@@ -130,6 +137,8 @@ fn trace(s: &Settings) -> Result<Option<Arc<Trace>>, CliError> {
         .map(|t| Some(Arc::new(t)))
         .map_err(|e| o.bad("trace", e))
 }
+/// How far ahead `--start-at` may be without `--wait`.
+pub const START_AT_HORIZON: Duration = Duration::from_secs(3600);
 
 /// The RAM probe's synthetic prompt and output lengths (a model with a shorter context gets
 /// what fits).
@@ -280,6 +289,28 @@ impl ProfileConfig {
             ));
         }
         let probe_concurrency = probe_single.unwrap_or(max_in_flight);
+        let shard = match a.shard.shard {
+            Some(s) => Some(s),
+            None => shard_from_env(a.shard.shards, |name| std::env::var(name).ok())
+                .map_err(|e| o.bad("shards", e))?,
+        };
+        if let Some(shard) = shard.filter(|s| s.count > 1) {
+            check_shardable(&plan, load.requests, shard, o)?;
+        }
+        if let Some(at) = a.shard.start_at {
+            let ahead = at.duration_since(SystemTime::now()).unwrap_or_default();
+            if ahead > START_AT_HORIZON && !a.shard.wait {
+                return Err(o.bad_value(
+                    "start_at",
+                    humantime::format_rfc3339_seconds(at),
+                    format!(
+                        "is {} ahead (more than {}): add --wait if that is meant",
+                        humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                        humantime::format_duration(START_AT_HORIZON)
+                    ),
+                ));
+            }
+        }
         let max_instances = match &plan {
             Plan::Levels(l) => l
                 .iter()
@@ -378,7 +409,79 @@ impl ProfileConfig {
                 server_metrics: sm.server_metrics.clone().unwrap_or_default(),
             },
             origins: o.clone(),
+            shard,
+            start_at: a.shard.start_at,
         })
+    }
+
+    /// This run's shard (the whole run when unsharded).
+    pub fn shard(&self) -> Shard {
+        self.shard.unwrap_or(Shard::WHOLE)
+    }
+
+    /// SHA-256 (hex) of the settings that shape the offered load and its measurement: shards of
+    /// one run share it, and `charter merge` refuses shards that do not. Left out: the shard
+    /// index and count, the start time, and what only changes where results go or how they are
+    /// printed. Every field is named here, so a new setting has to be placed on one side.
+    pub fn config_hash(&self) -> String {
+        let Self {
+            backend,
+            seed,
+            plan,
+            arrivals,
+            burstiness,
+            max_in_flight,
+            probe_concurrency,
+            requests,
+            trials,
+            duration,
+            warmup,
+            cooldown,
+            prompts,
+            prompt_tokens,
+            prompt_tokens_explicit,
+            max_tokens,
+            probe_max_tokens,
+            ignore_eos,
+            temperature,
+            top_p,
+            slo,
+            attainment,
+            search_steps,
+            lag_threshold,
+            isolation,
+            sampler,
+            out: _,
+            json: _,
+            no_progress: _,
+            scenario: _,
+            force: _,
+            origins: _,
+            shard: _,
+            start_at: _,
+            trace,
+            shared_prefix,
+            metrics_listen: _,
+        } = self;
+        // A trace by its content and how it is replayed (its rows follow from those).
+        let trace = trace.as_ref().map(|t| {
+            format!(
+                "{}|{:?}|{}|{:?}|{}",
+                t.sha256, t.format, t.speed, t.window, t.block_tokens
+            )
+        });
+        // Debug text is a stable, complete rendering of these values within one charter version
+        // (the record's tool version tells versions apart).
+        let settings = format!(
+            "{backend:?}|{seed}|{plan:?}|{arrivals:?}|{burstiness:?}|{max_in_flight}|\
+             {probe_concurrency}|{requests:?}|{trials}|{duration:?}|{warmup:?}|{cooldown:?}|\
+             {prompts:?}|{prompt_tokens:?}|{prompt_tokens_explicit}|{max_tokens:?}|\
+             {probe_max_tokens}|{ignore_eos}|{temperature:?}|{top_p:?}|{slo:?}|{attainment:?}|\
+             {search_steps}|{lag_threshold:?}|{isolation:?}|{:?}|{:?}|{trace:?}|\
+             {shared_prefix:?}",
+            sampler.interval, sampler.baseline
+        );
+        hex::encode(sha2::Sha256::digest(settings.as_bytes()))
     }
 
     /// Warm-up requests and the stop condition of the measured window of `load`: `--warmup`
@@ -519,4 +622,39 @@ impl ProfileConfig {
         };
         format!("{}, {plan}", self.backend.describe())
     }
+}
+
+/// A sharded run offers fixed levels, and each closed-loop shard needs a stream and a request.
+fn check_shardable(
+    plan: &Plan,
+    requests: Option<u64>,
+    shard: Shard,
+    o: &Origins,
+) -> Result<(), CliError> {
+    let n = shard.count;
+    let Plan::Levels(levels) = plan else {
+        return Err(o.bad(
+            "shard",
+            format!("shard {shard}: a sharded run takes fixed levels (--rate or --concurrency lists); run --sweep auto or an SLO search across shards as one sharded run per probed level (docs/distributed.md)"),
+        ));
+    };
+    for level in levels {
+        if let LoadLevel::Closed { concurrency } = level {
+            if *concurrency < n {
+                return Err(o.bad_value(
+                    "concurrency",
+                    concurrency,
+                    format!("fewer streams than the {n} shards: each shard needs at least one"),
+                ));
+            }
+            if requests.is_some_and(|r| r < u64::from(n)) {
+                return Err(o.bad_value(
+                    "requests",
+                    requests.unwrap_or_default(),
+                    format!("fewer requests than the {n} shards"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

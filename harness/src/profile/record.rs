@@ -96,7 +96,10 @@ pub fn initial(
             gpu_csv: Some(rundir::GPU_CSV.into()),
             context_csv: Some(rundir::CONTEXT_CSV.into()),
             server_metrics_csv: None,
+            histograms_dir: Some(charter_reports::histograms::HISTOGRAMS_DIR.into()),
         },
         server_metrics: Vec::new(),
+        shard: None,
+        merge: None,
     }
 }

@@ -13,6 +13,7 @@
 //! [slo]       # terms (--slo) or one key per term (ttft_p99 = "500ms"), attainment, search, ...
 //! [sampler]   # interval (--sample-interval), nvml_lib, no_gpu, ..., watch_pid, watch_process
 //! [output]    # dir (--out), json, no_progress
+//! [distributed] # shard (K/N), shards, start_at, wait
 //! ```
 //! A flag with several values takes an array or a comma-separated string; a switch takes
 //! `true`/`false`. Relative input paths (`model`, `tokenizer`, `ort_lib`, prompt files, ...) are
@@ -48,6 +49,7 @@ const SECTIONS: &[(&str, Group)] = &[
     ("slo", SloArgs::augment_args),
     ("sampler", SamplerArgs::augment_args),
     ("output", OutputArgs::augment_args),
+    ("distributed", ShardArgs::augment_args),
 ];
 
 /// The settings that make the plan of load levels: any of them on the command line replaces all
@@ -463,7 +465,7 @@ fn read(path: &Path, cli_kind: Option<BackendKind>) -> Result<Vec<FileSetting>, 
     let doc: BTreeMap<String, Spanned<Section>> = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| ctx.line(s.start)).unwrap_or(0);
         CliError::BadInput(format!(
-            "scenario {}:{line}: {} (expected tables [backend], [workload], [load], [slo], [sampler], [output] of key = value pairs)",
+            "scenario {}:{line}: {} (expected tables [backend], [workload], [load], [slo], [sampler], [output], [distributed] of key = value pairs)",
             path.display(),
             e.message().trim()
         ))

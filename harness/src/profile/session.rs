@@ -12,7 +12,8 @@ use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::resources::flags::{self, ClientInputs};
 use charter_reports::resources::{self, ContextSpan, WindowInputs};
 use charter_reports::{
-    Aggregator, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus, SearchRecord,
+    Aggregator, IdRange, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus,
+    SearchRecord, ShardRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
 use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
@@ -81,9 +82,23 @@ impl<'a> Session<'a> {
             crate::live::listen(addr)?;
         }
         let mut record = super::record::initial(cfg, host, backend, &prompts);
-        dir.write_record(&record)?;
         let requests_out = dir.requests_writer()?;
         let epoch = Instant::now();
+        let epoch_wall = std::time::SystemTime::now();
+        record.shard = cfg.shard.map(|shard| ShardRecord {
+            index: shard.index,
+            count: shard.count,
+            config_hash: cfg.config_hash(),
+            epoch_unix_s: epoch_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            start_at: cfg
+                .start_at
+                .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+            start_late_s: None,
+            clock: crate::clock::clock_status(),
+        });
+        dir.write_record(&record)?;
         let baseline = sampler::current_rss_bytes();
         let sources = sampler::open_sources(&cfg.sampler);
         let instances = std::sync::Arc::clone(&sources.instances);
@@ -173,6 +188,12 @@ impl<'a> Session<'a> {
     pub(super) fn run(mut self) -> Result<i32, CliError> {
         if let Some(d) = self.cfg.sampler.baseline {
             self.idle_baseline(d);
+        }
+        if let Some(at) = self.cfg.start_at {
+            let late = crate::clock::wait_for_wall_clock(at, &INTERRUPTED);
+            if let Some(shard) = &mut self.record.shard {
+                shard.start_late_s = Some(late.as_secs_f64());
+            }
         }
         match self.cfg.plan.clone() {
             Plan::Levels(levels) => {
@@ -278,6 +299,9 @@ impl<'a> Session<'a> {
         }
         let mut agg = Aggregator::with_slo(self.cfg.slo.clone());
         let (warmup, stop) = self.cfg.level_bounds(load);
+        let shard = self.cfg.shard();
+        let first_id = self.next_id;
+        let mut schedule_start_s = None;
         let profile_rec = match load {
             LoadLevel::Closed { concurrency } => LoadProfile::ClosedLoop { concurrency },
             LoadLevel::Open {
@@ -293,7 +317,8 @@ impl<'a> Session<'a> {
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),
             },
         };
-        self.progress.reset(stop.requests.map(|r| r + warmup));
+        self.progress
+            .reset(stop.requests.map(|r| shard.share(r + warmup)));
         self.progress
             .phase(&format!("level {index}: {}", profile_rec.label()));
         crate::live::level_started(index);
@@ -322,7 +347,8 @@ impl<'a> Session<'a> {
         let mut open_stats = None;
         match load {
             LoadLevel::Closed { concurrency } => {
-                let c = concurrency as usize;
+                // This shard's streams and requests: ⌊x/N⌋ or ⌈x/N⌉ of the level's.
+                let c = shard.share(u64::from(concurrency)) as usize;
                 self.pool.ensure(c)?;
                 let streams = &mut self.pool.streams[..c];
                 if warmup > 0 {
@@ -330,11 +356,14 @@ impl<'a> Session<'a> {
                         warmup: true,
                         first_id: self.next_id,
                         stop: StopCondition {
-                            requests: Some(warmup),
+                            requests: Some(shard.share(warmup)),
                             duration: None,
                         },
+                        shard,
                     };
-                    self.next_id += runner::run_phase(
+                    // Ids of the whole warm-up (every shard's part) are spoken for.
+                    self.next_id += warmup;
+                    runner::run_phase(
                         streams,
                         &self.template,
                         vocab,
@@ -348,9 +377,13 @@ impl<'a> Session<'a> {
                     let phase = Phase {
                         warmup: false,
                         first_id: self.next_id,
-                        stop,
+                        stop: StopCondition {
+                            requests: stop.requests.map(|r| shard.share(r)),
+                            ..stop
+                        },
+                        shard,
                     };
-                    self.next_id += runner::run_phase(
+                    let issued = runner::run_phase(
                         streams,
                         &self.template,
                         vocab,
@@ -359,6 +392,9 @@ impl<'a> Session<'a> {
                         &self.instances,
                         &mut on_finished,
                     );
+                    // A count-bounded level spends the same ids on every shard; a time-bounded
+                    // one as many as this shard's requests would reach.
+                    self.next_id += stop.requests.unwrap_or(issued * u64::from(shard.count));
                 }
             }
             LoadLevel::Open {
@@ -376,6 +412,7 @@ impl<'a> Session<'a> {
                     warmup,
                     first_id: self.next_id,
                     stop,
+                    shard,
                 };
                 let stats = runner::run_open_level(
                     &mut self.pool,
@@ -386,7 +423,10 @@ impl<'a> Session<'a> {
                     &self.instances,
                     &mut on_finished,
                 )?;
-                self.next_id += stats.issued;
+                self.next_id += stats.scheduled;
+                schedule_start_s = stats
+                    .schedule_start
+                    .map(|t| t.saturating_duration_since(epoch).as_secs_f64());
                 open_stats = Some(stats);
             }
         }
@@ -396,6 +436,17 @@ impl<'a> Session<'a> {
         let excluded = format!("{warmup} warm-up request(s) before the window");
         let window = agg.window(&excluded);
         let summary = agg.summary();
+        charter_reports::histograms::write_level(
+            &self.dir.histograms_dir(),
+            index,
+            agg.histograms(),
+        )
+        .map_err(|e| {
+            CliError::Failure(anyhow::anyhow!(
+                "writing {}: {e}",
+                self.dir.histograms_dir().display()
+            ))
+        })?;
         self.failures
             .level_done(index, &profile_rec.label(), &summary);
         // The requests' context must be complete before the last samples are read.
@@ -445,8 +496,7 @@ impl<'a> Session<'a> {
             LoadLevel::Open { .. } => agg.keep_up_ratio(),
             LoadLevel::Closed { .. } => None,
         };
-        let sustainable =
-            completed_to_offered.map(|c| c >= 0.98 && summary.slo_percentiles_hold != Some(false));
+        let sustainable = flags::sustainable(completed_to_offered, &summary);
         let client_bound = flags::client_bound(
             &summary,
             &measured.resources,
@@ -476,6 +526,11 @@ impl<'a> Session<'a> {
             client_bound,
             contention: measured.contention,
             server_metrics,
+            request_ids: Some(IdRange {
+                first: first_id,
+                end: self.next_id,
+            }),
+            schedule_start_s,
         };
         self.record.levels.push(level.clone());
         self.dir.write_record(&self.record)?;

@@ -37,6 +37,12 @@ pub struct ClientInputs<'a> {
     pub logical_cores: u32,
 }
 
+/// Open loop: the level is sustainable when completions kept pace with arrivals (≥ 0.98 of
+/// the offered rate) and the SLO percentiles, if any, hold; `None` in closed loop.
+pub fn sustainable(completed_to_offered: Option<f64>, s: &RunSummary) -> Option<bool> {
+    completed_to_offered.map(|c| c >= 0.98 && s.slo_percentiles_hold != Some(false))
+}
+
 /// The client-bound verdict of a level.
 pub fn client_bound(s: &RunSummary, res: &ResourceSummary, inp: &ClientInputs<'_>) -> ClientBound {
     let threshold = inp.lag_threshold_s;
