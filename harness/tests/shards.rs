@@ -435,3 +435,74 @@ fn start_at_waits_starts_late_at_once_and_refuses_the_far_future() {
     assert!(f(&r["shard"]["start_late_s"]) >= 0.0);
     assert!(r["shard"]["start_at"].is_string());
 }
+
+/// A trace replay split over shards: every row once, on the shard `i mod N` names, at its
+/// trace time, with the row's lengths; the union is the single process's requests.
+#[test]
+fn trace_rows_are_dealt_to_shards_and_merge_to_the_single_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/traces/mooncake-sample.jsonl");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "profile",
+            "--backend",
+            "simulated",
+            "--sim-ttft",
+            "3ms",
+            "--sim-itl",
+            "1ms",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--trace-speed",
+            "20",
+            "--no-progress",
+            "--json",
+            "--shards",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let single = tmp.path().join("single");
+    let mut one = args(&single);
+    one.truncate(one.len() - 4); // no --shards
+    one.extend(["--out".to_string(), single.to_str().unwrap().to_string()]);
+    let refs: Vec<&str> = one.iter().map(String::as_str).collect();
+    ok(spawn(&refs, &[]).wait_with_output().unwrap());
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|k| tmp.path().join(format!("shard-{k}")))
+        .collect();
+    let children: Vec<Child> = shards
+        .iter()
+        .enumerate()
+        .map(|(k, out)| {
+            let a = args(out);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            spawn(&refs, &[("JOB_COMPLETION_INDEX", k.to_string())])
+        })
+        .collect();
+    for c in children {
+        ok(c.wait_with_output().unwrap());
+    }
+    let merged = tmp.path().join("merged");
+    ok(merge(&shards, &merged));
+    let key = |r: &charter_record::RequestRow| (r.id, r.prompt_tokens, r.output_tokens);
+    let mut want: Vec<_> = request_rows(&single).iter().map(key).collect();
+    let mut got: Vec<_> = request_rows(&merged).iter().map(key).collect();
+    want.sort();
+    got.sort();
+    assert!(want.len() > 10, "{want:?}");
+    assert_eq!(
+        got, want,
+        "the shards replayed every row once, with its lengths"
+    );
+    for (k, dir) in shards.iter().enumerate() {
+        assert!(
+            request_rows(dir).iter().all(|r| r.id as usize % 3 == k),
+            "shard {k} keeps rows i mod 3 = {k}"
+        );
+    }
+}
