@@ -257,7 +257,7 @@ fn a_malformed_exposition_is_an_error_row_and_the_run_goes_on() {
                 continue;
             }
             let bytes = std::fs::read(&path).unwrap();
-            let key = KEY[..12].as_bytes();
+            let key = &KEY.as_bytes()[..12];
             assert!(
                 !bytes.windows(key.len()).any(|w| w == key),
                 "{} holds the key",
