@@ -14,7 +14,7 @@
 //! exactly as a single backend's.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,12 @@ use charter_record::{HybridRecord, TierRecord};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TierOptions {
     pub name: String,
-    /// In-flight policy: the most requests this tier serves at once (`None`: no limit).
+    /// In-flight and queue-wait policies: the most requests this tier serves at once (`None`:
+    /// no limit).
     pub max_in_flight: Option<u32>,
+    /// Queue-wait policy: a spilling tier takes requests again at this many in flight or fewer.
+    #[serde(default)]
+    pub resume_below: Option<u32>,
     pub spec: BackendSpec,
 }
 
@@ -56,6 +60,9 @@ struct Router {
     names: Vec<String>,
     limits: Vec<Option<u32>>,
     in_flight: Vec<AtomicU32>,
+    /// Queue-wait: each tier's resume threshold and whether it is spilling now.
+    resume_below: Vec<Option<u32>>,
+    spilling: Vec<AtomicBool>,
     spill_ttft: Option<Duration>,
     spill_window: Duration,
     /// `ttft-slo`: each tier's recent first tokens and requests still waiting for one.
@@ -137,9 +144,19 @@ impl Router {
     }
 
     /// In-flight policy: the first tier with room (the last one always has room), and its slot.
+    /// Queue-wait adds hysteresis: a tier found full spills until it drains to `resume_below`.
     fn acquire(&self) -> (usize, Slot<'_>) {
         let last = self.in_flight.len() - 1;
         for (i, counter) in self.in_flight.iter().enumerate() {
+            if i < last && self.policy == HybridPolicy::QueueWait {
+                let resume = self.resume_below[i].unwrap_or(0);
+                if self.spilling[i].load(Ordering::Acquire) {
+                    if counter.load(Ordering::Acquire) > resume {
+                        continue;
+                    }
+                    self.spilling[i].store(false, Ordering::Release);
+                }
+            }
             let room = match self.limits[i] {
                 Some(limit) if i < last => counter
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -153,6 +170,9 @@ impl Router {
             };
             if room {
                 return (i, Slot { counter });
+            }
+            if self.policy == HybridPolicy::QueueWait {
+                self.spilling[i].store(true, Ordering::Release);
             }
         }
         unreachable!("the last tier always has room")
@@ -212,6 +232,7 @@ impl HybridBackend {
                 .map(|(t, b)| TierRecord {
                     name: t.name.clone(),
                     max_in_flight: t.max_in_flight,
+                    resume_below: t.resume_below,
                     backend: b.record().clone(),
                 })
                 .collect(),
@@ -221,6 +242,8 @@ impl HybridBackend {
             names: opts.tiers.iter().map(|t| t.name.clone()).collect(),
             limits: opts.tiers.iter().map(|t| t.max_in_flight).collect(),
             in_flight: opts.tiers.iter().map(|_| AtomicU32::new(0)).collect(),
+            resume_below: opts.tiers.iter().map(|t| t.resume_below).collect(),
+            spilling: opts.tiers.iter().map(|_| AtomicBool::new(false)).collect(),
             spill_ttft: opts.spill_ttft,
             spill_window: opts.spill_window,
             ttft: opts.tiers.iter().map(|_| Mutex::default()).collect(),
@@ -291,10 +314,15 @@ impl Stream for HybridStream {
     ) -> Result<GenOutcome, RequestError> {
         let router = Arc::clone(&self.router);
         match router.policy {
-            HybridPolicy::InFlight => {
+            HybridPolicy::InFlight | HybridPolicy::QueueWait => {
                 let (tier, _slot) = router.acquire();
                 let result = self.streams[tier].generate(request, on_token);
-                let spill = (tier > 0).then_some(SpillReason::InFlight);
+                let reason = if router.policy == HybridPolicy::QueueWait {
+                    SpillReason::QueueWait
+                } else {
+                    SpillReason::InFlight
+                };
+                let spill = (tier > 0).then_some(reason);
                 self.route = Some(self.route(tier, 1, spill));
                 result
             }
@@ -369,6 +397,7 @@ mod tests {
         TierOptions {
             name: name.into(),
             max_in_flight,
+            resume_below: None,
             spec: BackendSpec::Simulated(SimulatedTimings {
                 ttft: Duration::ZERO,
                 itl: Duration::ZERO,
@@ -398,6 +427,39 @@ mod tests {
         assert_eq!(e, 0, "a freed slot on the first tier is taken again");
         drop(sb);
         assert_eq!(r.in_flight[0].load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn queue_wait_spills_from_full_until_drained_to_resume_below() {
+        let mut onprem = sim("onprem", Some(3));
+        onprem.resume_below = Some(1);
+        let b = HybridBackend::load(&HybridOptions {
+            policy: HybridPolicy::QueueWait,
+            tiers: vec![onprem, sim("cloud", None)],
+            spill_ttft: None,
+            spill_window: DEFAULT_SPILL_WINDOW,
+        })
+        .unwrap();
+        let r = &b.router;
+        let mut onprem_slots: Vec<Slot<'_>> = Vec::new();
+        for _ in 0..3 {
+            let (t, s) = r.acquire();
+            assert_eq!(t, 0);
+            onprem_slots.push(s);
+        }
+        // Full: spill, and keep spilling at 2 in flight (above resume_below = 1).
+        let (t, _c1) = r.acquire();
+        assert_eq!(t, 1);
+        onprem_slots.pop();
+        let (t, _c2) = r.acquire();
+        assert_eq!(
+            t, 1,
+            "2 in flight > resume_below: still spilling (in-flight would take it)"
+        );
+        // Drained to 1: the tier takes requests again.
+        onprem_slots.pop();
+        let (t, _s) = r.acquire();
+        assert_eq!(t, 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn instant_tier(name: &str, max_in_flight: Option<u32>) -> TierOptions {
     TierOptions {
         name: name.into(),
         max_in_flight,
+        resume_below: None,
         spec: BackendSpec::Simulated(SimulatedTimings {
             ttft: Duration::ZERO,
             itl: Duration::ZERO,

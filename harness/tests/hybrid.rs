@@ -444,6 +444,26 @@ fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
             "applies only to --hybrid-policy ttft-slo",
         ),
         (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, resume_below = 4}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "queue-wait",
+            ],
+            "key `resume_below`: `4`: expected an integer from 0 to below max_in_flight (4)",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, resume_below = 1}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "applies only to --hybrid-policy queue-wait",
+        ),
+        (
             &["--tier", ONPREM, "--tier", CLOUD, "--isolation", "process"],
             "does not route between tiers",
         ),

@@ -24,6 +24,9 @@ pub enum SpillReason {
     InFlight,
     /// Every earlier tier's predicted time to first token exceeded the SLO (`ttft-slo`).
     TtftSlo,
+    /// Every earlier tier was spilling: it had reached its `max_in_flight` and not yet drained
+    /// to its `resume_below` (`queue-wait`).
+    QueueWait,
 }
 
 impl SpillReason {
@@ -32,6 +35,7 @@ impl SpillReason {
             SpillReason::Failover => "failover",
             SpillReason::InFlight => "in_flight",
             SpillReason::TtftSlo => "ttft_slo",
+            SpillReason::QueueWait => "queue_wait",
         }
     }
 }
@@ -68,6 +72,9 @@ pub enum HybridPolicy {
     /// window and the wait of its oldest request still without one; otherwise the request
     /// goes to the next tier. Old observations expire, so a spilling tier is tried again.
     TtftSlo,
+    /// In-flight with hysteresis: a tier that reaches its `max_in_flight` spills every request
+    /// until its in-flight count (charter's own) drains to its `resume_below`.
+    QueueWait,
 }
 
 impl HybridPolicy {
@@ -76,6 +83,7 @@ impl HybridPolicy {
             HybridPolicy::InFlight => "in-flight",
             HybridPolicy::Failover => "failover",
             HybridPolicy::TtftSlo => "ttft-slo",
+            HybridPolicy::QueueWait => "queue-wait",
         }
     }
 }
@@ -86,8 +94,13 @@ crate::display_as_str!(HybridPolicy);
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TierRecord {
     pub name: String,
-    /// In-flight policy: the most requests this tier serves at once (`None`: no limit).
+    /// In-flight and queue-wait policies: the most requests this tier serves at once (`None`:
+    /// no limit).
     pub max_in_flight: Option<u32>,
+    /// Queue-wait policy: a spilling tier takes requests again once its in-flight count is
+    /// at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_below: Option<u32>,
     pub backend: BackendRecord,
 }
 

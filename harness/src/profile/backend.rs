@@ -310,14 +310,17 @@ pub struct RemoteArgs {
 #[command(next_help_heading = "Hybrid backend (--backend hybrid)")]
 pub struct HybridArgs {
     /// One tier, in routing order (repeat it; at least two): `[backend]` keys of that tier as a
-    /// TOML inline table, plus `name` and `max_in_flight` (in-flight policy: the most requests
-    /// it serves at once; every tier but the last needs one), e.g. '{kind = "openai", base_url
+    /// TOML inline table, plus `name`, `max_in_flight` (in-flight and queue-wait policies: the
+    /// most requests it serves at once; every tier but the last needs one) and `resume_below`
+    /// (queue-wait), e.g. '{kind = "openai", base_url
     /// = "http://onprem:8000", model = "m", name = "onprem", max_in_flight = 8}'. In a
     /// scenario: `[[backend.tier]]` tables.
     #[arg(long, value_name = "TABLE", value_parser = TierTable::parse)]
     pub tier: Vec<TierTable>,
 
-    /// Routing between the tiers [default: in-flight].
+    /// Routing between the tiers [default: in-flight]; queue-wait is in-flight with hysteresis:
+    /// a tier that reached its `max_in_flight` spills until its in-flight count drains to its
+    /// `resume_below` [default: half of max_in_flight].
     #[arg(long, value_enum)]
     pub hybrid_policy: Option<HybridPolicy>,
     /// ttft-slo policy: a tier whose predicted time to first token exceeds this spills to the
@@ -648,25 +651,49 @@ impl BackendArgs {
                     ))
                 }
             };
-            match (policy, max_in_flight) {
-                (HybridPolicy::InFlight, None) if i < last => {
+            let by_count = matches!(policy, HybridPolicy::InFlight | HybridPolicy::QueueWait);
+            match (by_count, max_in_flight) {
+                (true, None) if i < last => {
                     return Err(bad(
                         "max_in_flight",
-                        format!("missing: with --hybrid-policy in-flight every tier but the last needs one (tier `{name}`)"),
+                        format!("missing: with --hybrid-policy {policy} every tier but the last needs one (tier `{name}`)"),
                     ))
                 }
-                (HybridPolicy::Failover | HybridPolicy::TtftSlo, Some(_)) => {
+                (false, Some(_)) => {
                     return Err(bad(
                         "max_in_flight",
-                        "applies only to --hybrid-policy in-flight".into(),
+                        "applies only to --hybrid-policy in-flight or queue-wait".into(),
                     ))
                 }
                 _ => {}
             }
+            let resume_below = match (table.get("resume_below"), policy, max_in_flight) {
+                (None, HybridPolicy::QueueWait, Some(k)) => Some(k / 2),
+                (None, _, _) => None,
+                (Some(_), p, _) if p != HybridPolicy::QueueWait => {
+                    return Err(bad(
+                        "resume_below",
+                        "applies only to --hybrid-policy queue-wait".into(),
+                    ))
+                }
+                (Some(toml::Value::Integer(j)), _, Some(k)) if *j >= 0 && *j < i64::from(k) => {
+                    Some(*j as u32)
+                }
+                (Some(v), _, k) => {
+                    return Err(bad(
+                        "resume_below",
+                        format!(
+                            "`{v}`: expected an integer from 0 to below max_in_flight ({})",
+                            k.map_or("unset".to_string(), |k| k.to_string())
+                        ),
+                    ))
+                }
+            };
             let spec = args.resolve(&origins, threads, instances)?;
             tiers.push(TierOptions {
                 name,
                 max_in_flight,
+                resume_below,
                 spec,
             });
         }
