@@ -192,6 +192,25 @@ impl RemoteOptions {
     }
 }
 
+/// The certificates `--ca-cert` adds to the web PKI roots (none without it): what the backend's
+/// client trusts, and every other client that talks to the same server (the metrics scraper).
+pub fn trusted_roots(opts: &RemoteOptions) -> Result<Vec<reqwest::Certificate>, LoadError> {
+    let Some(p) = &opts.ca_cert else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(p)
+        .map_err(|e| setting(format!("--ca-cert {}: cannot read: {e}", p.display())))?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            setting(format!(
+                "--ca-cert {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
+                p.display()
+            ))
+        })
+}
+
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// How much of an error response's body is read for its message.
@@ -358,23 +377,7 @@ impl RemoteBackend {
             },
         };
         check_plaintext_credentials(opts, secret.is_some())?;
-        let roots = match &opts.ca_cert {
-            None => Vec::new(),
-            Some(p) => {
-                let pem = std::fs::read(p)
-                    .map_err(|e| setting(format!("--ca-cert {}: cannot read: {e}", p.display())))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .ok()
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| {
-                        setting(format!(
-                            "--ca-cert {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
-                            p.display()
-                        ))
-                    })?;
-                certs
-            }
-        };
+        let roots = trusted_roots(opts)?;
         if opts.insecure {
             eprintln!(
                 "charter: warning: --insecure: TLS certificates are NOT verified: anyone on the path can read the requests (and the API key) and answer in the server's place; recorded in the run"

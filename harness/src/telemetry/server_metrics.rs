@@ -129,13 +129,8 @@ fn client(
     let failed = |e: String| CliError::Failure(anyhow::anyhow!("metrics scraper client: {e}"));
     let mut b = reqwest::Client::builder().timeout(SCRAPE_TIMEOUT);
     if let Some(o) = remote {
-        if let Some(p) = &o.ca_cert {
-            let pem = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
-            for c in
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?
-            {
-                b = b.add_root_certificate(c);
-            }
+        for c in charter_backends::remote::trusted_roots(o).map_err(|e| failed(e.to_string()))? {
+            b = b.add_root_certificate(c);
         }
         b = b.danger_accept_invalid_certs(o.insecure);
     }
