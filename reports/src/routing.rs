@@ -20,9 +20,9 @@ struct Tier {
 #[derive(Debug, Default)]
 pub struct Routing {
     tiers: BTreeMap<String, Tier>,
-    /// Hybrid rows (with `attempts`): their count and how many went past the first tier.
+    /// Hybrid rows (with `attempts`); those that went past the first tier are counted by
+    /// reason in the summary's `spill_reasons`.
     hybrid_rows: u64,
-    spilled: u64,
     s: RoutingSummary,
     /// (start, tier) of every routed row, for the first spill and the flips.
     starts: Vec<(f64, String, bool)>,
@@ -34,7 +34,10 @@ impl Routing {
         let Some(name) = &row.tier else {
             return;
         };
-        let t = self.tiers.entry(name.clone()).or_default();
+        if !self.tiers.contains_key(name) {
+            self.tiers.insert(name.clone(), Tier::default());
+        }
+        let t = self.tiers.get_mut(name).expect("inserted above");
         t.s.requests += 1;
         if row.error_kind.is_some() {
             t.s.requests_failed += 1;
@@ -51,7 +54,6 @@ impl Routing {
         let spilled = row.spill_reason.is_some();
         if row.attempts.is_some() {
             self.hybrid_rows += 1;
-            self.spilled += u64::from(spilled);
         }
         if let Some(r) = row.spill_reason {
             *self.s.spill_reasons.entry(r).or_default() += 1;
@@ -78,8 +80,8 @@ impl Routing {
                 (name.clone(), ts)
             })
             .collect();
-        s.spill_fraction =
-            (self.hybrid_rows > 0).then(|| self.spilled as f64 / self.hybrid_rows as f64);
+        let spilled: u64 = s.spill_reasons.values().sum();
+        s.spill_fraction = (self.hybrid_rows > 0).then(|| spilled as f64 / self.hybrid_rows as f64);
         let mut starts = self.starts.clone();
         starts.sort_by(|a, b| a.0.total_cmp(&b.0));
         if let Some((start, end)) = window {
