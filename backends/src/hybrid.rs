@@ -53,21 +53,28 @@ pub struct HybridOptions {
 /// Default of [`HybridOptions::spill_window`].
 pub const DEFAULT_SPILL_WINDOW: Duration = Duration::from_secs(10);
 
-/// What the streams of one hybrid backend share: the tiers' in-flight counts.
+/// What the streams of one hybrid backend share: each tier's routing state.
 #[derive(Debug)]
 struct Router {
     policy: HybridPolicy,
-    names: Vec<String>,
-    limits: Vec<Option<u32>>,
-    in_flight: Vec<AtomicU32>,
-    /// Queue-wait: each tier's resume threshold and whether it is spilling now.
-    resume_below: Vec<Option<u32>>,
-    spilling: Vec<AtomicBool>,
+    tiers: Vec<TierState>,
     spill_ttft: Option<Duration>,
     spill_window: Duration,
-    /// `ttft-slo`: each tier's recent first tokens and requests still waiting for one.
-    ttft: Vec<Mutex<TtftWindow>>,
     next_wait_id: AtomicU64,
+}
+
+/// One tier as the router sees it.
+#[derive(Debug)]
+struct TierState {
+    name: String,
+    /// In-flight and queue-wait: the most requests it serves at once.
+    limit: Option<u32>,
+    in_flight: AtomicU32,
+    /// Queue-wait: the count it must drain to, and whether it is spilling now.
+    resume_below: u32,
+    spilling: AtomicBool,
+    /// `ttft-slo`: its recent first tokens and requests still waiting for one.
+    ttft: Mutex<TtftWindow>,
 }
 
 /// What a tier's time to first token is predicted from.
@@ -121,10 +128,10 @@ impl Router {
     /// what reaches it), registered as waiting for its first token under the returned id.
     fn pick_by_ttft(&self, now: Instant) -> (usize, u64) {
         let slo = self.spill_ttft.map_or(f64::INFINITY, |d| d.as_secs_f64());
-        let last = self.ttft.len() - 1;
+        let last = self.tiers.len() - 1;
         let id = self.next_wait_id.fetch_add(1, Ordering::Relaxed);
-        for (i, w) in self.ttft.iter().enumerate() {
-            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, t) in self.tiers.iter().enumerate() {
+            let mut w = t.ttft.lock().unwrap_or_else(|e| e.into_inner());
             if i == last || w.predicted(now, self.spill_window).is_none_or(|p| p <= slo) {
                 w.waiting.push((id, now));
                 return (i, id);
@@ -136,7 +143,10 @@ impl Router {
     /// `ttft-slo`: request `id` on `tier` got its first token `ttft_s` after its start (or
     /// none, when `ttft_s` is `None`): it no longer waits.
     fn first_token(&self, tier: usize, id: u64, at: Instant, ttft_s: Option<f64>) {
-        let mut w = self.ttft[tier].lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.tiers[tier]
+            .ttft
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         w.waiting.retain(|(x, _)| *x != id);
         if let Some(t) = ttft_s {
             w.recent.push_back((at, t));
@@ -146,33 +156,31 @@ impl Router {
     /// In-flight policy: the first tier with room (the last one always has room), and its slot.
     /// Queue-wait adds hysteresis: a tier found full spills until it drains to `resume_below`.
     fn acquire(&self) -> (usize, Slot<'_>) {
-        let last = self.in_flight.len() - 1;
-        for (i, counter) in self.in_flight.iter().enumerate() {
-            if i < last && self.policy == HybridPolicy::QueueWait {
-                let resume = self.resume_below[i].unwrap_or(0);
-                if self.spilling[i].load(Ordering::Acquire) {
-                    if counter.load(Ordering::Acquire) > resume {
-                        continue;
-                    }
-                    self.spilling[i].store(false, Ordering::Release);
-                }
-            }
-            let room = match self.limits[i] {
-                Some(limit) if i < last => counter
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        (n < limit).then_some(n + 1)
-                    })
-                    .is_ok(),
-                _ => {
-                    counter.fetch_add(1, Ordering::AcqRel);
-                    true
-                }
-            };
-            if room {
+        let last = self.tiers.len() - 1;
+        let hysteresis = self.policy == HybridPolicy::QueueWait;
+        for (i, t) in self.tiers.iter().enumerate() {
+            let counter = &t.in_flight;
+            if i == last {
+                counter.fetch_add(1, Ordering::AcqRel);
                 return (i, Slot { counter });
             }
-            if self.policy == HybridPolicy::QueueWait {
-                self.spilling[i].store(true, Ordering::Release);
+            if hysteresis && t.spilling.load(Ordering::Acquire) {
+                if counter.load(Ordering::Acquire) > t.resume_below {
+                    continue;
+                }
+                t.spilling.store(false, Ordering::Release);
+            }
+            let limit = t.limit.unwrap_or(u32::MAX);
+            if counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < limit).then_some(n + 1)
+                })
+                .is_ok()
+            {
+                return (i, Slot { counter });
+            }
+            if hysteresis {
+                t.spilling.store(true, Ordering::Release);
             }
         }
         unreachable!("the last tier always has room")
@@ -239,14 +247,20 @@ impl HybridBackend {
         });
         let router = Router {
             policy: opts.policy,
-            names: opts.tiers.iter().map(|t| t.name.clone()).collect(),
-            limits: opts.tiers.iter().map(|t| t.max_in_flight).collect(),
-            in_flight: opts.tiers.iter().map(|_| AtomicU32::new(0)).collect(),
-            resume_below: opts.tiers.iter().map(|t| t.resume_below).collect(),
-            spilling: opts.tiers.iter().map(|_| AtomicBool::new(false)).collect(),
+            tiers: opts
+                .tiers
+                .iter()
+                .map(|t| TierState {
+                    name: t.name.clone(),
+                    limit: t.max_in_flight,
+                    in_flight: AtomicU32::new(0),
+                    resume_below: t.resume_below.unwrap_or(0),
+                    spilling: AtomicBool::new(false),
+                    ttft: Mutex::default(),
+                })
+                .collect(),
             spill_ttft: opts.spill_ttft,
             spill_window: opts.spill_window,
-            ttft: opts.tiers.iter().map(|_| Mutex::default()).collect(),
             next_wait_id: AtomicU64::new(0),
         };
         Ok(Self {
@@ -298,7 +312,7 @@ impl HybridStream {
     fn route(&self, tier: usize, attempts: u32, spill: Option<SpillReason>) -> Route {
         Route {
             tier: tier as u32,
-            tier_name: self.router.names[tier].clone(),
+            tier_name: self.router.tiers[tier].name.clone(),
             attempts,
             spill_reason: spill,
             failed_attempt: None,
@@ -370,7 +384,7 @@ impl Stream for HybridStream {
                     w.sent_at = first_sent;
                 }
                 let mut route = self.route(1, 2, Some(SpillReason::Failover));
-                route.failed_attempt = Some(format!("{}: {e}", router.names[0]));
+                route.failed_attempt = Some(format!("{}: {e}", router.tiers[0].name));
                 self.route = Some(route);
                 result
             }
@@ -426,7 +440,7 @@ mod tests {
         let (e, _se) = r.acquire();
         assert_eq!(e, 0, "a freed slot on the first tier is taken again");
         drop(sb);
-        assert_eq!(r.in_flight[0].load(Ordering::Acquire), 1);
+        assert_eq!(r.tiers[0].in_flight.load(Ordering::Acquire), 1);
     }
 
     #[test]
@@ -487,7 +501,7 @@ mod tests {
         assert_eq!(route.tier_name, "onprem");
         assert_eq!(route.spill_reason, None);
         assert!(s.take_route().is_none(), "taken once");
-        assert_eq!(b.router.in_flight[0].load(Ordering::Acquire), 0);
+        assert_eq!(b.router.tiers[0].in_flight.load(Ordering::Acquire), 0);
     }
 
     #[test]
