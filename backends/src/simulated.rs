@@ -74,6 +74,7 @@ impl SimulatedBackend {
             kv_cache: None,
             weights_conversion: None,
             pinning: None,
+            prefill_matmul: None,
             hybrid: None,
         };
         Self {

@@ -306,3 +306,75 @@ fn kv_cache_matches_full_recomputation() {
     }
     assert_eq!(cached.output_token_ids, recomputed);
 }
+
+/// charter's dense GGUF Llama against candle's own `quantized_llama` on the q8_0 copy charter
+/// runs: with the quantized kernel everywhere it computes what candle computes (the port and the
+/// in-place grouped-query attention of decode); with f32 prefill weights, the next token of a
+/// real prompt is the same and the logits differ by activation-quantization noise only.
+#[test]
+fn gguf_llama_matches_candles_quantized_llama() {
+    use candle_core::{Device, Tensor};
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    use charter_backends::candle::gguf_llama::{GgufLlama, PREFILL_F32_MIN_ROWS};
+    let b = load(ModelSource::Path(smollm2()));
+    let copy = PathBuf::from(b.record().weights_conversion.clone().unwrap().file.path);
+    let prompt = b
+        .tokenizer()
+        .unwrap()
+        .encode(CHAT, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    drop(b);
+    assert!(prompt.len() >= PREFILL_F32_MIN_ROWS, "{}", prompt.len());
+    let open = || {
+        let mut f = std::fs::File::open(&copy).unwrap();
+        (gguf_file::Content::read(&mut f).unwrap(), f)
+    };
+    let (ct, mut f) = open();
+    let mut candle_model = ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+    let (ct, mut f) = open();
+    let mut ours = GgufLlama::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+    let mut quantized = ours.clone();
+    quantized.set_f32_min_rows(usize::MAX);
+    let logits = |model: &mut dyn FnMut(&Tensor, usize) -> Vec<f32>, ids: &[u32], pos| {
+        model(
+            &Tensor::new(ids, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap(),
+            pos,
+        )
+    };
+    let vec =
+        |t: candle_core::Result<Tensor>| t.unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap() as u32;
+    let stats = |a: &[f32], t: &[f32]| {
+        let range =
+            t.iter().cloned().fold(f32::MIN, f32::max) - t.iter().cloned().fold(f32::MAX, f32::min);
+        let diff = a
+            .iter()
+            .zip(t)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        (diff, range)
+    };
+    let (mut input, mut pos) = (prompt.clone(), 0);
+    for step in 0..6 {
+        let t = logits(&mut |x, p| vec(candle_model.forward(x, p)), &input, pos);
+        let q = logits(&mut |x, p| vec(quantized.forward(x, p)), &input, pos);
+        let (diff, range) = stats(&q, &t);
+        eprintln!("step {step}: quantized everywhere: max |diff| {diff:.2e} (range {range:.1})");
+        assert_eq!(argmax(&q), argmax(&t), "step {step}");
+        assert!(diff < 1e-3 * range, "step {step}: {diff} of {range}");
+        if step == 0 {
+            let f = logits(&mut |x, p| vec(ours.forward(x, p)), &input, pos);
+            let (diff, range) = stats(&f, &t);
+            eprintln!("prefill with f32 weights: max |diff| {diff:.4} (range {range:.1})");
+            assert_eq!(argmax(&f), argmax(&t), "f32 prefill: next token");
+            assert!(diff < 0.05 * range, "f32 prefill: {diff} of {range}");
+        }
+        pos += input.len();
+        input = vec![argmax(&t)];
+    }
+}

@@ -4,6 +4,7 @@ mod decode_loop;
 mod histogram;
 mod hybrid_route;
 mod ort_loop;
+mod q8_matvec;
 mod runner_overhead;
 mod sampler_tick;
 mod sse_parse;
@@ -14,6 +15,7 @@ criterion::criterion_main!(
     histogram::benches,
     hybrid_route::benches,
     ort_loop::benches,
+    q8_matvec::benches,
     runner_overhead::benches,
     sampler_tick::benches,
     telemetry_read::benches,

@@ -118,6 +118,9 @@ pub struct ThreadsResult {
     /// Weight formats that ran, as the backend record spells them.
     pub dtype: String,
     pub kv_cache_dtype: Option<String>,
+    /// How prefill multiplied by quantized weights, where it differs from decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_matmul: Option<String>,
     pub prefill: Vec<PrefillResult>,
     /// Decode tokens/s after a prompt of `decode_prompt_tokens`.
     pub decode_prompt_tokens: usize,
@@ -308,13 +311,17 @@ pub fn render(r: &BenchEngineRecord) -> String {
     if let Some(f) = first {
         let _ = writeln!(
             out,
-            "  weights {}{}; KV cache {}",
+            "  weights {}{}; KV cache {}{}",
             f.dtype,
             f.weights_conversion
                 .as_ref()
                 .map(|c| format!(", {}", c.describe()))
                 .unwrap_or_default(),
-            f.kv_cache_dtype.as_deref().unwrap_or("n/a")
+            f.kv_cache_dtype.as_deref().unwrap_or("n/a"),
+            f.prefill_matmul
+                .as_deref()
+                .map(|p| format!("\n  prefill: {p}"))
+                .unwrap_or_default()
         );
     }
     let mut head = format!("  {:>7} {:>8}", "threads", "load s");
@@ -508,6 +515,7 @@ fn measure(plan: &Plan) -> WorkerReply {
             weights_conversion: rec.weights_conversion.clone(),
             dtype: rec.dtype.clone(),
             kv_cache_dtype: rec.kv_cache.as_ref().map(|k| k.dtype.clone()),
+            prefill_matmul: rec.prefill_matmul.clone(),
             prefill,
             decode_prompt_tokens: decode_prompt,
             decode_tokens,

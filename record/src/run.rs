@@ -314,6 +314,10 @@ pub struct BackendRecord {
     /// Compute threads pinned to cores (`--pin`); `None`: left to the OS scheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinning: Option<PinningRecord>,
+    /// How a many-token forward (prefill) multiplies by quantized weights, where it differs
+    /// from decode (candle GGUF: f32 gemm on weights dequantized per matrix); `None`: as decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_matmul: Option<String>,
     /// A hybrid backend's tiers and policy (the fields above are its first tier's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hybrid: Option<crate::route::HybridRecord>,

@@ -602,6 +602,10 @@ pub fn load_line(r: &RunRecord) -> Option<String> {
             kb_per_token(kv.bytes_per_token as f64)
         );
     }
+    if let Some(p) = &b.prefill_matmul {
+        // The method up to its first clause: the record has the rest.
+        let _ = write!(line, "; prefill: {}", p.split(';').next().unwrap_or(p));
+    }
     if b.pinning.is_some() {
         line.push_str("; threads pinned");
     }

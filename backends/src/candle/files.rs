@@ -5,11 +5,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::gguf_llama::{QuantizedLlama, MAX_SEQ_LEN};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Llama, LlamaConfig, LlamaEosToks};
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 use tokenizers::Tokenizer;
 
 use super::convert::{self, Conversion, WeightFormat};
@@ -276,7 +276,7 @@ fn load_gguf(path: &Path, weights: WeightFormat, cache: &Path) -> Result<Loaded,
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(|e| {
+    let weights = QuantizedLlama::from_gguf(content, &mut file, &Device::Cpu).map_err(|e| {
         invalid(
             run_path,
             format!("cannot load Llama weights from GGUF ({e})"),

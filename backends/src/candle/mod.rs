@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub(crate) mod files;
+pub mod gguf_llama;
 pub mod pin;
 pub use files::write_random_llama_dir;
 pub mod presets;
@@ -20,7 +21,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::llama::{Cache, Config, Llama};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use gguf_llama::QuantizedLlama;
 use tokenizers::Tokenizer;
 
 use crate::chat::ChatTemplate;
@@ -77,7 +78,7 @@ pub fn configure_threads(threads: usize) {
 
 enum Weights {
     Full { model: Arc<Llama>, config: Config },
-    Quantized(ModelWeights),
+    Quantized(QuantizedLlama),
 }
 
 /// A loaded candle model.
@@ -170,6 +171,10 @@ impl CandleBackend {
             kv_cache,
             weights_conversion: conversion.map(|c| c.record(opts.weights)),
             pinning: pin_plan.as_ref().map(pin::Plan::record),
+            prefill_matmul: match &weights {
+                Weights::Quantized(w) => Some(w.prefill_method().to_string()),
+                Weights::Full { .. } => None,
+            },
             hybrid: None,
         };
         Ok(Self {
@@ -283,7 +288,7 @@ enum State {
         cache: Cache,
         pristine: Cache,
     },
-    Quantized(ModelWeights),
+    Quantized(QuantizedLlama),
 }
 
 impl State {

@@ -579,6 +579,7 @@ impl OnnxBackend {
             },
             weights_conversion: None,
             pinning: None,
+            prefill_matmul: None,
             hybrid: None,
         };
         Ok(Self {

@@ -546,6 +546,7 @@ impl RemoteBackend {
                 .transpose()?,
             weights_conversion: None,
             pinning: None,
+            prefill_matmul: None,
             hybrid: None,
         };
         Ok(Self {
