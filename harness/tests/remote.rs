@@ -33,24 +33,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "profile",
-        "--backend",
-        "openai",
-        "--base-url",
-        base,
-        "--model",
-        "test-model",
-        "--out",
-        run.to_str().unwrap(),
-        "--no-progress",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    charter(&args)
-}
-
 /// A delay before the response headers shows up in full in the response-headers time and in
 /// TTFT, on every request: bounds that hold on any machine however loaded (a late client can
 /// only measure more). The precision of charter's timing against known delays is a figure,

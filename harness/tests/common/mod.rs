@@ -41,6 +41,26 @@ pub fn charter(args: &[&str]) -> Output {
         .expect("running charter")
 }
 
+/// `charter profile --backend openai` against `base` (model `test-model`, `--json`, no
+/// progress line) into `run`, with `extra` flags.
+pub fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        base,
+        "--model",
+        "test-model",
+        "--out",
+        run.to_str().unwrap(),
+        "--no-progress",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    charter(&args)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
