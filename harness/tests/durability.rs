@@ -80,7 +80,8 @@ fn sigkill_at_any_point_leaves_readable_partial_results() {
         let mut child = long_run(&run).args(["--duration", "60s"]).spawn().unwrap();
         let t0 = Instant::now();
         // lines 1: run.json written; n > 1: the header and n - 1 rows on disk.
-        while (lines == 1 && !run.join("run.json").exists()) || (lines > 1 && csv_lines(&run) < lines)
+        while (lines == 1 && !run.join("run.json").exists())
+            || (lines > 1 && csv_lines(&run) < lines)
         {
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
@@ -163,8 +164,9 @@ fn assert_results_lost(run: &Path, o: &std::process::Output, file_error: &str) -
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
     assert!(
-        kept.contains(&format!("{rows} whole request row(s) in requests.csv, run.json"))
-            && kept.contains("(complete: false"),
+        kept.contains(&format!(
+            "{rows} whole request row(s) in requests.csv, run.json"
+        )) && kept.contains("(complete: false"),
         "{line}"
     );
     let rec = validated_record(run);

@@ -93,12 +93,22 @@ fn a_truncated_or_bad_chunked_body_is_stream_broken() {
     ] {
         let srv = raw(answer);
         let what = format!("{answer:?}");
-        assert_fault_at(&srv.base_url(), &srv.requests, &what, "stream_broken", &[], |r| {
-            let m = r.error_message.as_deref().unwrap();
-            assert!(m.contains("the response body broke mid-stream"), "{what}: {m}");
-            assert_eq!(r.output_tokens, 3, "{what}: tokens before the break");
-            assert!(r.ttft_s.is_some(), "{what}");
-        });
+        assert_fault_at(
+            &srv.base_url(),
+            &srv.requests,
+            &what,
+            "stream_broken",
+            &[],
+            |r| {
+                let m = r.error_message.as_deref().unwrap();
+                assert!(
+                    m.contains("the response body broke mid-stream"),
+                    "{what}: {m}"
+                );
+                assert_eq!(r.output_tokens, 3, "{what}: tokens before the break");
+                assert!(r.ttft_s.is_some(), "{what}");
+            },
+        );
     }
 }
 
@@ -109,11 +119,18 @@ fn a_truncated_or_bad_chunked_body_is_stream_broken() {
 #[test]
 fn a_gzip_encoded_stream_is_malformed_and_says_so() {
     let srv = raw(Answer::Gzip(6));
-    assert_fault_at(&srv.base_url(), &srv.requests, "gzip", "malformed", &[], |r| {
-        let m = r.error_message.as_deref().unwrap();
-        assert!(m.contains("Content-Encoding: gzip"), "{m}");
-        assert_eq!(r.output_tokens, 0);
-    });
+    assert_fault_at(
+        &srv.base_url(),
+        &srv.requests,
+        "gzip",
+        "malformed",
+        &[],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("Content-Encoding: gzip"), "{m}");
+            assert_eq!(r.output_tokens, 0);
+        },
+    );
     let heads = srv.heads.lock().unwrap();
     assert!(
         heads
@@ -189,7 +206,10 @@ fn a_host_that_does_not_resolve_is_a_connect_error_naming_it() {
         assert_eq!(r.error_kind, Some(ErrorKind::Connect));
         let m = r.error_message.unwrap();
         assert!(!m.contains('\n'), "{m}");
-        assert!(m.starts_with("connecting to charter-no-such-host.invalid:8000: "), "{m}");
+        assert!(
+            m.starts_with("connecting to charter-no-such-host.invalid:8000: "),
+            "{m}"
+        );
     }
 }
 

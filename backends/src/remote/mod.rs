@@ -328,10 +328,24 @@ fn check_plaintext_credentials(opts: &RemoteOptions, has_key: bool) -> Result<()
         (false, None, true) => "the password in the URL".to_string(),
         (false, None, false) => return Ok(()),
     };
-    Err(setting(format!(
-        "--base-url {}: {what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key",
-        redacted_url(&url)
-    )))
+    refuse_plaintext(&url, &what, false)
+        .map_err(|e| setting(format!("--base-url {}: {e}", redacted_url(&url))))
+}
+
+/// Refuses sending `what` (a credential) over plain http:// to a host that is not this machine
+/// unless `allowed` (`--allow-plaintext-key`); the refusal says what to do instead. Shared by
+/// the remote backends and `charter tokens`' remote counters.
+pub(crate) fn refuse_plaintext(
+    url: &reqwest::Url,
+    what: &str,
+    allowed: bool,
+) -> Result<(), String> {
+    if url.scheme() != "http" || allowed || is_loopback(url) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key"
+    ))
 }
 
 /// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, ::1).
@@ -815,7 +829,9 @@ enum BodyError {
     Http(reqwest::Error),
     #[error("an SSE event exceeds {0} bytes")]
     TooLarge(usize),
-    #[error("the response body exceeds {0} bytes (--max-response-bytes): an endless or runaway stream")]
+    #[error(
+        "the response body exceeds {0} bytes (--max-response-bytes): an endless or runaway stream"
+    )]
     ResponseTooLarge(u64),
 }
 
@@ -1136,7 +1152,11 @@ impl Exchange<'_> {
         if let Some(enc) = resp
             .headers()
             .get(reqwest::header::CONTENT_ENCODING)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase())
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .filter(|e| !e.is_empty() && e != "identity")
         {
             return Err(self.fail(
@@ -1228,11 +1248,7 @@ impl Exchange<'_> {
                     } else {
                         String::new()
                     };
-                    return Err(self.fail(
-                        p,
-                        kind,
-                        format!("{what}{}{received}", chain(&e)),
-                    ));
+                    return Err(self.fail(p, kind, format!("{what}{}{received}", chain(&e))));
                 }
             };
             let at = stamp.get();

@@ -560,7 +560,12 @@ impl<'a> Session<'a> {
             .stop()
             .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
         if let Err(e) = self.requests_out.finish() {
-            return Err(results_lost(&self.dir, &mut self.record, self.requests_out.rows(), e));
+            return Err(results_lost(
+                &self.dir,
+                &mut self.record,
+                self.requests_out.rows(),
+                e,
+            ));
         }
         let (sources, write_error) = self.server.stop();
         self.record.server_metrics = sources;
@@ -574,7 +579,12 @@ impl<'a> Session<'a> {
         };
         self.record.complete = !interrupted;
         if let Err(e) = self.dir.write_record(&self.record) {
-            return Err(results_lost(&self.dir, &mut self.record, self.requests_out.rows(), e));
+            return Err(results_lost(
+                &self.dir,
+                &mut self.record,
+                self.requests_out.rows(),
+                e,
+            ));
         }
         if let Some(e) = write_error {
             return Err(CliError::Failure(anyhow::anyhow!(

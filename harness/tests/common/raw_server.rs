@@ -17,7 +17,9 @@ pub fn content_event(text: &str) -> String {
 
 /// A whole stream of `tokens` content events, the finish chunk and `[DONE]`, one event each.
 pub fn complete_events(tokens: u32) -> Vec<String> {
-    let mut ev: Vec<String> = (0..tokens).map(|i| content_event(&format!("w{i} "))).collect();
+    let mut ev: Vec<String> = (0..tokens)
+        .map(|i| content_event(&format!("w{i} ")))
+        .collect();
     ev.push("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n".into());
     ev.push("data: [DONE]\n\n".into());
     ev
