@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 
 use charter_backends::remote::{replay, Api, Endpoint};
 
+/// A fuzz target: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its `fuzz/fuzz_targets/<name>.rs` and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("scenario", scenario),
     ("trace", trace),
     ("sse", sse),

@@ -545,7 +545,7 @@ impl<'a> Session<'a> {
     /// gone): keep the record of the finished levels (`complete: false`) if it can still be
     /// written, and say in one line what failed and what is kept.
     fn results_lost(&mut self, e: anyhow::Error) -> CliError {
-        results_lost(&self.dir, &mut self.record, self.requests_out.rows(), e)
+        results_lost(self.dir, &mut self.record, self.requests_out.rows(), e)
     }
 
     fn finish(mut self) -> Result<i32, CliError> {
@@ -561,7 +561,7 @@ impl<'a> Session<'a> {
             .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
         if let Err(e) = self.requests_out.finish() {
             return Err(results_lost(
-                &self.dir,
+                self.dir,
                 &mut self.record,
                 self.requests_out.rows(),
                 e,
@@ -580,7 +580,7 @@ impl<'a> Session<'a> {
         self.record.complete = !interrupted;
         if let Err(e) = self.dir.write_record(&self.record) {
             return Err(results_lost(
-                &self.dir,
+                self.dir,
                 &mut self.record,
                 self.requests_out.rows(),
                 e,

@@ -235,7 +235,7 @@ impl GoawayServer {
                     };
                     let (r, goaway) = (Arc::clone(&r), Arc::clone(&goaway));
                     tokio::spawn(async move {
-                        let _ = serve_h2(sock, tokens, goaway_after, &*r, &*goaway).await;
+                        let _ = serve_h2(sock, tokens, goaway_after, &r, &*goaway).await;
                     });
                 }
             });
