@@ -10,66 +10,9 @@ mod common;
 #[path = "common/raw_server.rs"]
 mod raw_server;
 
-use charter_record::{ErrorKind, RequestRow};
+use charter_record::ErrorKind;
 use common::*;
 use raw_server::{Answer, GoawayServer, RawServer};
-
-/// Four requests, one stream, no warm-up: even-numbered requests meet the fault, odd ones
-/// complete with 6 tokens. Exit 0, two failures of `kind`, each row passed to `check`; the
-/// record and every row kept.
-fn assert_fault_at(
-    base: &str,
-    requests: &std::sync::atomic::AtomicU64,
-    what: &str,
-    kind: &str,
-    extra: &[&str],
-    check: impl Fn(&RequestRow),
-) -> serde_json::Value {
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    let mut args = vec![
-        // These servers count every request, a GET /metrics too.
-        "--server-metrics",
-        "none",
-        "--concurrency",
-        "1",
-        "--requests",
-        "4",
-        "--warmup",
-        "0",
-        "--max-tokens",
-        "6",
-    ];
-    args.extend_from_slice(extra);
-    let o = profile_openai(base, &run, &args);
-    assert_eq!(o.status.code(), Some(0), "{what}: stderr: {}", stderr(&o));
-    // No retries: four requests, four arrivals.
-    assert_eq!(
-        requests.load(std::sync::atomic::Ordering::SeqCst),
-        4,
-        "{what}"
-    );
-    let rec = validated_record(&run);
-    assert_eq!(rec["complete"], true, "{what}");
-    let s = &rec["levels"][0]["summary"];
-    assert_eq!(s["requests_failed"], 2, "{what}: {s}");
-    assert_eq!(s["requests_completed"], 2, "{what}: {s}");
-    assert_eq!(s["errors"][kind], 2, "{what}: {s}");
-    let rows = request_rows(&run);
-    assert_eq!(rows.len(), 4, "{what}");
-    for r in &rows {
-        match r.error_kind {
-            Some(k) => {
-                assert_eq!(k.as_str(), kind, "{what}: {r:?}");
-                let m = r.error_message.as_deref().unwrap();
-                assert!(!m.contains('\n'), "{what}: one line: {m}");
-                check(r);
-            }
-            None => assert_eq!(r.output_tokens, 6, "{what}: {r:?}"),
-        }
-    }
-    rec
-}
 
 fn raw(answer: Answer) -> RawServer {
     RawServer::start(move |n| {
