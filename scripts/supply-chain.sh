@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Supply-chain checks, run by hand (not by .ci/run: cargo-deny and cargo-cyclonedx take many
-# minutes to compile, and a cold CI must stay under 45 minutes).
+# minutes to compile, and a cold CI must stay under 45 minutes). What needs neither tool nor
+# network (lock sources and checksums, licences against deny.toml's allow-list, pinned and
+# sha256-checked fetches) runs in .ci/run: scripts/check-supply-chain.py.
 #
 #   scripts/supply-chain.sh              licences (deny.toml allow-list), bans, sources; and an
 #                                        SBOM per crate (CycloneDX JSON, beside its Cargo.toml)

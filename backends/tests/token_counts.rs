@@ -67,7 +67,7 @@ fn counts_equal_the_reference_implementations() {
         let spec = spec_path(key, e["spec"].as_str().unwrap());
         let counter = TokenizerSpec::parse(&spec)
             .unwrap()
-            .load(None)
+            .load(None, false)
             .unwrap_or_else(|err| panic!("{key}: {err}"));
         let kind = counter.info().kind;
         let expected_kind = match key.as_str() {
@@ -108,7 +108,10 @@ fn counts_equal_the_reference_implementations() {
 fn gguf_tokenizer_has_its_chat_template_and_kv_shape() {
     let r = reference();
     let spec = spec_path("gguf", r["tokenizers"]["gguf"]["spec"].as_str().unwrap());
-    let c = TokenizerSpec::parse(&spec).unwrap().load(None).unwrap();
+    let c = TokenizerSpec::parse(&spec)
+        .unwrap()
+        .load(None, false)
+        .unwrap();
     let info = c.info();
     assert_eq!(info.chat_template.as_deref(), Some("gguf-metadata"));
     // SmolLM2-135M: 30 layers, 3 KV heads of 64 dimensions.
@@ -126,7 +129,7 @@ fn hf_tokenizer_reads_its_config_for_the_kv_shape() {
     let p = tiny_decoder_tokenizer();
     let c = TokenizerSpec::parse(p.to_str().unwrap())
         .unwrap()
-        .load(None)
+        .load(None, false)
         .unwrap();
     // tiny-decoder/config.json: 2 layers, 2 KV heads, 64 / 4 = 16 dimensions, float32.
     let kv = c.info().kv.as_ref().unwrap();

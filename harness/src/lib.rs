@@ -16,6 +16,7 @@ pub mod bench_engine;
 pub mod cli;
 pub mod clock;
 pub mod exposition;
+pub mod fuzzing;
 pub mod gate;
 pub mod host;
 pub mod live;

@@ -6,7 +6,7 @@
 //! a crash or Ctrl-C keeps everything measured so far.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Seek};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -112,8 +112,15 @@ impl RunDir {
     pub fn requests_writer(&self) -> anyhow::Result<RequestsWriter> {
         let p = self.path.join(REQUESTS_CSV);
         let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        let end = f
+            .try_clone()
+            .with_context(|| format!("opening {}", p.display()))?;
         Ok(RequestsWriter {
             w: csv::Writer::from_writer(BufWriter::new(f)),
+            end,
+            whole: 0,
+            rows: 0,
+            path: p,
         })
     }
 
@@ -125,20 +132,47 @@ impl RunDir {
     }
 }
 
-/// Streams request rows to `requests.csv`, flushing each one.
+/// Streams request rows to `requests.csv`, flushing each one. A write that fails (disk full,
+/// a file size limit) is cut back to the last whole row, so the file stays readable.
 pub struct RequestsWriter {
     w: csv::Writer<BufWriter<File>>,
+    /// The same open file (shared offset): where the last whole row ends, and the cut.
+    end: File,
+    /// Bytes of whole rows (and the header) written.
+    whole: u64,
+    rows: u64,
+    path: PathBuf,
 }
 
 impl RequestsWriter {
     pub fn write(&mut self, row: &RequestRow) -> anyhow::Result<()> {
-        self.w.serialize(row).context("writing requests.csv")?;
-        self.w.flush().context("writing requests.csv")?;
-        Ok(())
+        let written = self
+            .w
+            .serialize(row)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(self.w.flush()?))
+            .and_then(|()| Ok(self.end.stream_position()?));
+        match written {
+            Ok(at) => {
+                self.whole = at;
+                self.rows += 1;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.end.set_len(self.whole);
+                Err(e.context(format!("writing {}", self.path.display())))
+            }
+        }
     }
 
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        self.w.flush()?;
-        Ok(())
+    /// Whole request rows in the file.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.w
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }

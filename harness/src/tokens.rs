@@ -45,6 +45,10 @@ pub struct TokensArgs {
     /// Environment variable holding the API key for remote SPECs (never a flag; never recorded).
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
+    /// Send the API key over plain http:// to a remote SPEC's host that is not this machine;
+    /// refused (exit 2) without it.
+    #[arg(long)]
+    pub allow_plaintext_key: bool,
     /// Counting threads (documents are split between them) [default: logical cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
@@ -247,7 +251,9 @@ pub fn run(args: &TokensArgs) -> Result<i32, CliError> {
         .collect();
     let mut all = Vec::new();
     for spec in &specs {
-        let counter = spec.load(args.api_key_env.as_deref()).map_err(bad)?;
+        let counter = spec
+            .load(args.api_key_env.as_deref(), args.allow_plaintext_key)
+            .map_err(bad)?;
         let (mut counts, elapsed) = count_all(
             counter.as_ref(),
             &corpus.documents,

@@ -33,24 +33,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "profile",
-        "--backend",
-        "openai",
-        "--base-url",
-        base,
-        "--model",
-        "test-model",
-        "--out",
-        run.to_str().unwrap(),
-        "--no-progress",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    charter(&args)
-}
-
 /// A delay before the response headers shows up in full in the response-headers time and in
 /// TTFT, on every request: bounds that hold on any machine however loaded (a late client can
 /// only measure more). The precision of charter's timing against known delays is a figure,
@@ -181,45 +163,14 @@ fn assert_fault(
             s
         }
     });
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    let mut args = vec![
-        "--concurrency",
-        "1",
-        "--requests",
-        "4",
-        "--warmup",
-        "0",
-        "--max-tokens",
-        "6",
-    ];
-    args.extend_from_slice(extra);
-    let o = profile_openai(&srv.base_url(), &run, &args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{fault:?}: stderr: {}",
-        stderr(&o)
+    assert_fault_at(
+        &srv.base_url(),
+        &srv.requests,
+        &format!("{fault:?}"),
+        kind,
+        extra,
+        check,
     );
-    // No retries: four requests, four arrivals.
-    assert_eq!(srv.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
-    let rec = validated_record(&run);
-    let s = &rec["levels"][0]["summary"];
-    assert_eq!(s["requests_failed"], 2, "{fault:?}: {s}");
-    assert_eq!(s["requests_completed"], 2, "{fault:?}: {s}");
-    assert_eq!(s["errors"][kind], 2, "{fault:?}: {s}");
-    let rows = request_rows(&run);
-    for r in rows.iter().filter(|r| r.error_kind.is_some()) {
-        assert_eq!(
-            r.error_kind.map(ErrorKind::as_str),
-            Some(kind),
-            "{fault:?}: {r:?}"
-        );
-        check(r);
-    }
-    for r in rows.iter().filter(|r| r.error_kind.is_none()) {
-        assert_eq!(r.output_tokens, 6, "{fault:?}: {r:?}");
-    }
 }
 
 #[test]

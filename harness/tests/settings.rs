@@ -42,7 +42,7 @@ fn special(id: &str) -> Option<[Sample; 2]> {
         "onnx_dim" => [quoted("height=2"), quoted("width=3")],
         "headers" => [quoted("X-A: 1"), quoted("X-B: 2")],
         "extra_body" => [quoted(r#"{"top_k": 2}"#), quoted(r#"{"top_k": 3}"#)],
-        "max_event_bytes" => [bare("2048"), bare("4096")],
+        "max_event_bytes" | "max_response_bytes" => [bare("2048"), bare("4096")],
         // A TOML inline table in a scenario (or a `[[backend.tier]]` table), its text as a flag.
         "tier" => [
             bare(r#"{kind = "simulated", name = "a"}"#),

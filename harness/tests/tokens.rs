@@ -335,3 +335,39 @@ fn bad_input_exits_2_naming_it() {
     }
     assert!(!Path::new(out).join("tokens.json").exists());
 }
+
+/// A remote counter never gets the key over plain http:// to another machine unless asked:
+/// exit 2 at once (no request sent), naming the SPEC and the flag that allows it.
+#[test]
+fn a_key_is_not_sent_in_plain_http_to_another_host_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // TEST-NET-1 (RFC 5737): nothing answers there, so a request would hang until a timeout.
+    let spec = "vllm:served-model@http://192.0.2.1:8000";
+    let t0 = std::time::Instant::now();
+    let o = charter_env(
+        &[
+            "tokens",
+            "--tokenizer",
+            spec,
+            "--api-key-env",
+            "CHARTER_TEST_TOKENS_KEY",
+            "--out",
+            tmp.path().join("t").to_str().unwrap(),
+        ],
+        "CHARTER_TEST_TOKENS_KEY",
+        "sk-test-plaintext-0123",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("`{spec}`"))
+            && err.contains("the API key from --api-key-env CHARTER_TEST_TOKENS_KEY would cross the network unencrypted")
+            && err.contains("--allow-plaintext-key"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "no request was attempted"
+    );
+}

@@ -412,6 +412,10 @@ pub struct RemoteRecord {
     pub retries: u32,
     /// Largest SSE event accepted; a larger one fails the request as `malformed`.
     pub max_event_bytes: u64,
+    /// Largest response body accepted (an endless or runaway stream); a larger one fails the
+    /// request as `malformed` once that many bytes have arrived. Absent in runs before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// Seconds a kept-alive connection may sit idle before charter closes it itself (shorter
     /// than servers' own keep-alive timeouts, so that a server rarely closes one first).
     #[serde(default)]

@@ -623,9 +623,34 @@ fn hybrid_cost(
     }
 }
 
+/// What a run that did not complete left: why it stopped, the levels its record summarises and
+/// the request rows streamed to `requests.csv` (kept as each request finished).
+fn partial_run(run: &LoadedRun, rc: &RunCharter) -> String {
+    let r = &run.record;
+    let why = match r.status {
+        charter_record::RunStatus::Interrupted => "was interrupted (Ctrl-C)",
+        _ => "ended before it finished (killed, crashed, or its results could not be written)",
+    };
+    let ok = run
+        .requests
+        .iter()
+        .filter(|q| q.error_kind.is_none())
+        .count();
+    format!(
+        "{}: PARTIAL RUN: it {why}; run.json summarises {} finished level(s); {} holds {} request row(s), {ok} without an error",
+        rc.backend,
+        r.levels.len(),
+        r.files.requests_csv,
+        run.requests.len(),
+    )
+}
+
 fn headline(run: &LoadedRun, rc: &RunCharter) -> Vec<String> {
     let mut out = Vec::new();
     let r = &run.record;
+    if !r.complete {
+        out.push(partial_run(run, rc));
+    }
     let Some(l) = main_level(r) else {
         out.push(format!(
             "{}: no level completed a request; nothing to chart.",

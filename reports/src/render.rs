@@ -364,7 +364,7 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
             esc(&r.backend_kind)
         );
         if !r.complete {
-            let _ = writeln!(o, "<p class=\"warn\">This run did not complete (interrupted): its numbers are partial.</p>");
+            let _ = writeln!(o, "<p class=\"warn\">This run did not complete: its numbers are partial (see the headline).</p>");
         }
         let _ = write!(o, "<table><tr>");
         for h in LEVEL_HEADERS {

@@ -171,6 +171,7 @@ fn remote_notes_say_what_counts_rest_on() {
         total_timeout_s: None,
         retries: 0,
         max_event_bytes: 1 << 20,
+        max_response_bytes: None,
         pool_idle_timeout_s: Some(4.0),
         stale_connections: None,
         prompts: None,

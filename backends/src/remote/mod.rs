@@ -129,6 +129,9 @@ pub struct RemoteOptions {
     /// of exact length, and output counts (compared with usage when the server sends it).
     pub tokenizer: Option<PathBuf>,
     pub max_event_bytes: usize,
+    /// Largest response body read (an endless or runaway stream ends as `malformed` there).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
     /// Speak HTTP/2 without TLS negotiation (h2c), e.g. to a gRPC-style gateway.
     pub http2_prior_knowledge: bool,
     /// Close a kept-alive connection after it sat idle this long (shorter than servers' own
@@ -165,6 +168,14 @@ fn default_pool_idle_timeout() -> Duration {
     DEFAULT_POOL_IDLE_TIMEOUT
 }
 
+/// Default of [`RemoteOptions::max_response_bytes`]: 256 MiB, some ten times what a 32k-token
+/// answer streams as OpenAI chunks, so only a runaway (endless) response reaches it.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
 impl RemoteOptions {
     pub fn new(api: Api, base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
@@ -180,6 +191,7 @@ impl RemoteOptions {
             timeouts: Timeouts::default(),
             tokenizer: None,
             max_event_bytes: 1 << 20,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             http2_prior_knowledge: false,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             prompt_ids: false,
@@ -233,6 +245,7 @@ struct Shared {
     prompt_text: PromptText,
     prompt_ids: bool,
     max_event_bytes: usize,
+    max_response_bytes: u64,
     http2_prior_knowledge: bool,
     pool_idle_timeout: Duration,
     /// Scrubbed from every message: the API key and the values of extra headers (which may
@@ -315,10 +328,24 @@ fn check_plaintext_credentials(opts: &RemoteOptions, has_key: bool) -> Result<()
         (false, None, true) => "the password in the URL".to_string(),
         (false, None, false) => return Ok(()),
     };
-    Err(setting(format!(
-        "--base-url {}: {what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key",
-        redacted_url(&url)
-    )))
+    refuse_plaintext(&url, &what, false)
+        .map_err(|e| setting(format!("--base-url {}: {e}", redacted_url(&url))))
+}
+
+/// Refuses sending `what` (a credential) over plain http:// to a host that is not this machine
+/// unless `allowed` (`--allow-plaintext-key`); the refusal says what to do instead. Shared by
+/// the remote backends and `charter tokens`' remote counters.
+pub(crate) fn refuse_plaintext(
+    url: &reqwest::Url,
+    what: &str,
+    allowed: bool,
+) -> Result<(), String> {
+    if url.scheme() != "http" || allowed || is_loopback(url) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} would cross the network unencrypted (plain http:// to a host that is not this machine); use https://, or pass --allow-plaintext-key"
+    ))
 }
 
 /// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, ::1).
@@ -391,6 +418,12 @@ impl RemoteBackend {
         headers.insert(
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
+        );
+        // Events are timed as they arrive: a compressed stream is not asked for (a compressor
+        // holds events back until its block fills), and one sent anyway fails as malformed.
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
         );
         if opts.api == Api::Anthropic {
             headers.insert(
@@ -499,6 +532,7 @@ impl RemoteBackend {
             total_timeout_s: opts.timeouts.total.map(|d| d.as_secs_f64()),
             retries: 0,
             max_event_bytes: opts.max_event_bytes as u64,
+            max_response_bytes: Some(opts.max_response_bytes),
             pool_idle_timeout_s: Some(opts.pool_idle_timeout.as_secs_f64()),
             stale_connections: Some(
                 "pending socket events are processed before each request, so a kept-alive connection the server has closed is dropped and the request goes out on a new one (found_closed); a request written to a connection the server had already closed (closed or reset before any byte of a response) is sent again once on a new connection (resent); both are marked per request (stale_connection) and counted per level (stale_reconnects); no other request is ever sent twice".into(),
@@ -564,6 +598,7 @@ impl RemoteBackend {
                 prompt_text,
                 prompt_ids: opts.prompt_ids,
                 max_event_bytes: opts.max_event_bytes.max(1024),
+                max_response_bytes: opts.max_response_bytes.max(1024),
                 http2_prior_knowledge: opts.http2_prior_knowledge,
                 pool_idle_timeout: opts.pool_idle_timeout,
                 roots,
@@ -791,10 +826,14 @@ impl Shared {
 /// Why the body stream stopped delivering bytes.
 #[derive(Debug, thiserror::Error)]
 enum BodyError {
-    #[error("{0}")]
+    #[error(transparent)]
     Http(reqwest::Error),
     #[error("an SSE event exceeds {0} bytes")]
     TooLarge(usize),
+    #[error(
+        "the response body exceeds {0} bytes (--max-response-bytes): an endless or runaway stream"
+    )]
+    ResponseTooLarge(u64),
 }
 
 /// Text of an error and its sources, without the URL (it is recorded elsewhere).
@@ -1030,6 +1069,13 @@ impl Exchange<'_> {
                     };
                     let what = if kind == ErrorKind::Timeout && e.is_connect() {
                         format!("connect timeout ({:?}): ", sh.timeouts.connect)
+                    } else if kind == ErrorKind::Connect {
+                        // Which host (a DNS name that does not resolve), never the whole URL.
+                        format!(
+                            "connecting to {}:{}: ",
+                            sh.url.host_str().unwrap_or(""),
+                            sh.url.port_or_known_default().unwrap_or(0)
+                        )
                     } else {
                         String::new()
                     };
@@ -1102,15 +1148,42 @@ impl Exchange<'_> {
             return Err(self.fail(p, kind, format!("HTTP {status}{retry}: {}", snippet.trim())));
         }
 
-        // Arrival time of the latest network read, and bytes read since the last event.
+        // reqwest decodes no Content-Encoding (none is asked for): compressed bytes would reach
+        // the SSE decoder as garbage.
+        if let Some(enc) = resp
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|e| !e.is_empty() && e != "identity")
+        {
+            return Err(self.fail(
+                p,
+                ErrorKind::Malformed,
+                format!(
+                    "the response is compressed (Content-Encoding: {}) although charter asked for Accept-Encoding: identity; compressed streams are not decoded, since a compressor holds events back and their arrival times would be its own",
+                    sh.secrets.clip(&enc, 40)
+                ),
+            ));
+        }
+
+        // Arrival time of the latest network read, bytes read since the last event, and in all.
         let stamp = Rc::new(Cell::new(headers_at));
         let pending = Rc::new(Cell::new(0usize));
         let limit = sh.max_event_bytes;
+        let (mut received, response_limit) = (0u64, sh.max_response_bytes);
         let bytes = {
             let (stamp, pending) = (Rc::clone(&stamp), Rc::clone(&pending));
             resp.bytes_stream().map(move |r| {
                 let b = r.map_err(|e| BodyError::Http(e.without_url()))?;
                 stamp.set(Instant::now());
+                received += b.len() as u64;
+                if received > response_limit {
+                    return Err(BodyError::ResponseTooLarge(response_limit));
+                }
                 let n = pending.get() + b.len();
                 pending.set(n);
                 if n > limit {
@@ -1160,7 +1233,7 @@ impl Exchange<'_> {
                 None => break,
                 Some(Ok(ev)) => ev,
                 Some(Err(e)) => {
-                    let too_large = matches!(&e, sse_stream::Error::Body(b) if matches!(b.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_))));
+                    let too_large = matches!(&e, sse_stream::Error::Body(b) if matches!(b.downcast_ref::<BodyError>(), Some(BodyError::TooLarge(_) | BodyError::ResponseTooLarge(_))));
                     let kind = match &e {
                         _ if too_large => ErrorKind::Malformed,
                         sse_stream::Error::Body(_) => ErrorKind::StreamBroken,
@@ -1171,7 +1244,12 @@ impl Exchange<'_> {
                     } else {
                         ""
                     };
-                    return Err(self.fail(p, kind, format!("{what}{}", chain(&e))));
+                    let received = if too_large {
+                        format!(" ({} content chunks received)", p.chunks)
+                    } else {
+                        String::new()
+                    };
+                    return Err(self.fail(p, kind, format!("{what}{}{received}", chain(&e))));
                 }
             };
             let at = stamp.get();

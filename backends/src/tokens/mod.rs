@@ -236,7 +236,13 @@ impl TokenizerSpec {
 
     /// Load the tokenizer (remote: build the client and send one probe request). `api_key_env`
     /// names the variable holding the key for remote endpoints.
-    pub fn load(&self, api_key_env: Option<&str>) -> Result<Box<dyn TokenCounter>, SpecError> {
+    /// Load the counter; a remote one sends the key from `api_key_env` (over plain http:// to
+    /// another host only with `allow_plaintext_key`).
+    pub fn load(
+        &self,
+        api_key_env: Option<&str>,
+        allow_plaintext_key: bool,
+    ) -> Result<Box<dyn TokenCounter>, SpecError> {
         let wrap = |what: String| SpecError {
             spec: self.spec.clone(),
             what,
@@ -253,7 +259,14 @@ impl TokenizerSpec {
                 base_url,
                 model,
             } => Box::new(
-                RemoteCounter::new(*kind, base_url, model.as_deref(), api_key_env).map_err(wrap)?,
+                RemoteCounter::new(
+                    *kind,
+                    base_url,
+                    model.as_deref(),
+                    api_key_env,
+                    allow_plaintext_key,
+                )
+                .map_err(wrap)?,
             ),
         })
     }

@@ -55,6 +55,7 @@ impl RemoteCounter {
         base_url: &str,
         model: Option<&str>,
         api_key_env: Option<&str>,
+        allow_plaintext_key: bool,
     ) -> Result<Self, String> {
         let secret = match api_key_env {
             None => None,
@@ -70,6 +71,16 @@ impl RemoteCounter {
         };
         if kind == TokenizerKind::AnthropicCountTokens && secret.is_none() {
             return Err("Anthropic's count_tokens needs a key: pass --api-key-env VAR".into());
+        }
+        if let (Some(var), Ok(url)) = (
+            api_key_env.filter(|_| secret.is_some()),
+            reqwest::Url::parse(base_url),
+        ) {
+            crate::remote::refuse_plaintext(
+                &url,
+                &format!("the API key from --api-key-env {var}"),
+                allow_plaintext_key,
+            )?;
         }
         let mut headers = HeaderMap::new();
         headers.insert(

@@ -265,6 +265,11 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_event_bytes: Option<u64>,
 
+    /// Largest response body read; an endless or runaway stream fails its request as malformed
+    /// once this many bytes have arrived [default: 268435456].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: Option<u64>,
+
     /// Speak HTTP/2 over plain TCP without negotiation (h2c).
     #[arg(long)]
     pub http2_prior_knowledge: bool,
@@ -583,6 +588,9 @@ impl BackendArgs {
                 opts.tokenizer = self.tokenizer.clone();
                 if let Some(m) = r.max_event_bytes {
                     opts.max_event_bytes = m as usize;
+                }
+                if let Some(m) = r.max_response_bytes {
+                    opts.max_response_bytes = m;
                 }
                 opts.http2_prior_knowledge = r.http2_prior_knowledge;
                 opts.model_config = r.model_config.clone();

@@ -287,7 +287,9 @@ impl<'a> Session<'a> {
             }
         }
         self.record.search = Some(rec);
-        self.dir.write_record(&self.record)?;
+        if let Err(e) = self.dir.write_record(&self.record) {
+            return Err(self.results_lost(e));
+        }
         Ok(())
     }
 
@@ -431,7 +433,7 @@ impl<'a> Session<'a> {
             }
         }
         if let Some(e) = self.write_err.take() {
-            return Err(CliError::Failure(e));
+            return Err(self.results_lost(e));
         }
         let excluded = format!("{warmup} warm-up request(s) before the window");
         let window = agg.window(&excluded);
@@ -533,8 +535,17 @@ impl<'a> Session<'a> {
             schedule_start_s,
         };
         self.record.levels.push(level.clone());
-        self.dir.write_record(&self.record)?;
+        if let Err(e) = self.dir.write_record(&self.record) {
+            return Err(self.results_lost(e));
+        }
         Ok(level)
+    }
+
+    /// A results file could not be written (disk full, a file size limit, the directory
+    /// gone): keep the record of the finished levels (`complete: false`) if it can still be
+    /// written, and say in one line what failed and what is kept.
+    fn results_lost(&mut self, e: anyhow::Error) -> CliError {
+        results_lost(self.dir, &mut self.record, self.requests_out.rows(), e)
     }
 
     fn finish(mut self) -> Result<i32, CliError> {
@@ -548,7 +559,14 @@ impl<'a> Session<'a> {
             .sampler
             .stop()
             .map_err(|e| CliError::Failure(anyhow::anyhow!("sampler: {e}")))?;
-        self.requests_out.finish().map_err(CliError::Failure)?;
+        if let Err(e) = self.requests_out.finish() {
+            return Err(results_lost(
+                self.dir,
+                &mut self.record,
+                self.requests_out.rows(),
+                e,
+            ));
+        }
         let (sources, write_error) = self.server.stop();
         self.record.server_metrics = sources;
         for l in &mut self.record.levels {
@@ -560,7 +578,14 @@ impl<'a> Session<'a> {
             RunStatus::Finished
         };
         self.record.complete = !interrupted;
-        self.dir.write_record(&self.record)?;
+        if let Err(e) = self.dir.write_record(&self.record) {
+            return Err(results_lost(
+                self.dir,
+                &mut self.record,
+                self.requests_out.rows(),
+                e,
+            ));
+        }
         if let Some(e) = write_error {
             return Err(CliError::Failure(anyhow::anyhow!(
                 "writing {}: {e}",
@@ -584,4 +609,23 @@ impl<'a> Session<'a> {
             self.failures.exit_code()
         })
     }
+}
+
+/// See `Session::results_lost` (by field, for a session partly taken apart at its end).
+fn results_lost(dir: &RunDir, record: &mut RunRecord, rows: u64, e: anyhow::Error) -> CliError {
+    record.complete = false;
+    let kept = match dir.write_record(record) {
+        Ok(()) => format!(
+            "run.json with {} finished level(s) (complete: false)",
+            record.levels.len()
+        ),
+        Err(e) => {
+            format!("run.json as it was last written (complete: false; rewriting it failed: {e:#})")
+        }
+    };
+    CliError::Failure(anyhow::anyhow!(
+        "{e:#}; kept in {}: {rows} whole request row(s) in {}, {kept}",
+        dir.path().display(),
+        rundir::REQUESTS_CSV,
+    ))
 }

@@ -41,6 +41,84 @@ pub fn charter(args: &[&str]) -> Output {
         .expect("running charter")
 }
 
+/// `charter profile --backend openai` against `base` (model `test-model`, `--json`, no
+/// progress line) into `run`, with `extra` flags.
+pub fn profile_openai(base: &str, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        base,
+        "--model",
+        "test-model",
+        "--out",
+        run.to_str().unwrap(),
+        "--no-progress",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    charter(&args)
+}
+
+/// `charter profile --backend openai` against a faulty server at `base` (whose request count is
+/// `requests`): four requests, one stream, no warm-up, no metrics scrape; the server makes
+/// even-numbered requests meet the fault and odd ones complete with 6 tokens. Exit 0, two failures of `kind`, each row passed to `check`; the
+/// record and every row kept.
+pub fn assert_fault_at(
+    base: &str,
+    requests: &std::sync::atomic::AtomicU64,
+    what: &str,
+    kind: &str,
+    extra: &[&str],
+    check: impl Fn(&charter_record::RequestRow),
+) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = vec![
+        // These servers count every request, a GET /metrics too.
+        "--server-metrics",
+        "none",
+        "--concurrency",
+        "1",
+        "--requests",
+        "4",
+        "--warmup",
+        "0",
+        "--max-tokens",
+        "6",
+    ];
+    args.extend_from_slice(extra);
+    let o = profile_openai(base, &run, &args);
+    assert_eq!(o.status.code(), Some(0), "{what}: stderr: {}", stderr(&o));
+    // No retries: four requests, four arrivals.
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "{what}"
+    );
+    let rec = validated_record(&run);
+    assert_eq!(rec["complete"], true, "{what}");
+    let s = &rec["levels"][0]["summary"];
+    assert_eq!(s["requests_failed"], 2, "{what}: {s}");
+    assert_eq!(s["requests_completed"], 2, "{what}: {s}");
+    assert_eq!(s["errors"][kind], 2, "{what}: {s}");
+    let rows = request_rows(&run);
+    assert_eq!(rows.len(), 4, "{what}");
+    for r in &rows {
+        match r.error_kind {
+            Some(k) => {
+                assert_eq!(k.as_str(), kind, "{what}: {r:?}");
+                let m = r.error_message.as_deref().unwrap();
+                assert!(!m.contains('\n'), "{what}: one line: {m}");
+                check(r);
+            }
+            None => assert_eq!(r.output_tokens, 6, "{what}: {r:?}"),
+        }
+    }
+    rec
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

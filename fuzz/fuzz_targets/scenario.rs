@@ -1,0 +1,3 @@
+#![no_main]
+//! cargo-fuzz target: `charter::fuzzing::scenario`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| charter::fuzzing::scenario(data));
