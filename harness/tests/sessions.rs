@@ -4,6 +4,8 @@
 //! turn, and a bad conversation file is one line naming file and line.
 
 mod common;
+// This file uses a small part of the scripted server.
+#[allow(dead_code)]
 #[path = "common/sse_server.rs"]
 mod sse_server;
 
@@ -74,7 +76,10 @@ fn turns_carry_the_history_and_think_time_is_honoured() {
             .collect()
     };
     let m = |r: &str, c: &str| (r.to_string(), c.to_string());
-    assert_eq!(said(0), [m("system", "be brief"), m("user", "first question")]);
+    assert_eq!(
+        said(0),
+        [m("system", "be brief"), m("user", "first question")]
+    );
     assert_eq!(
         said(2),
         [
@@ -91,13 +96,21 @@ fn turns_carry_the_history_and_think_time_is_honoured() {
     let turns: Vec<(Option<u64>, Option<u32>)> = rows.iter().map(|r| (r.session, r.turn)).collect();
     assert_eq!(
         turns,
-        [(Some(0), Some(1)), (Some(0), Some(2)), (Some(0), Some(3)), (Some(1), Some(1))]
+        [
+            (Some(0), Some(1)),
+            (Some(0), Some(2)),
+            (Some(0), Some(3)),
+            (Some(1), Some(1))
+        ]
     );
     // Think time: the next turn starts no earlier than the response's end plus the think time
     // (sleeping only overshoots), and not absurdly later.
     for pair in rows[..3].windows(2) {
         let gap = pair[1].start_s - pair[0].end_s;
-        assert!(gap >= think && gap < think + 2.0, "gap {gap} for think time {think}");
+        assert!(
+            gap >= think && gap < think + 2.0,
+            "gap {gap} for think time {think}"
+        );
         assert_eq!(pair[1].think_time_s, Some(think));
     }
     let record = validated_record(&run);
@@ -106,7 +119,10 @@ fn turns_carry_the_history_and_think_time_is_honoured() {
     assert_eq!(s["history"], "server_cache");
     assert_eq!(s["ttft_first_turn"]["count"], 2);
     assert_eq!(s["ttft_later_turns"]["count"], 2);
-    assert!(s["ttft_later_turns"]["min_s"].as_f64().unwrap() >= 0.06, "{s:#}");
+    assert!(
+        s["ttft_later_turns"]["min_s"].as_f64().unwrap() >= 0.06,
+        "{s:#}"
+    );
     assert_eq!(s["ttft_by_turn"].as_array().unwrap().len(), 3);
     assert!(s["think_time_measured_s"]["mean"].as_f64().unwrap() >= think);
     assert_eq!(s["turns"]["max"], 3.0);

@@ -112,7 +112,8 @@ impl SessionAggregator {
 /// One sentence for the console and the charter: sessions, turns, time, think time asked and
 /// honoured, TTFT of first against later turns, and how the history reaches the model.
 pub fn sentence(level: u32, load: &str, s: &SessionSummary) -> String {
-    let ms = |l: &Option<charter_record::LatencySummary>, f: fn(&charter_record::LatencySummary) -> f64| {
+    let ms = |l: &Option<charter_record::LatencySummary>,
+              f: fn(&charter_record::LatencySummary) -> f64| {
         l.as_ref()
             .map_or("-".to_string(), |x| format!("{:.1}", f(x) * 1e3))
     };
@@ -174,7 +175,10 @@ mod tests {
         assert_eq!(s.think_time_intended_s.as_ref().unwrap().mean, 0.5);
         assert_eq!(s.session_time_s.as_ref().unwrap().max, 2.0);
         let line = sentence(0, "closed loop", &s);
-        assert!(line.contains("TTFT p50/p99 ms turn 1 100.0/100.0 vs later turns 300.0/300.0"), "{line}");
+        assert!(
+            line.contains("TTFT p50/p99 ms turn 1 100.0/100.0 vs later turns 300.0/300.0"),
+            "{line}"
+        );
         assert!(line.contains("re-prefilled"), "{line}");
     }
 }
