@@ -288,6 +288,10 @@ impl Backend for HybridBackend {
         self.tiers[0].decode(ids)
     }
 
+    fn synthetic_text(&self, ids: &[u32]) -> Option<String> {
+        self.tiers.iter().find_map(|t| t.synthetic_text(ids))
+    }
+
     fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError> {
         Ok(Box::new(HybridStream {
             streams: self

@@ -101,6 +101,12 @@ pub trait Backend: Send + Sync {
     fn accepts_text(&self) -> bool;
     /// Decode ids to text, when the backend has a tokenizer.
     fn decode(&self, ids: &[u32]) -> Option<String>;
+    /// The text this backend sends for a synthetic prompt of `ids` when it sends text (remote
+    /// APIs: words that are one token each); `None` where token ids are used as they are.
+    /// Multi-turn sessions put it in a chat history beside the model's own responses.
+    fn synthetic_text(&self, _ids: &[u32]) -> Option<String> {
+        None
+    }
     /// A new stream with its own state (KV cache) over the shared weights.
     fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError>;
 }

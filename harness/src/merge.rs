@@ -20,6 +20,7 @@ use charter_reports::histograms::{self, LevelHistograms};
 use charter_reports::merge::{
     clock_warnings, merge_record, sum_resources, union_client_bound, union_contention,
 };
+use charter_reports::sessions::SessionAggregator;
 use charter_reports::{
     Aggregator, LevelRecord, LoadProfile, MergedShard, MergedShardLevel, RequestRow, RunRecord,
     RunStatus, ShardRecord,
@@ -197,6 +198,7 @@ fn write_merged(shards: &[ShardRun], dir: &RunDir) -> Result<RunRecord, CliError
     for (i, level) in base.levels.iter().enumerate() {
         let parts: Vec<&LevelRecord> = shards.iter().map(|s| &s.run.record.levels[i]).collect();
         let mut agg = Aggregator::with_slo(base.workload.slo.clone());
+        let mut sessions = SessionAggregator::default();
         for (s, &offset) in shards.iter().zip(&offsets) {
             let own = s.run.record.levels[i].request_ids;
             for row in s
@@ -205,7 +207,9 @@ fn write_merged(shards: &[ShardRun], dir: &RunDir) -> Result<RunRecord, CliError
                 .iter()
                 .filter(|r| own.is_some_and(|ids| ids.contains(r.id)))
             {
-                agg.add(&shifted(row, offset), &[]);
+                let row = shifted(row, offset);
+                agg.add(&row, &[]);
+                sessions.add(&row);
             }
         }
         let hists = added_histograms(shards, level.index)?;
@@ -254,6 +258,10 @@ fn write_merged(shards: &[ShardRun], dir: &RunDir) -> Result<RunRecord, CliError
             contention: union_contention(&parts.iter().map(|p| &p.contention).collect::<Vec<_>>()),
             request_ids: level.request_ids,
             schedule_start_s: None,
+            sessions: parts
+                .iter()
+                .find_map(|p| p.sessions.as_ref())
+                .and_then(|s| sessions.summary(s.history)),
             // The shards scraped the same server, each over its own window: the first shard's
             // view stands for the level (its counters saw every shard's traffic).
             server_metrics: parts

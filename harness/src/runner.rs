@@ -2,15 +2,16 @@
 //! when the previous one finishes. Open loop: a dispatcher issues requests at scheduled times
 //! to worker threads (see [`run_open_level`]). Finished requests go to the caller's thread through a
 //! channel as they complete, so results are recorded (and streamed to disk) immediately.
+//! Sessions: a closed loop over multi-turn conversations (see [`run_sessions`]).
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use charter_backends::{Backend, LoadError, Stream};
-use charter_record::Observation;
-use charter_workloads::{Arrivals, RequestTemplate, Shard, StopCondition};
+use charter_backends::{Backend, GenRequest, LoadError, Prompt, Stream};
+use charter_record::{Observation, SessionTurn};
+use charter_workloads::{Arrivals, RequestTemplate, SessionPlan, Shard, StopCondition};
 
 use crate::sampler::Instances;
 
@@ -64,14 +65,9 @@ pub fn run_phase(
                             warmup: phase.warmup,
                             intended: None,
                         };
-                        let done = serve(
-                            &mut **stream,
-                            template,
-                            vocab,
-                            job,
-                            instance as u32,
-                            interrupted,
-                        );
+                        let request = template.request(job.id, vocab);
+                        let done =
+                            serve(&mut **stream, &request, job, instance as u32, interrupted);
                         if tx.send(done).is_err() {
                             break;
                         }
@@ -320,14 +316,8 @@ fn worker(
         if sh.interrupted.load(Ordering::Relaxed) {
             continue; // queued but never started: nothing was measured
         }
-        let f = serve(
-            &mut *stream,
-            sh.template,
-            sh.vocab,
-            job,
-            instance,
-            sh.interrupted,
-        );
+        let request = sh.template.request(job.id, sh.vocab);
+        let f = serve(&mut *stream, &request, job, instance, sh.interrupted);
         if done_tx.send(f).is_err() {
             break;
         }
@@ -335,20 +325,18 @@ fn worker(
     stream
 }
 
-/// Serve one job on `stream`.
+/// Serve one job's `request` on `stream`.
 fn serve(
     stream: &mut dyn Stream,
-    template: &RequestTemplate,
-    vocab: &[u32],
+    request: &GenRequest,
     job: Job,
     instance: u32,
     interrupted: &AtomicBool,
 ) -> Observation {
-    let request = template.request(job.id, vocab);
     let _in_flight = crate::live::in_flight();
     let mut events = Vec::with_capacity(request.max_tokens as usize);
     let start = Instant::now();
-    let result = stream.generate(&request, &mut |ev| {
+    let result = stream.generate(request, &mut |ev| {
         events.push((ev.at, ev.tokens));
         if interrupted.load(Ordering::Relaxed) {
             ControlFlow::Break(())
@@ -366,5 +354,162 @@ fn serve(
         events,
         result,
         route: stream.take_route(),
+        session: None,
+    }
+}
+
+/// One phase of a level of multi-turn sessions (warm-up or measured).
+#[derive(Debug, Clone)]
+pub struct SessionPhase {
+    pub warmup: bool,
+    /// Sessions of this phase, by their index in the level (the same on every shard).
+    pub sessions: std::ops::Range<u64>,
+    /// Request ids of the level start here: turn k of session s has id
+    /// `first_id + s × max_turns + k − 1`.
+    pub first_id: u64,
+    /// No session starts after this long.
+    pub duration: Option<Duration>,
+    /// A sharded run keeps each session whole on the shard its key falls to.
+    pub shard: Shard,
+}
+
+/// What session phases share besides their sessions.
+pub struct SessionRun<'r> {
+    pub backend: &'r dyn Backend,
+    pub template: &'r RequestTemplate,
+    pub plan: &'r SessionPlan,
+    pub interrupted: &'r AtomicBool,
+    pub instances: &'r Instances,
+}
+
+/// Run one phase of sessions as a closed loop over `streams`: each stream runs a whole session
+/// at a time, turn after turn (each turn sent with the history, after the think time), then
+/// takes the next session. `on_finished` gets every request on the calling thread as it
+/// finishes. Returns how many sessions this process started.
+pub fn run_sessions(
+    streams: &mut [Box<dyn Stream>],
+    run: &SessionRun<'_>,
+    phase: &SessionPhase,
+    mut on_finished: impl FnMut(Observation),
+) -> u64 {
+    let next = AtomicU64::new(phase.sessions.start);
+    let started = AtomicU64::new(0);
+    let phase_start = Instant::now();
+    let (tx, rx) = mpsc::channel::<Observation>();
+    std::thread::scope(|scope| {
+        for (instance, stream) in streams.iter_mut().enumerate() {
+            let (tx, next, started) = (tx.clone(), &next, &started);
+            std::thread::Builder::new()
+                .name(format!("charter-session-{instance}"))
+                .spawn_scoped(scope, move || {
+                    run.instances
+                        .attach(instance as u32, &stream.compute_site());
+                    loop {
+                        let session = next.fetch_add(1, Ordering::Relaxed);
+                        if session >= phase.sessions.end
+                            || run.interrupted.load(Ordering::Relaxed)
+                            || phase.duration.is_some_and(|d| phase_start.elapsed() >= d)
+                        {
+                            break;
+                        }
+                        if !phase.shard.keeps_key(&run.plan.key(session)) {
+                            continue;
+                        }
+                        started.fetch_add(1, Ordering::Relaxed);
+                        let sent =
+                            run_session(&mut **stream, run, phase, session, instance as u32, &tx);
+                        if !sent {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning a session thread");
+        }
+        drop(tx);
+        for f in rx {
+            on_finished(f);
+        }
+    });
+    started.load(Ordering::Relaxed)
+}
+
+/// Run every turn of `session` on `stream`; false when the receiver is gone.
+fn run_session(
+    stream: &mut dyn Stream,
+    run: &SessionRun<'_>,
+    phase: &SessionPhase,
+    session: u64,
+    instance: u32,
+    tx: &mpsc::Sender<Observation>,
+) -> bool {
+    let (plan, seed) = (run.plan, run.template.sampling.seed);
+    let vocab = run.backend.prompt_token_ids();
+    let mut history = charter_workloads::History::default();
+    let turns = plan.turns(session, seed);
+    let mut last_end: Option<Instant> = None;
+    for turn in 1..=turns {
+        let id = phase.first_id + session * u64::from(plan.max_turns()) + u64::from(turn - 1);
+        let think_time = last_end.map(|end| {
+            let think = plan.think_time(id, seed);
+            sleep_until_or_interrupted(end + think, run.interrupted);
+            think
+        });
+        if run.interrupted.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut request = run.template.request(id, vocab);
+        let user = match plan.user_turn(session, turn, request.prompt) {
+            // A backend that sends text for ids (remote APIs) gets a chat history.
+            Prompt::Tokens(ids) => match run.backend.synthetic_text(&ids) {
+                Some(text) => Prompt::Text(text),
+                None => Prompt::Tokens(ids),
+            },
+            other => other,
+        };
+        history.push_user(user);
+        request.prompt = history.prompt();
+        let job = Job {
+            id,
+            warmup: phase.warmup,
+            intended: None,
+        };
+        let mut done = serve(stream, &request, job, instance, run.interrupted);
+        done.session = Some(SessionTurn {
+            session,
+            turn,
+            think_time,
+        });
+        last_end = Some(done.end);
+        let response = match &mut done.result {
+            Ok(outcome) => Some((
+                std::mem::take(&mut outcome.output_token_ids),
+                outcome.output_text.take(),
+            )),
+            // A failed turn ends its session: there is no response to continue from.
+            Err(_) => None,
+        };
+        if tx.send(done).is_err() {
+            return false;
+        }
+        let Some((ids, text)) = response else { break };
+        history.push_response(&ids, || {
+            text.or_else(|| run.backend.decode(&ids))
+                // No tokenizer (random-weight presets, the simulated backend): one word per
+                // output token, as `charter serve` streams for them.
+                .unwrap_or_else(|| vec!["tok"; ids.len()].join(" "))
+        });
+    }
+    true
+}
+
+/// Sleep until `t`, waking early when the run is interrupted.
+fn sleep_until_or_interrupted(t: Instant, interrupted: &AtomicBool) {
+    const STEP: Duration = Duration::from_millis(50);
+    loop {
+        let now = Instant::now();
+        if now >= t || interrupted.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep((t - now).min(STEP));
     }
 }

@@ -188,6 +188,58 @@ fn an_absent_default_endpoint_is_not_measured() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("not measured"));
 }
 
+/// `--backend openai` without `--server-metrics` against `charter serve`: the default
+/// `{base}/metrics` (the base URL given with `/v1`) is found, scraped, and its known metrics
+/// recognised.
+#[test]
+fn the_default_endpoint_of_charter_serve_is_scraped() {
+    let srv = spawn(&[
+        "serve",
+        "--backend",
+        "simulated",
+        "--sim-ttft",
+        "5ms",
+        "--sim-itl",
+        "5ms",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let base = format!("{}/v1", srv.url);
+    let o = common::charter(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--base-url",
+        &base,
+        "--model",
+        "simulated",
+        "--prompts",
+        "synthetic",
+        "--prompt-tokens",
+        "4",
+        "--max-tokens",
+        "4",
+        "--requests",
+        "4",
+        "--sample-interval",
+        "20ms",
+        "--no-progress",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rec = validated_record(&run);
+    let source = &rec["server_metrics"][0];
+    assert_eq!(source["url"], format!("{}/metrics", srv.url), "{source:#}");
+    assert_eq!(source["measured"], true, "{source:#}");
+    assert!(source["scrapes"].as_u64().unwrap() >= 1, "{source:#}");
+    assert_eq!(source["scrape_errors"], 0, "{source:#}");
+    assert_eq!(source["recognised"]["running"], "charter:requests_running");
+    assert!(run.join("server_metrics.csv").exists());
+}
+
 /// A scrape that is not a Prometheus exposition (here the scripted server's SSE stream) is an
 /// error row naming the line, counted in the record; the run goes on. The API key goes with the
 /// scrape to the backend's own host and into no file.

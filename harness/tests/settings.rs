@@ -37,7 +37,8 @@ fn special(id: &str) -> Option<[Sample; 2]> {
     Some(match id {
         "preset" => [quoted("tiny-15m"), quoted("small-110m")],
         "prompts" => [quoted("synthetic"), quoted("corpus")],
-        "prompt_tokens" | "max_tokens" => [quoted("16"), quoted("uniform:8:32")],
+        "prompt_tokens" | "max_tokens" | "turns" => [quoted("16"), quoted("uniform:8:32")],
+        "think_time" => [quoted("2s"), quoted("uniform:1s:3s")],
         "terms" => [quoted("ttft_p99=1s"), quoted("itl_p50=20ms")],
         "onnx_dim" => [quoted("height=2"), quoted("width=3")],
         "headers" => [quoted("X-A: 1"), quoted("X-B: 2")],

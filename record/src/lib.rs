@@ -27,6 +27,7 @@ pub mod observation;
 pub mod route;
 pub mod run;
 pub mod server_metrics;
+pub mod session;
 pub mod slo;
 pub mod summary;
 pub mod tokens;
@@ -35,13 +36,14 @@ pub use kinds::{Api, Arrivals, EnergyMethod, Isolation, LengthField, PlanKind};
 pub use latency::Latency;
 pub use metrics::{request_timings, RequestTimings, TokenCounts};
 pub use observation::{
-    ErrorKind, GenOutcome, Observation, PromptTokenSource, RequestError, StaleConnection,
-    StopReason, TokenCountSource, WireInfo,
+    ErrorKind, GenOutcome, Observation, PromptTokenSource, RequestError, SessionTurn,
+    StaleConnection, StopReason, TokenCountSource, WireInfo,
 };
 pub use route::{
     HybridPolicy, HybridRecord, Route, RoutingSummary, SpillReason, TierRecord, TierSummary,
 };
 pub use run::*;
 pub use server_metrics::{CounterDelta, LevelServerMetrics, ServerMetricsSource};
+pub use session::{HistoryReuse, SessionSummary, TurnTtft};
 pub use slo::{Slo, SloTerm};
 pub use summary::{LatencySummary, ValueSummary};

@@ -225,6 +225,12 @@ impl RequestRow {
             attempts: o.route.as_ref().map(|r| r.attempts),
             spill_reason: o.route.as_ref().and_then(|r| r.spill_reason),
             failed_attempt: o.route.as_ref().and_then(|r| r.failed_attempt.clone()),
+            session: o.session.map(|s| s.session),
+            turn: o.session.map(|s| s.turn),
+            think_time_s: o
+                .session
+                .and_then(|s| s.think_time)
+                .map(|d| d.as_secs_f64()),
         };
         (row, t.chunk_gaps_s)
     }
@@ -290,6 +296,7 @@ mod tests {
             end: epoch,
             events: Vec::new(),
             route: None,
+            session: None,
             result: Ok(GenOutcome {
                 prompt_tokens: usage.unwrap_or(64),
                 output_tokens: out,

@@ -170,6 +170,11 @@ pub struct GenOutcome {
     pub stop_reason: StopReason,
     pub output_token_ids: Vec<u32>,
     pub token_count_source: TokenCountSource,
+    /// The generated text as streamed, where the backend has it (remote APIs: the content
+    /// deltas joined); multi-turn sessions send it back as the assistant's turn. In-process
+    /// backends leave it empty (their ids are in `output_token_ids`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_text: Option<String>,
     /// Not carried between processes (in-process backends have none).
     #[serde(skip)]
     pub wire: Option<Box<WireInfo>>,
@@ -259,4 +264,18 @@ pub struct Observation {
     pub result: Result<GenOutcome, RequestError>,
     /// Hybrid backend: how the request was routed between tiers.
     pub route: Option<crate::route::Route>,
+    /// Multi-turn sessions: which conversation and turn the request was.
+    pub session: Option<SessionTurn>,
+}
+
+/// A request's place in a multi-turn session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionTurn {
+    /// The session's index in its level (the same on every shard).
+    pub session: u64,
+    /// 1 for the first turn.
+    pub turn: u32,
+    /// The think time drawn before this turn (after the previous turn's response ended);
+    /// `None` for the first turn.
+    pub think_time: Option<Duration>,
 }

@@ -177,6 +177,9 @@ pub struct LevelRecord {
     /// request's intended start is this plus its scheduled offset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_start_s: Option<f64>,
+    /// Multi-turn sessions: per-turn TTFT and per-session measures of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<crate::session::SessionSummary>,
 }
 
 /// A half-open range of request ids.
@@ -499,6 +502,10 @@ pub struct WorkloadRecord {
     /// rate of a trace with hash ids or of a shared-prefix workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ideal_prefix_cache_hit_rate: Option<f64>,
+    /// Multi-turn sessions (`--sessions`, `--conversations`): how many per level, where their
+    /// user turns come from, the think time; `warmup_requests` then counts warm-up sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<String>,
 }
 
 /// Which trace a run replayed, and how.
@@ -1064,6 +1071,15 @@ pub struct RequestRow {
     /// Hybrid backend: the failed first attempt of a failover (`tier: kind: message`).
     #[serde(default)]
     pub failed_attempt: Option<String>,
+    /// Multi-turn sessions: the session's index in its level (empty: not a session run).
+    #[serde(default)]
+    pub session: Option<u64>,
+    /// Multi-turn sessions: the turn, 1 for the first.
+    #[serde(default)]
+    pub turn: Option<u32>,
+    /// Multi-turn sessions: the think time drawn before this turn (empty for the first turn).
+    #[serde(default)]
+    pub think_time_s: Option<f64>,
 }
 
 /// Which tokens a request's decode time and ITL count, so that numerator and denominator cover

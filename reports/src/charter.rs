@@ -192,6 +192,9 @@ pub struct LevelCharter {
     /// The server's own metrics over the level (`--server-metrics`), one entry per source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<charter_record::LevelServerMetrics>,
+    /// Multi-turn sessions: TTFT by turn and per-session measures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<charter_record::SessionSummary>,
 }
 
 /// Highest load the runs sustained.
@@ -370,6 +373,7 @@ fn level_charter(l: &LevelRecord, kv: Option<&KvCacheRecord>) -> LevelCharter {
         sustainable: l.sustainable,
         client_bound: l.client_bound.flagged,
         server_metrics: l.server_metrics.clone(),
+        sessions: l.sessions.clone(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod render;
 pub mod resources;
 pub mod routing;
 pub mod server_metrics;
+pub mod sessions;
 pub mod slo;
 pub mod stats;
 pub mod summary;

@@ -153,6 +153,17 @@ fn routing_sentences(r: &RunCharter) -> Vec<String> {
         .collect()
 }
 
+/// Multi-turn levels, one sentence each.
+fn session_sentences(r: &RunCharter) -> Vec<String> {
+    r.levels
+        .iter()
+        .filter_map(|l| {
+            let s = l.sessions.as_ref()?;
+            Some(crate::sessions::sentence(l.index, &l.load, s))
+        })
+        .collect()
+}
+
 /// A hybrid level's blended cost, in one sentence.
 fn hybrid_cost_sentence(c: &CostReport) -> Option<String> {
     let h = c.hybrid.as_ref()?;
@@ -226,7 +237,7 @@ pub fn markdown(ch: &Charter, charts: &[Chart]) -> String {
                 c.load, c.requests_per_s, c.basis
             );
         }
-        for line in routing_sentences(r) {
+        for line in routing_sentences(r).into_iter().chain(session_sentences(r)) {
             let _ = writeln!(o, "\n{line}");
         }
         let p = &r.provenance;
@@ -379,7 +390,7 @@ pub fn html(ch: &Charter, charts: &[Chart]) -> String {
             let _ = writeln!(o, "</tr>");
         }
         let _ = writeln!(o, "</table>");
-        for line in routing_sentences(r) {
+        for line in routing_sentences(r).into_iter().chain(session_sentences(r)) {
             let _ = writeln!(o, "<p>{}</p>", esc(&line));
         }
         if let Some(c) = &r.capacity {

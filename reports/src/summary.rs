@@ -651,6 +651,9 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
             t.replay_span_s
         );
     }
+    if let Some(sessions) = &w.sessions {
+        let _ = writeln!(out, "  sessions: {sessions}");
+    }
     if let Some(h) = w.ideal_prefix_cache_hit_rate {
         let _ = writeln!(
             out,
@@ -674,6 +677,12 @@ pub fn render_console(r: &RunRecord, run_dir: &str) -> String {
     for l in &r.levels {
         for reason in &l.client_bound.reasons {
             let _ = writeln!(out, "  level {} CLIENT-BOUND: {reason}", l.index);
+        }
+    }
+    for l in &r.levels {
+        if let Some(sessions) = &l.sessions {
+            let line = crate::sessions::sentence(l.index, &l.load.label(), sessions);
+            let _ = writeln!(out, "  {line}");
         }
     }
     crate::server_metrics::console_lines(&mut out, r);

@@ -9,6 +9,7 @@ pub mod lengths;
 pub mod prefix;
 pub mod prompts;
 pub mod search;
+pub mod sessions;
 pub mod shard;
 pub mod trace;
 
@@ -20,6 +21,7 @@ pub use arrivals::{Arrivals, Schedule};
 pub use lengths::LengthDist;
 pub use prefix::{IdealPrefixCache, SharedPrefix};
 pub use prompts::{PromptEntry, PromptFileError, PromptSource, PromptSpec};
+pub use sessions::{History, SessionPlan, SessionSource, ThinkTime};
 pub use shard::Shard;
 pub use trace::{Trace, TraceError, TraceFormat, TraceOptions, TraceWindow};
 

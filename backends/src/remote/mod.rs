@@ -660,6 +660,10 @@ impl Backend for RemoteBackend {
             .and_then(|t| t.decode(ids, false).ok())
     }
 
+    fn synthetic_text(&self, ids: &[u32]) -> Option<String> {
+        Some(self.shared.prompt_text.synthetic(ids).0)
+    }
+
     fn new_stream(&self) -> Result<Box<dyn Stream>, LoadError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -907,7 +911,9 @@ struct Progress {
     wire: WireInfo,
     chunks: u64,
     usage: Usage,
-    text: Option<String>,
+    /// The content deltas joined (counted with the tokenizer, and the assistant's turn of a
+    /// multi-turn session).
+    text: String,
     finish: Option<StopReason>,
 }
 
@@ -972,10 +978,7 @@ impl Exchange<'_> {
     ) -> Result<GenOutcome, RequestError> {
         // The connection goes back to the pool only where this request ends well.
         let pooled_at = self.pooled_at.take();
-        let mut p = Progress {
-            text: self.shared.tokenizer.as_ref().map(|_| String::new()),
-            ..Default::default()
-        };
+        let mut p = Progress::default();
         p.wire.prompt_tokens_intended = Some(prepared.prompt_tokens);
         p.wire.prompt_intended_source = Some(prepared.prompt_source);
         p.wire.max_tokens_sent = Some(self.max_tokens);
@@ -1280,9 +1283,7 @@ impl Exchange<'_> {
             }
             if let Some(c) = piece.content.as_deref().filter(|c| !c.is_empty()) {
                 p.chunks += 1;
-                if let Some(t) = &mut p.text {
-                    t.push_str(c);
-                }
+                p.text.push_str(c);
                 if let ControlFlow::Break(()) = on_token(TokenEvent {
                     at,
                     tokens: 1,
@@ -1334,10 +1335,7 @@ impl Exchange<'_> {
         p.wire.reasoning_tokens = p.usage.reasoning_tokens;
         p.wire.prompt_tokens_usage = p.usage.prompt_tokens;
         p.wire.output_tokens_usage = p.usage.output_tokens;
-        p.wire.output_tokens_tokenizer = p
-            .text
-            .as_deref()
-            .and_then(|t| sh.prompt_text.count_output(t));
+        p.wire.output_tokens_tokenizer = sh.prompt_text.count_output(&p.text);
         let (output_tokens, source) = match (p.usage.output_tokens, p.wire.output_tokens_tokenizer)
         {
             (Some(n), _) => (n, TokenCountSource::Usage),
@@ -1362,6 +1360,7 @@ impl Exchange<'_> {
             stop_reason: stop,
             output_token_ids: Vec::new(),
             token_count_source: source,
+            output_text: Some(p.text),
             wire: Some(Box::new(p.wire)),
         }
     }

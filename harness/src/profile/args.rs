@@ -119,6 +119,31 @@ pub struct WorkloadArgs {
     /// Distinct shared prefixes of --shared-prefix-tokens [default: 1].
     #[arg(long, value_name = "G", value_parser = at_least_one::<u32>)]
     pub prefix_groups: Option<u32>,
+
+    /// Multi-turn sessions: N conversations per level, run as a closed loop over sessions
+    /// (--concurrency sessions at once, each turn sent with the whole history: earlier user
+    /// turns and the model's own responses); user turns from --prompts, or --conversations
+    /// [default with --conversations: each conversation of the file once].
+    #[arg(long, value_name = "N", value_parser = at_least_one::<u64>,
+          conflicts_with_all = ["trace", "shared_prefix_tokens"])]
+    pub sessions: Option<u64>,
+
+    /// Turns per synthetic session: N or a distribution (same forms as --prompt-tokens)
+    /// [default: 4].
+    #[arg(long, value_name = "DIST", conflicts_with = "conversations")]
+    pub turns: Option<charter_workloads::LengthDist>,
+
+    /// Sessions: the user's think time between a response and the next turn: a duration (2s)
+    /// or uniform:MIN:MAX, normal:MEAN:SD, lognormal:MEDIAN:SIGMA of durations [default: 0s].
+    #[arg(long, value_name = "TIME")]
+    pub think_time: Option<charter_workloads::ThinkTime>,
+
+    /// Sessions from a conversation file (ShareGPT JSON, or JSONL of {"conversations": [...]}
+    /// or {"messages": [...]} per line): each conversation's user turns in order, answered by
+    /// the model (the file's own responses are not sent).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["trace", "shared_prefix_tokens", "prompts"])]
+    pub conversations: Option<PathBuf>,
 }
 
 /// `--sweep` modes.

@@ -11,8 +11,8 @@ use charter_backends::BackendSpec;
 use charter_reports::slo::Slo;
 use charter_workloads::shard::shard_from_env;
 use charter_workloads::{
-    Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, Shard, SharedPrefix, StopCondition,
-    Trace, TraceOptions,
+    Arrivals, LengthDist, LoadLevel, PromptSource, PromptSpec, SessionPlan, SessionSource, Shard,
+    SharedPrefix, StopCondition, ThinkTime, Trace, TraceOptions,
 };
 
 use sha2::Digest;
@@ -78,6 +78,8 @@ pub struct ProfileConfig {
     pub trace: Option<Arc<Trace>>,
     /// `--shared-prefix-tokens` with `--prefix-groups` (the suffix is `prompt_tokens`).
     pub shared_prefix: Option<SharedPrefix>,
+    /// `--sessions`/`--conversations`: every level runs multi-turn sessions.
+    pub sessions: Option<Arc<SessionPlan>>,
     pub prompt_tokens: LengthDist,
     /// `--prompt-tokens` was given: without `--prompts`, that asks for synthetic prompts.
     pub prompt_tokens_explicit: bool,
@@ -137,6 +139,60 @@ fn trace(s: &Settings) -> Result<Option<Arc<Trace>>, CliError> {
         .map(|t| Some(Arc::new(t)))
         .map_err(|e| o.bad("trace", e))
 }
+/// `--sessions`/`--conversations` read and checked against the load settings; the session
+/// settings without either are an error naming the first one given.
+fn sessions(s: &Settings) -> Result<Option<Arc<SessionPlan>>, CliError> {
+    let (a, o) = (&s.args, &s.origins);
+    let w = &a.workload;
+    let source = match (&w.conversations, w.sessions) {
+        (Some(path), _) => charter_workloads::sessions::load_conversations(path)
+            .map_err(|e| o.bad("conversations", e))?,
+        (None, Some(_)) => SessionSource::Synthetic {
+            turns: w.turns.unwrap_or(LengthDist::fixed(4)),
+        },
+        (None, None) => {
+            let given = [
+                ("turns", w.turns.is_some()),
+                ("think_time", w.think_time.is_some()),
+            ];
+            return match given.iter().find(|(_, set)| *set) {
+                Some((id, _)) => {
+                    Err(o.bad(id, "applies only with --sessions N or --conversations FILE"))
+                }
+                None => Ok(None),
+            };
+        }
+    };
+    let load = &a.load;
+    // Sessions are a closed loop over conversations; session arrivals at a rate are not built.
+    let open = [
+        ("rate", load.rate.is_some()),
+        ("sweep", load.sweep.is_some()),
+        ("ram_probe", load.ram_probe),
+        ("requests", load.requests.is_some()),
+    ];
+    if let Some((id, _)) = open.iter().find(|(_, set)| *set) {
+        let why = if *id == "requests" {
+            "sessions are counted by --sessions (each runs all its turns); drop --requests"
+        } else {
+            "sessions run as a closed loop over conversations (--concurrency sessions at once); drop it"
+        };
+        return Err(o.bad(id, why));
+    }
+    let sessions = match (&source, w.sessions) {
+        (_, Some(n)) => n,
+        (SessionSource::Conversations { conversations, .. }, None) => conversations.len() as u64,
+        (SessionSource::Synthetic { .. }, None) => {
+            unreachable!("synthetic sessions need --sessions")
+        }
+    };
+    Ok(Some(Arc::new(SessionPlan {
+        source,
+        sessions,
+        think_time: w.think_time.unwrap_or(ThinkTime::Fixed(Duration::ZERO)),
+    })))
+}
+
 /// How far ahead `--start-at` may be without `--wait`.
 pub const START_AT_HORIZON: Duration = Duration::from_secs(3600);
 
@@ -239,6 +295,10 @@ impl ProfileConfig {
         let arrivals = load.arrivals.unwrap_or(Arrivals::Poisson);
         let burstiness = load.burstiness.unwrap_or(1.0);
         let trace = trace(s)?;
+        let sessions = sessions(s)?;
+        if sessions.is_some() && search {
+            return Err(o.bad("slo", "an SLO search runs open-loop rates; sessions run as a closed loop over conversations (give --concurrency to report the SLO per level)"));
+        }
         if trace.is_some() {
             let levels = [
                 ("concurrency", load.concurrency.is_some()),
@@ -374,6 +434,7 @@ impl ProfileConfig {
             // A trace's output lengths are what its requests generated: replayed exactly.
             ignore_eos: w.ignore_eos || probe || trace.is_some(),
             trace,
+            sessions,
             temperature: w.temperature.unwrap_or(0.0),
             top_p: w.top_p,
             slo: slo.terms.clone(),
@@ -461,6 +522,7 @@ impl ProfileConfig {
             start_at: _,
             trace,
             shared_prefix,
+            sessions,
             metrics_listen: _,
         } = self;
         // A trace by its content and how it is replayed (its rows follow from those).
@@ -478,7 +540,7 @@ impl ProfileConfig {
              {prompts:?}|{prompt_tokens:?}|{prompt_tokens_explicit}|{max_tokens:?}|\
              {probe_max_tokens}|{ignore_eos}|{temperature:?}|{top_p:?}|{slo:?}|{attainment:?}|\
              {search_steps}|{lag_threshold:?}|{isolation:?}|{:?}|{:?}|{trace:?}|\
-             {shared_prefix:?}",
+             {shared_prefix:?}|{sessions:?}",
             sampler.interval, sampler.baseline
         );
         hex::encode(sha2::Sha256::digest(settings.as_bytes()))
@@ -488,6 +550,14 @@ impl ProfileConfig {
     /// [default: one per stream in closed loop, 2 in open loop]; `--requests` and/or
     /// `--duration` [default: 4 per stream in closed loop, 40 in open loop].
     pub fn level_bounds(&self, load: LoadLevel) -> (u64, StopCondition) {
+        if let Some(plan) = &self.sessions {
+            // Sessions: whole warm-up sessions (none unless asked), then the plan's sessions.
+            let stop = StopCondition {
+                requests: Some(plan.sessions),
+                duration: self.duration,
+            };
+            return (self.warmup.unwrap_or(0), stop);
+        }
         let (default_warmup, default_requests) = match (load, &self.trace) {
             (LoadLevel::Closed { concurrency }, _) => {
                 (u64::from(concurrency), 4 * u64::from(concurrency))
@@ -568,6 +638,14 @@ impl ProfileConfig {
     /// The prompt source asked for, else the corpus when the backend takes text and no prompt
     /// length was given, else synthetic token ids.
     pub fn prompt_source_for(&self, accepts_text: bool) -> Result<PromptSource, CliError> {
+        if let Some(plan) = &self.sessions {
+            if matches!(plan.source, SessionSource::Conversations { .. }) && !accepts_text {
+                return Err(self.origins.bad(
+                    "conversations",
+                    "this model has no tokenizer (random-weight presets take synthetic sessions: --sessions N --prompts synthetic)",
+                ));
+            }
+        }
         if let Some(t) = &self.trace {
             return Ok(PromptSource::Trace(Arc::clone(t)));
         }

@@ -86,6 +86,7 @@ pub fn initial(
                 suffix_tokens: p.suffix.to_string(),
             }),
             ideal_prefix_cache_hit_rate: None,
+            sessions: cfg.sessions.as_ref().map(|p| p.describe()),
         },
         levels: Vec::new(),
         search: None,

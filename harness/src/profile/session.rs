@@ -7,10 +7,11 @@ use std::sync::Once;
 use std::time::Instant;
 
 use charter_backends::{Backend, Sampling};
-use charter_record::Observation;
+use charter_record::{HistoryReuse, Observation};
 use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::resources::flags::{self, ClientInputs};
 use charter_reports::resources::{self, ContextSpan, WindowInputs};
+use charter_reports::sessions::SessionAggregator;
 use charter_reports::{
     Aggregator, IdRange, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus,
     SearchRecord, ShardRecord,
@@ -22,7 +23,7 @@ use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use super::failures::Failures;
 use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
-use crate::runner::{self, OpenLevel, Phase, StreamPool};
+use crate::runner::{self, OpenLevel, Phase, SessionPhase, StreamPool};
 use crate::sampler::{self, Instances, Sampler};
 use crate::telemetry::server_metrics::ServerScraper;
 use crate::{CliError, EXIT_INTERRUPTED};
@@ -319,8 +320,10 @@ impl<'a> Session<'a> {
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),
             },
         };
+        // Sessions: the requests a level makes are not known before their turns are drawn.
+        let expected = stop.requests.filter(|_| self.cfg.sessions.is_none());
         self.progress
-            .reset(stop.requests.map(|r| shard.share(r + warmup)));
+            .reset(expected.map(|r| shard.share(r + warmup)));
         self.progress
             .phase(&format!("level {index}: {}", profile_rec.label()));
         crate::live::level_started(index);
@@ -333,6 +336,7 @@ impl<'a> Session<'a> {
             &mut self.failures,
         );
         let mut spans: Vec<ContextSpan> = Vec::new();
+        let mut sessions = SessionAggregator::default();
         let mut on_finished = |f: Observation| {
             spans.push(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
@@ -340,6 +344,7 @@ impl<'a> Session<'a> {
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
             failures.add(&row);
             agg.add(&row, &gaps);
+            sessions.add(&row);
             if write_err.is_none() {
                 if let Err(e) = out.write(&row) {
                     *write_err = Some(e);
@@ -348,6 +353,32 @@ impl<'a> Session<'a> {
         };
         let mut open_stats = None;
         match load {
+            LoadLevel::Closed { concurrency } if self.cfg.sessions.is_some() => {
+                let plan = self.cfg.sessions.as_deref().expect("checked");
+                let c = shard.share(u64::from(concurrency)) as usize;
+                self.pool.ensure(c)?;
+                let run = runner::SessionRun {
+                    backend: self.backend,
+                    template: &self.template,
+                    plan,
+                    interrupted: &INTERRUPTED,
+                    instances: &self.instances,
+                };
+                let phase = |warmup: bool, sessions: std::ops::Range<u64>| SessionPhase {
+                    warmup,
+                    sessions,
+                    first_id,
+                    duration: if warmup { None } else { stop.duration },
+                    shard,
+                };
+                let streams = &mut self.pool.streams[..c];
+                runner::run_sessions(streams, &run, &phase(true, 0..warmup), &mut on_finished);
+                if !Self::interrupted() {
+                    let measured = phase(false, warmup..warmup + plan.sessions);
+                    runner::run_sessions(streams, &run, &measured, &mut on_finished);
+                }
+                self.next_id += (warmup + plan.sessions) * u64::from(plan.max_turns());
+            }
             LoadLevel::Closed { concurrency } => {
                 // This shard's streams and requests: ⌊x/N⌋ or ⌈x/N⌉ of the level's.
                 let c = shard.share(u64::from(concurrency)) as usize;
@@ -435,7 +466,12 @@ impl<'a> Session<'a> {
         if let Some(e) = self.write_err.take() {
             return Err(self.results_lost(e));
         }
-        let excluded = format!("{warmup} warm-up request(s) before the window");
+        let unit = if self.cfg.sessions.is_some() {
+            "session"
+        } else {
+            "request"
+        };
+        let excluded = format!("{warmup} warm-up {unit}(s) before the window");
         let window = agg.window(&excluded);
         let summary = agg.summary();
         charter_reports::histograms::write_level(
@@ -533,6 +569,11 @@ impl<'a> Session<'a> {
                 end: self.next_id,
             }),
             schedule_start_s,
+            sessions: sessions.summary(if self.cfg.backend.is_remote() {
+                HistoryReuse::ServerCache
+            } else {
+                HistoryReuse::RePrefilled
+            }),
         };
         self.record.levels.push(level.clone());
         if let Err(e) = self.dir.write_record(&self.record) {

@@ -1,0 +1,452 @@
+//! Multi-turn sessions: conversations whose turns are sent one after another, each turn's
+//! request carrying the whole history (earlier user turns and the model's actual responses).
+//!
+//! A session's user turns come from a [`SessionSource`]: synthetic sessions take each user turn
+//! from the run's prompt source (synthetic ids, the corpus, a prompt file), conversation files
+//! (ShareGPT JSON or JSONL) give their own user turns in order (their recorded assistant turns
+//! are replaced by the model's). Between turns the user "thinks" for a [`ThinkTime`], drawn
+//! per turn from the seed. [`History`] accumulates what the next request sends: token ids
+//! where the prompts are ids and the backend takes them as they are (in-process models), chat
+//! messages otherwise.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use charter_backends::{ChatMessage, Prompt};
+
+use crate::lengths::LengthDist;
+use crate::prompts::{request_rng, PromptFileError};
+
+/// Think time between a turn's response and the next turn: fixed, or a distribution of
+/// milliseconds drawn per turn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThinkTime {
+    Fixed(Duration),
+    /// A [`LengthDist`] whose unit is one millisecond.
+    Millis(LengthDist),
+}
+
+const THINK_EXPECTED: &str = "expected a duration (2s, 500ms) or uniform:MIN:MAX, normal:MEAN:SD (durations) or lognormal:MEDIAN:SIGMA (a duration and a number)";
+
+impl ThinkTime {
+    /// Draw one think time.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Duration {
+        match self {
+            ThinkTime::Fixed(d) => *d,
+            ThinkTime::Millis(dist) => Duration::from_millis(u64::from(dist.sample(rng))),
+        }
+    }
+}
+
+impl FromStr for ThinkTime {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: {THINK_EXPECTED}");
+        if let Ok(d) = humantime::parse_duration(s.trim()) {
+            return Ok(ThinkTime::Fixed(d));
+        }
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let millis = |p: &str| -> Result<String, String> {
+            let d = humantime::parse_duration(p.trim()).map_err(|_| bad())?;
+            Ok(d.as_millis().to_string())
+        };
+        // The length distribution's own syntax, with durations turned into milliseconds.
+        let in_ms = match parts.as_slice() {
+            [kind @ ("uniform" | "normal"), a, b] => {
+                format!("{kind}:{}:{}", millis(a)?, millis(b)?)
+            }
+            ["lognormal", median, sigma] => format!("lognormal:{}:{sigma}", millis(median)?),
+            _ => return Err(bad()),
+        };
+        in_ms
+            .parse::<LengthDist>()
+            .map(ThinkTime::Millis)
+            .map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for ThinkTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThinkTime::Fixed(d) => write!(f, "{}", humantime::format_duration(*d)),
+            ThinkTime::Millis(LengthDist::Fixed { tokens }) => write!(f, "{tokens}ms"),
+            ThinkTime::Millis(LengthDist::Uniform { min, max }) => {
+                write!(f, "uniform:{min}ms:{max}ms")
+            }
+            ThinkTime::Millis(LengthDist::Normal { mean, sd }) => {
+                write!(f, "normal:{mean}ms:{sd}ms")
+            }
+            ThinkTime::Millis(LengthDist::LogNormal { median, sigma }) => {
+                write!(f, "lognormal:{median}ms:{sigma}")
+            }
+        }
+    }
+}
+
+/// One conversation of a conversation file: its system prompt and user turns in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub system: Option<String>,
+    pub user_turns: Vec<String>,
+}
+
+/// Where sessions' user turns come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionSource {
+    /// Each user turn is the run's prompt source's prompt for that request.
+    Synthetic { turns: LengthDist },
+    /// Session i is conversation i mod n of the file.
+    Conversations {
+        path: String,
+        conversations: Vec<Conversation>,
+    },
+}
+
+/// The sessions of a level and the time users think between turns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPlan {
+    pub source: SessionSource,
+    /// Sessions per level.
+    pub sessions: u64,
+    pub think_time: ThinkTime,
+}
+
+/// Separates the random streams of turn counts and think times from the prompts'.
+const TURNS_STREAM: u64 = 0x5E55_1015_0000_0001;
+const THINK_STREAM: u64 = 0x5E55_1015_0000_0002;
+
+impl SessionPlan {
+    /// The most turns any session can have: request ids of a level are spaced by it.
+    pub fn max_turns(&self) -> u32 {
+        match &self.source {
+            SessionSource::Synthetic { turns } => turns.upper(),
+            SessionSource::Conversations { conversations, .. } => conversations
+                .iter()
+                .map(|c| c.user_turns.len() as u32)
+                .max()
+                .unwrap_or(1),
+        }
+    }
+
+    /// Turns of session `session` (deterministic in the seed).
+    pub fn turns(&self, session: u64, seed: u64) -> u32 {
+        match &self.source {
+            SessionSource::Synthetic { turns } => {
+                turns.sample(&mut request_rng(seed ^ TURNS_STREAM, session))
+            }
+            SessionSource::Conversations { conversations, .. } => {
+                self.conversation(session, conversations).user_turns.len() as u32
+            }
+        }
+    }
+
+    fn conversation<'c>(&self, session: u64, list: &'c [Conversation]) -> &'c Conversation {
+        &list[(session % list.len() as u64) as usize]
+    }
+
+    /// The user's part of turn `turn` (1-based) of `session`; `generated` is what the run's
+    /// prompt source made for this request (used by synthetic sessions).
+    pub fn user_turn(&self, session: u64, turn: u32, generated: Prompt) -> Prompt {
+        match &self.source {
+            SessionSource::Synthetic { .. } => generated,
+            SessionSource::Conversations { conversations, .. } => {
+                let c = self.conversation(session, conversations);
+                let user = ChatMessage {
+                    role: "user".into(),
+                    content: c.user_turns[turn as usize - 1].clone(),
+                };
+                match (&c.system, turn) {
+                    (Some(system), 1) => Prompt::Chat(vec![
+                        ChatMessage {
+                            role: "system".into(),
+                            content: system.clone(),
+                        },
+                        user,
+                    ]),
+                    _ => Prompt::Chat(vec![user]),
+                }
+            }
+        }
+    }
+
+    /// The think time before the request with id `id` (deterministic in the seed).
+    pub fn think_time(&self, id: u64, seed: u64) -> Duration {
+        self.think_time
+            .sample(&mut request_rng(seed ^ THINK_STREAM, id))
+    }
+
+    /// What the sharding key of `session` is: sessions are kept whole on one shard.
+    pub fn key(&self, session: u64) -> [u8; 8] {
+        session.to_le_bytes()
+    }
+
+    /// A short description for records.
+    pub fn describe(&self) -> String {
+        let what = match &self.source {
+            SessionSource::Synthetic { turns } => format!("{turns} turns each"),
+            SessionSource::Conversations {
+                path,
+                conversations,
+            } => format!(
+                "user turns of {path} ({} conversations)",
+                conversations.len()
+            ),
+        };
+        format!(
+            "{} sessions per level, {what}, think time {}",
+            self.sessions, self.think_time
+        )
+    }
+}
+
+/// What the next turn of a session sends: every earlier user turn and response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum History {
+    #[default]
+    Empty,
+    /// Prompt ids and output ids, concatenated.
+    Tokens(Vec<u32>),
+    Chat(Vec<ChatMessage>),
+}
+
+impl History {
+    /// Append a user turn: ids extend a token history, text and messages a chat history.
+    pub fn push_user(&mut self, user: Prompt) {
+        match (std::mem::take(self), user) {
+            (History::Empty, Prompt::Tokens(ids)) => *self = History::Tokens(ids),
+            (History::Tokens(mut h), Prompt::Tokens(ids)) => {
+                h.extend(ids);
+                *self = History::Tokens(h);
+            }
+            (History::Tokens(_), _) => {
+                unreachable!("a session's user turns are all ids or all text")
+            }
+            (h, user) => {
+                let mut messages = match h {
+                    History::Chat(m) => m,
+                    _ => Vec::new(),
+                };
+                match user {
+                    Prompt::Chat(m) => messages.extend(m),
+                    Prompt::Text(content) => messages.push(ChatMessage {
+                        role: "user".into(),
+                        content,
+                    }),
+                    Prompt::Tokens(_) => unreachable!("checked above"),
+                }
+                *self = History::Chat(messages);
+            }
+        }
+    }
+
+    /// Append the model's response: its ids to a token history, `text()` to a chat history.
+    pub fn push_response(&mut self, ids: &[u32], text: impl FnOnce() -> String) {
+        match self {
+            History::Tokens(h) => h.extend_from_slice(ids),
+            History::Chat(m) => m.push(ChatMessage {
+                role: "assistant".into(),
+                content: text(),
+            }),
+            History::Empty => {}
+        }
+    }
+
+    /// The prompt of the next request.
+    pub fn prompt(&self) -> Prompt {
+        match self {
+            History::Tokens(ids) => Prompt::Tokens(ids.clone()),
+            History::Chat(m) => Prompt::Chat(m.clone()),
+            History::Empty => Prompt::Tokens(Vec::new()),
+        }
+    }
+}
+
+/// Read a conversation file: a ShareGPT JSON array of `{"conversations": [{"from", "value"}]}`,
+/// or JSONL with one such object (or `{"messages": [{"role", "content"}]}`) per line. Each
+/// conversation needs at least one user turn; the recorded assistant turns are dropped (the
+/// model answers for itself).
+pub fn load_conversations(path: &Path) -> Result<SessionSource, PromptFileError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| PromptFileError {
+        path: origin.clone(),
+        line: None,
+        what: format!("cannot read conversation file: {e}"),
+    })?;
+    let conversations = parse_conversations(&text, &origin)?;
+    Ok(SessionSource::Conversations {
+        path: origin,
+        conversations,
+    })
+}
+
+const CONVERSATION_EXPECTED: &str = "expected a JSON array of {\"conversations\": [{\"from\": \"human\", \"value\": \"...\"}, ...]}, or JSONL with one {\"conversations\": [...]} or {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]} per line";
+
+#[derive(serde::Deserialize)]
+struct Turn {
+    #[serde(alias = "role")]
+    from: String,
+    #[serde(alias = "content")]
+    value: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Record {
+    #[serde(alias = "messages")]
+    conversations: Vec<Turn>,
+}
+
+fn parse_conversations(text: &str, origin: &str) -> Result<Vec<Conversation>, PromptFileError> {
+    let err = |line: Option<usize>, what: String| PromptFileError {
+        path: origin.to_string(),
+        line,
+        what,
+    };
+    let records: Vec<Record> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(|e| {
+            err(
+                Some(e.line()),
+                format!("malformed conversation file: {e} ({CONVERSATION_EXPECTED})"),
+            )
+        })?
+    } else {
+        let mut out = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            out.push(serde_json::from_str(raw).map_err(|e| {
+                let what = e.to_string().replace(" at line 1 column ", " at column ");
+                err(
+                    Some(i + 1),
+                    format!("malformed JSONL line: {what} ({CONVERSATION_EXPECTED})"),
+                )
+            })?);
+        }
+        out
+    };
+    // As with ShareGPT prompt files, conversations without a user turn and speakers other
+    // than the user, the assistant and the system are passed over.
+    let conversations: Vec<Conversation> = records
+        .into_iter()
+        .filter_map(|rec| {
+            let mut c = Conversation {
+                system: None,
+                user_turns: Vec::new(),
+            };
+            for t in rec.conversations {
+                match t.from.as_str() {
+                    "human" | "user" if !t.value.is_empty() => c.user_turns.push(t.value),
+                    "system" if c.user_turns.is_empty() => c.system = Some(t.value),
+                    _ => {}
+                }
+            }
+            (!c.user_turns.is_empty()).then_some(c)
+        })
+        .collect();
+    if conversations.is_empty() {
+        return Err(err(
+            None,
+            format!("no conversation with a non-empty user turn; {CONVERSATION_EXPECTED}"),
+        ));
+    }
+    Ok(conversations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn think_times_parse_and_print() {
+        assert_eq!(
+            "2s".parse::<ThinkTime>().unwrap(),
+            ThinkTime::Fixed(Duration::from_secs(2))
+        );
+        assert_eq!(
+            "0s".parse::<ThinkTime>().unwrap(),
+            ThinkTime::Fixed(Duration::ZERO)
+        );
+        let u: ThinkTime = "uniform:500ms:2s".parse().unwrap();
+        assert_eq!(
+            u,
+            ThinkTime::Millis(LengthDist::Uniform {
+                min: 500,
+                max: 2000
+            })
+        );
+        assert_eq!(u.to_string().parse::<ThinkTime>().unwrap(), u);
+        let l: ThinkTime = "lognormal:1s:0.5".parse().unwrap();
+        assert_eq!(l.to_string().parse::<ThinkTime>().unwrap(), l);
+        for bad in ["soon", "uniform:2s", "uniform:2s:1s", "zipf:1s:2s", "-1s"] {
+            let e = bad.parse::<ThinkTime>().unwrap_err();
+            assert!(e.contains("expected a duration"), "{bad}: {e}");
+        }
+        let mut rng = request_rng(1, 2);
+        for _ in 0..100 {
+            let d = u.sample(&mut rng);
+            assert!((500..=2000).contains(&d.as_millis()), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn histories_carry_every_turn_and_response() {
+        let mut h = History::default();
+        h.push_user(Prompt::Tokens(vec![1, 2]));
+        h.push_response(&[7, 8, 9], || unreachable!());
+        h.push_user(Prompt::Tokens(vec![3]));
+        assert_eq!(h.prompt(), Prompt::Tokens(vec![1, 2, 7, 8, 9, 3]));
+        let mut c = History::default();
+        c.push_user(Prompt::Text("hi".into()));
+        c.push_response(&[], || "hello".into());
+        c.push_user(Prompt::Text("more".into()));
+        let Prompt::Chat(m) = c.prompt() else {
+            panic!()
+        };
+        let said: Vec<(&str, &str)> = m
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [("user", "hi"), ("assistant", "hello"), ("user", "more")]
+        );
+    }
+
+    #[test]
+    fn conversation_files_are_read_with_lines_in_errors() {
+        let sharegpt = "[\n  {\"conversations\": [{\"from\": \"system\", \"value\": \"be brief\"}, {\"from\": \"human\", \"value\": \"a\"}, {\"from\": \"gpt\", \"value\": \"x\"}, {\"from\": \"human\", \"value\": \"b\"}]},\n  {\"conversations\": [{\"from\": \"human\", \"value\": \"c\"}]}\n]";
+        let c = parse_conversations(sharegpt, "s.json").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].system.as_deref(), Some("be brief"));
+        assert_eq!(c[0].user_turns, ["a", "b"]);
+        let jsonl = "{\"messages\": [{\"role\": \"user\", \"content\": \"q1\"}, {\"role\": \"assistant\", \"content\": \"r\"}, {\"role\": \"user\", \"content\": \"q2\"}]}\n";
+        assert_eq!(
+            parse_conversations(jsonl, "c.jsonl").unwrap()[0].user_turns,
+            ["q1", "q2"]
+        );
+        let e = parse_conversations("{\"messages\": []}\n{oops}\n", "c.jsonl").unwrap_err();
+        assert!(
+            e.to_string().starts_with("c.jsonl:2: malformed JSONL line"),
+            "{e}"
+        );
+        let e = parse_conversations("[\n{\"conversations\": [{\"from\": \"human\", \"value\": \"a\"}]},\n{\"conversations\": 3}\n]", "s.json").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("s.json:3: malformed conversation file"),
+            "{e}"
+        );
+        let e = parse_conversations(
+            "[{\"conversations\": [{\"from\": \"gpt\", \"value\": \"a\"}]}]",
+            "s.json",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("s.json: no conversation with"),
+            "{e}"
+        );
+        assert!(parse_conversations("", "e.jsonl").is_err());
+    }
+}
