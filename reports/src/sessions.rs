@@ -36,7 +36,7 @@ impl SessionAggregator {
         if let Some(t) = row.ttft_s {
             self.ttft_by_turn
                 .entry(turn)
-                .or_insert_with(LatencyHistogram::new)
+                .or_default()
                 .record_s(t);
         }
         self.sessions.entry(session).or_default().push(TurnSeen {
