@@ -381,6 +381,125 @@ fn a_gateways_upstream_header_is_each_requests_tier() {
     );
 }
 
+/// `(t_s, waiting)` of every scrape of `source` in the run's `server_metrics.csv`.
+fn waiting_readings(dir: &std::path::Path, source: &str) -> Vec<(f64, f64)> {
+    let mut r = csv::Reader::from_path(dir.join("server_metrics.csv")).unwrap();
+    r.records()
+        .map(|row| row.unwrap())
+        .filter(|row| &row[1] == source && &row[2] == "charter:requests_waiting")
+        .map(|row| (row[0].parse().unwrap(), row[4].parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn queue_wait_spills_while_the_tiers_own_server_reports_waiting_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    // On-prem: `charter serve` generating 2 requests at once (95 ms each: 21 requests/s), the
+    // rest waiting in its queue, which its /metrics report.
+    let srv = spawn(&[
+        "serve",
+        "--backend",
+        "simulated",
+        "--sim-ttft",
+        "20ms",
+        "--sim-itl",
+        "5ms",
+        "--max-running",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let metrics = format!("{}/metrics", srv.url);
+    // charter's own count would never spill here (64 in flight is never reached).
+    let onprem = |extra: &str| {
+        format!(
+            r#"{{kind = "openai", base_url = "{}/v1", model = "simulated", name = "onprem", max_in_flight = 64{extra}}}"#,
+            srv.url
+        )
+    };
+    let args = |tier: &str| -> Vec<String> {
+        [
+            "--tier",
+            tier,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "queue-wait",
+            "--rate",
+            "40",
+            "--arrivals",
+            "gamma",
+            "--burstiness",
+            "0.25",
+            "--seed",
+            "7",
+            "-n",
+            "60",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let by_server = args(&onprem(""));
+    let by_server: Vec<&str> = by_server.iter().map(String::as_str).collect();
+    let dir = tmp.path().join("server");
+    let (mut rows, rec) = run(&dir, &by_server);
+    let tier = &rec["backend"]["hybrid"]["tiers"][0];
+    assert_eq!(tier["max_waiting"], 0, "{tier:#}");
+    let signal = &tier["waiting_signal"];
+    assert_eq!(signal["url"], metrics.as_str(), "{signal:#}");
+    assert_eq!(signal["metric"], "charter:requests_waiting");
+    assert_eq!(signal["decisions_by_server"], 60);
+    assert_eq!(signal["decisions_by_count"], 0);
+    // Truth from the same run: each scrape's waiting count (taken at t_s, handed to the router
+    // when the scrape ends). A request routes on-prem iff the last reading before it was 0
+    // (max_waiting = resume_waiting = 0); requests within 25 ms after a scrape's start may
+    // still see the reading before it.
+    let readings = waiting_readings(&dir, &metrics);
+    assert!(readings.iter().any(|&(_, w)| w > 0.0), "{readings:?}");
+    rows.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    let (mut agree, mut judged) = (0, 0);
+    for r in &rows {
+        let Some(&(t, w)) = readings.iter().rev().find(|(t, _)| *t <= r.start_s) else {
+            continue;
+        };
+        if r.start_s - t < 0.025 {
+            continue;
+        }
+        judged += 1;
+        let expected = if w > 0.0 { "cloud" } else { "onprem" };
+        agree += usize::from(r.tier.as_deref() == Some(expected));
+    }
+    let spilled: Vec<&RequestRow> = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("cloud"))
+        .collect();
+    assert!(
+        !spilled.is_empty() && spilled.len() < rows.len(),
+        "{} of {} spilled",
+        spilled.len(),
+        rows.len()
+    );
+    assert!(spilled
+        .iter()
+        .all(|r| r.spill_reason == Some(SpillReason::QueueWait)));
+    assert!(
+        judged >= 20 && agree as f64 >= 0.9 * judged as f64,
+        "{agree} of {judged} requests routed as the server's readings say"
+    );
+
+    // The same schedule by charter's own count: nothing reaches 64 in flight, nothing spills.
+    let by_count = args(&onprem(r#", metrics_url = "none""#));
+    let by_count: Vec<&str> = by_count.iter().map(String::as_str).collect();
+    let (rows, rec) = run(&tmp.path().join("count"), &by_count);
+    assert!(rows.iter().all(|r| r.tier.as_deref() == Some("onprem")));
+    let signal = &rec["backend"]["hybrid"]["tiers"][0]["waiting_signal"];
+    assert_eq!(
+        signal["fallback_reason"], "metrics_url = \"none\"",
+        "{signal:#}"
+    );
+    assert_eq!(signal["decisions_by_count"], 60);
+}
+
 #[test]
 fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
     let cases: &[(&[&str], &str)] = &[
@@ -462,6 +581,37 @@ fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
                 CLOUD,
             ],
             "applies only to --hybrid-policy queue-wait",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, max_waiting = 2, resume_waiting = 3}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "queue-wait",
+            ],
+            "key `resume_waiting`: `3`: expected an integer from 0 to max_waiting (2)",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, metrics_url = "ftp://x"}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "queue-wait",
+            ],
+            "key `metrics_url`: `\"ftp://x\"`: expected an http:// or https:// URL",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, max_waiting = 1}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "key `max_waiting`: applies only to --hybrid-policy queue-wait",
         ),
         (
             &["--tier", ONPREM, "--tier", CLOUD, "--isolation", "process"],

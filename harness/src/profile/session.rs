@@ -118,6 +118,7 @@ impl<'a> Session<'a> {
             dir,
         )?;
         record.server_metrics = server.sources();
+        note_waiting_signals(&mut record, &server);
         if server.writes_csv() {
             record.files.server_metrics_csv = Some(rundir::SERVER_METRICS_CSV.into());
         }
@@ -533,6 +534,7 @@ impl<'a> Session<'a> {
             schedule_start_s,
         };
         self.record.levels.push(level.clone());
+        note_waiting_signals(&mut self.record, &self.server);
         self.dir.write_record(&self.record)?;
         Ok(level)
     }
@@ -551,6 +553,7 @@ impl<'a> Session<'a> {
         self.requests_out.finish().map_err(CliError::Failure)?;
         let (sources, write_error) = self.server.stop();
         self.record.server_metrics = sources;
+        note_waiting_signals(&mut self.record, &self.server);
         for l in &mut self.record.levels {
             l.resources.sampler = Some(out.info.clone());
         }
@@ -583,5 +586,16 @@ impl<'a> Session<'a> {
         } else {
             self.failures.exit_code()
         })
+    }
+}
+
+/// Queue-wait: which waiting signal each hybrid tier went by, and how often, into the record.
+fn note_waiting_signals(record: &mut RunRecord, server: &ServerScraper) {
+    if let Some(h) = record.backend.hybrid.as_mut() {
+        for (i, signal) in server.waiting_signals() {
+            if let Some(t) = h.tiers.get_mut(i) {
+                t.waiting_signal = Some(signal);
+            }
+        }
     }
 }
