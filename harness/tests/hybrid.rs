@@ -177,6 +177,15 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     let got = blend["cloud"][0]["cost"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-12, "{blend:#}");
     assert!(md.contains("Hybrid blend: on-prem tier onprem"), "{md}");
+    // The spill over time is charted (its bucket counts are checked in reports' routing tests).
+    assert!(md.contains("](charts/spill-over-time-0-0.png)"), "{md}");
+    let svg = std::fs::read_to_string(report.join("charts/spill-over-time-0-0.svg")).unwrap();
+    assert!(
+        svg.contains("onprem") && svg.contains("cloud"),
+        "legend: {svg}"
+    );
+    let html = std::fs::read_to_string(report.join("charter.html")).unwrap();
+    assert!(html.contains("Requests per tier over time"));
 }
 
 #[test]
