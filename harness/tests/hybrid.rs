@@ -40,22 +40,6 @@ fn run(dir: &std::path::Path, extra: &[&str]) -> (Vec<RequestRow>, serde_json::V
     (request_rows(dir), validated_record(dir))
 }
 
-/// Spill of the in-flight policy for requests at `starts` (sorted) with a fixed on-prem service
-/// time and `k` on-prem slots: request i spills when k on-prem requests are still running.
-fn simulated_spill(starts: &[f64], service_s: f64, k: usize) -> f64 {
-    let mut onprem_ends: Vec<f64> = Vec::new();
-    let mut spilled = 0;
-    for &t in starts {
-        onprem_ends.retain(|&end| end > t);
-        if onprem_ends.len() < k {
-            onprem_ends.push(t + service_s);
-        } else {
-            spilled += 1;
-        }
-    }
-    spilled as f64 / starts.len() as f64
-}
-
 #[test]
 fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -109,7 +93,9 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     );
     let mut starts: Vec<f64> = rows.iter().map(|r| r.intended_start_s).collect();
     starts.sort_by(f64::total_cmp);
-    let predicted = simulated_spill(&starts, ONPREM_SERVICE_S, 2);
+    // The in-flight policy replayed on the same schedule with the fixed on-prem service time
+    // (the model `charter plan --hybrid` uses).
+    let predicted = charter_reports::hybrid_plan::in_flight_spill(&starts, ONPREM_SERVICE_S, 2);
     let spilled = rows
         .iter()
         .filter(|r| r.tier.as_deref() == Some("cloud"))
@@ -186,6 +172,53 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     );
     let html = std::fs::read_to_string(report.join("charter.html")).unwrap();
     assert!(html.contains("Requests per tier over time"));
+
+    // Planned from this run: one node is the run's on-prem tier (2 slots), so at the run's
+    // own rate and burstiness its simulated spill (1,000 arrivals) is close to the measured one
+    // (160 requests: sampling noise, hence 0.1).
+    let o = charter(&[
+        "plan",
+        tmp.path().join("burst").to_str().unwrap(),
+        "--hybrid",
+        "--target-rps",
+        "20",
+        "--burstiness",
+        "0.25",
+        "--seed",
+        "7",
+        "--max-nodes",
+        "4",
+        "--cost",
+        cost.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .skip_while(|l| !l.contains("nodes  spill %"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .take(5)
+                .map(|w| w.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    assert_eq!(rows[0][1], 100.0, "no node: everything spills");
+    let one_node = rows[1][1] / 100.0;
+    assert!(
+        (one_node - measured).abs() <= 0.1,
+        "plan: {one_node:.3} spilled with one node; the run measured {measured:.3}\n{out}"
+    );
+    // Each total is its parts, and the plan is the least of them.
+    for r in &rows {
+        assert!((r[2] + r[3] - r[4]).abs() <= 0.011, "{r:?}");
+    }
+    let least = rows.iter().map(|r| r[4]).fold(f64::INFINITY, f64::min);
+    let chosen = out.lines().find(|l| l.contains("← least cost")).unwrap();
+    assert!(chosen.contains(&format!("{least:.2}")), "{out}");
 }
 
 #[test]

@@ -292,7 +292,8 @@ pub struct BreakEven {
     pub cloud_per_month: Option<f64>,
 }
 
-fn instances(load: &LoadProfile) -> u32 {
+/// Requests a level keeps in flight at most: its concurrency, or its open-loop cap.
+pub fn instances(load: &LoadProfile) -> u32 {
     match load {
         LoadProfile::ClosedLoop { concurrency } => *concurrency,
         LoadProfile::OpenLoop { max_in_flight, .. } => *max_in_flight,
