@@ -547,17 +547,22 @@ mod tests {
         assert_eq!(r.tiers[0].in_flight.load(Ordering::Acquire), 1);
     }
 
-    #[test]
-    fn queue_wait_spills_from_full_until_drained_to_resume_below() {
-        let mut onprem = sim("onprem", Some(3));
-        onprem.resume_below = Some(1);
-        let b = HybridBackend::load(&HybridOptions {
+    /// A queue-wait backend of `onprem` and an unlimited cloud tier.
+    fn queue_wait(onprem: TierOptions) -> HybridBackend {
+        HybridBackend::load(&HybridOptions {
             policy: HybridPolicy::QueueWait,
             tiers: vec![onprem, sim("cloud", None)],
             spill_ttft: None,
             spill_window: DEFAULT_SPILL_WINDOW,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn queue_wait_spills_from_full_until_drained_to_resume_below() {
+        let mut onprem = sim("onprem", Some(3));
+        onprem.resume_below = Some(1);
+        let b = queue_wait(onprem);
         let r = &b.router;
         let mut onprem_slots: Vec<Slot<'_>> = Vec::new();
         for _ in 0..3 {
@@ -587,13 +592,7 @@ mod tests {
         onprem.max_waiting = Some(2);
         onprem.resume_waiting = Some(0);
         let server = Arc::clone(&onprem.server_waiting);
-        let b = HybridBackend::load(&HybridOptions {
-            policy: HybridPolicy::QueueWait,
-            tiers: vec![onprem, sim("cloud", None)],
-            spill_ttft: None,
-            spill_window: DEFAULT_SPILL_WINDOW,
-        })
-        .unwrap();
+        let b = queue_wait(onprem);
         let r = &b.router;
         // A reading at the threshold: taken beyond charter's own limit of 1 in flight.
         server.set(Some(2.0));

@@ -177,25 +177,20 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<i32, CliError> {
             redundancy,
             cost,
             hybrid,
-        } if hybrid.hybrid => {
-            crate::report::plan_hybrid(&run, target_rps, target_tps, &hybrid, cost.as_deref())
+        } => {
+            if hybrid.hybrid {
+                crate::report::plan_hybrid(&run, target_rps, target_tps, &hybrid, cost.as_deref())
+            } else {
+                crate::report::plan(
+                    &run,
+                    target_rps,
+                    target_tps,
+                    headroom,
+                    redundancy,
+                    cost.as_deref(),
+                )
+            }
         }
-        Command::Plan {
-            run,
-            target_rps,
-            target_tps,
-            headroom,
-            redundancy,
-            cost,
-            hybrid: _,
-        } => crate::report::plan(
-            &run,
-            target_rps,
-            target_tps,
-            headroom,
-            redundancy,
-            cost.as_deref(),
-        ),
         Command::Tokens(args) => crate::tokens::run(&args),
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {

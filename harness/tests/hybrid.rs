@@ -152,10 +152,10 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
         md.contains("Routing, level 0") && md.contains(&format!("cloud {spilled} request(s)")),
         "{md}"
     );
-    let charter: serde_json::Value =
+    let charter_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
             .unwrap();
-    let blend = &charter["cost"][0]["hybrid"];
+    let blend = &charter_json["cost"][0]["hybrid"];
     let cloud_out = routing["tiers"]["cloud"]["output_tokens"].as_f64().unwrap();
     let cloud_in = routing["tiers"]["cloud"]["prompt_tokens"].as_f64().unwrap();
     // The example sheet's API prices: 0.10 per 1M input, 0.40 per 1M output tokens.
