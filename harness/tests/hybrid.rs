@@ -299,6 +299,85 @@ fn failover_sends_each_refused_request_to_the_next_tier_and_counts_from_the_firs
 }
 
 #[test]
+fn cached_and_reasoning_tokens_of_a_cloud_tier_are_priced_at_their_own_rates() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every request fails over from a refusing on-prem tier to a cloud API whose usage says
+    // 11 prompt tokens (5 from its cache) and 4 + 3 reasoning output tokens.
+    let refused = TestServer::start(|_| Script::openai(0, 0, 4).with(Fault::Status(503, None)));
+    let cloud = TestServer::start(|_| Script {
+        reasoning: 3,
+        cached_tokens: 5,
+        ..Script::openai(0, 0, 4)
+    });
+    let tier = |srv: &TestServer, name: &str| {
+        format!(
+            r#"{{kind = "openai", base_url = "{}", model = "m", name = "{name}"}}"#,
+            srv.base_url()
+        )
+    };
+    let dir = tmp.path().join("run");
+    let (rows, rec) = run(
+        &dir,
+        &[
+            "--tier",
+            &tier(&refused, "onprem"),
+            "--tier",
+            &tier(&cloud, "cloud"),
+            "--hybrid-policy",
+            "failover",
+            "-n",
+            "4",
+        ],
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.cached_prompt_tokens == Some(5) && r.reasoning_tokens == Some(3)));
+    let t = &rec["levels"][0]["summary"]["routing"]["tiers"]["cloud"];
+    assert_eq!(t["cached_prompt_tokens"], 20, "{t:#}");
+    assert_eq!(t["reasoning_tokens"], 12);
+    assert_eq!(t["prompt_tokens"], 44);
+    assert_eq!(t["output_tokens"], 28);
+    let cost = tmp.path().join("cost.toml");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
+    )
+    .unwrap();
+    // The example sheet: 0.10 input, 0.05 cached input, 0.40 output; reasoning at 1.00 here.
+    std::fs::write(
+        &cost,
+        example
+            .replace(
+                "name = \"hosted small-model API (example)\"",
+                "name = \"cloud\"",
+            )
+            .replace("# reasoning_per_1m = 0.40", "reasoning_per_1m = 1.00"),
+    )
+    .unwrap();
+    let report = tmp.path().join("report");
+    let o = charter(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--cost",
+        cost.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let charter_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
+            .unwrap();
+    let c = &charter_json["cost"][0]["hybrid"]["cloud"][0];
+    let want = ((44.0 - 20.0) * 0.10 + 20.0 * 0.05 + (28.0 - 12.0) * 0.40 + 12.0 * 1.00) / 1e6;
+    let got = c["cost"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-15, "{got} vs {want}: {c:#}");
+    let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
+    assert!(
+        md.contains("(of which 20 cached input, 12 reasoning)"),
+        "{md}"
+    );
+}
+
+#[test]
 fn ttft_slo_spills_while_the_first_tier_is_predicted_slow_and_tries_it_again_later() {
     let tmp = tempfile::tempdir().unwrap();
     // On-prem within the SLO: nothing spills.

@@ -156,6 +156,12 @@ pub struct TierSummary {
     /// Prompt and output tokens of its completed requests.
     pub prompt_tokens: u64,
     pub output_tokens: u64,
+    /// Of those, prompt tokens read from the API's prompt cache and reasoning tokens, as its
+    /// usage reported them (priced separately where the price sheet has a price for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     pub ttft: Option<LatencySummary>,
     pub e2e: Option<LatencySummary>,
 }

@@ -44,6 +44,12 @@ impl Routing {
         } else {
             t.s.prompt_tokens += row.prompt_tokens;
             t.s.output_tokens += row.output_tokens;
+            if let Some(c) = row.cached_prompt_tokens {
+                *t.s.cached_prompt_tokens.get_or_insert(0) += c;
+            }
+            if let Some(r) = row.reasoning_tokens {
+                *t.s.reasoning_tokens.get_or_insert(0) += r;
+            }
             if let Some(v) = row.ttft_s {
                 t.ttft.record_s(v);
             }
