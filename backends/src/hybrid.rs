@@ -59,6 +59,22 @@ pub struct TierOptions {
     pub spec: BackendSpec,
 }
 
+impl TierOptions {
+    /// A tier with a name, an in-flight limit and a backend; no queue-wait settings.
+    pub fn new(name: &str, max_in_flight: Option<u32>, spec: BackendSpec) -> Self {
+        Self {
+            name: name.into(),
+            max_in_flight,
+            resume_below: None,
+            max_waiting: None,
+            resume_waiting: None,
+            metrics_url: None,
+            server_waiting: Arc::default(),
+            spec,
+        }
+    }
+}
+
 /// Queue-wait: a tier's waiting requests as its own server last reported them (written by
 /// whoever scrapes its `/metrics`), and how many routing decisions went by that reading and
 /// by charter's own in-flight count.
@@ -508,20 +524,15 @@ mod tests {
     use std::ops::ControlFlow;
 
     fn sim(name: &str, max_in_flight: Option<u32>) -> TierOptions {
-        TierOptions {
-            name: name.into(),
+        TierOptions::new(
+            name,
             max_in_flight,
-            resume_below: None,
-            max_waiting: None,
-            resume_waiting: None,
-            metrics_url: None,
-            server_waiting: Arc::default(),
-            spec: BackendSpec::Simulated(SimulatedTimings {
+            BackendSpec::Simulated(SimulatedTimings {
                 ttft: Duration::ZERO,
                 itl: Duration::ZERO,
                 cpu_fraction: 0.0,
             }),
-        }
+        )
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! the cloud otherwise, so nothing queues: on-prem requests keep the measured on-prem latency
 //! and spilled ones the cloud's. The spill fraction f(N) is that policy replayed on the
 //! schedule ([`in_flight_spill`]). Monthly cost(N) = N × the node's $/hour × hours per month
-//! + requests per month × f(N) × the cloud price of one request (its measured mean input and
+//! plus requests per month × f(N) × the cloud price of one request (its measured mean input and
 //! output tokens at the `cloud_api` entry). The plan is the N with the least monthly cost.
 
 use std::cmp::Reverse;
