@@ -124,37 +124,12 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
         rows.len() - spilled
     );
     // The charter reports the routing and prices the blend, the cloud tier by its name.
-    let cost = tmp.path().join("cost.toml");
-    let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        &cost,
-        example.replace(
-            "name = \"hosted small-model API (example)\"",
-            "name = \"cloud\"",
-        ),
-    )
-    .unwrap();
-    let report = tmp.path().join("report");
-    let o = charter(&[
-        "report",
-        tmp.path().join("burst").to_str().unwrap(),
-        "--cost",
-        cost.to_str().unwrap(),
-        "--out",
-        report.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (cost, report, charter_json) = report_priced(tmp.path(), &tmp.path().join("burst"), "");
     let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
     assert!(
         md.contains("Routing, level 0") && md.contains(&format!("cloud {spilled} request(s)")),
         "{md}"
     );
-    let charter_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
-            .unwrap();
     let blend = &charter_json["cost"][0]["hybrid"];
     let cloud_out = routing["tiers"]["cloud"]["output_tokens"].as_f64().unwrap();
     let cloud_in = routing["tiers"]["cloud"]["prompt_tokens"].as_f64().unwrap();
@@ -337,35 +312,8 @@ fn cached_and_reasoning_tokens_of_a_cloud_tier_are_priced_at_their_own_rates() {
     assert_eq!(t["reasoning_tokens"], 12);
     assert_eq!(t["prompt_tokens"], 44);
     assert_eq!(t["output_tokens"], 28);
-    let cost = tmp.path().join("cost.toml");
-    let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
-    )
-    .unwrap();
     // The example sheet: 0.10 input, 0.05 cached input, 0.40 output; reasoning at 1.00 here.
-    std::fs::write(
-        &cost,
-        example
-            .replace(
-                "name = \"hosted small-model API (example)\"",
-                "name = \"cloud\"",
-            )
-            .replace("# reasoning_per_1m = 0.40", "reasoning_per_1m = 1.00"),
-    )
-    .unwrap();
-    let report = tmp.path().join("report");
-    let o = charter(&[
-        "report",
-        dir.to_str().unwrap(),
-        "--cost",
-        cost.to_str().unwrap(),
-        "--out",
-        report.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let charter_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
-            .unwrap();
+    let (_, report, charter_json) = report_priced(tmp.path(), &dir, "reasoning_per_1m = 1.00");
     let c = &charter_json["cost"][0]["hybrid"]["cloud"][0];
     let want = ((44.0 - 20.0) * 0.10 + 20.0 * 0.05 + (28.0 - 12.0) * 0.40 + 12.0 * 1.00) / 1e6;
     let got = c["cost"].as_f64().unwrap();
@@ -500,6 +448,42 @@ fn a_gateways_upstream_header_is_each_requests_tier() {
         "{}",
         stdout(&o)
     );
+}
+
+/// `charter report RUN` priced with the example cost sheet, its API entry named `cloud` and
+/// `reasoning` (a line such as `reasoning_per_1m = 1.00`, or empty) in place of its commented
+/// reasoning price: the cost file, the report directory and `charter.json`.
+fn report_priced(
+    tmp: &std::path::Path,
+    run: &std::path::Path,
+    reasoning: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, serde_json::Value) {
+    let cost = tmp.join("cost.toml");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
+    )
+    .unwrap();
+    let mut sheet = example.replace(
+        "name = \"hosted small-model API (example)\"",
+        "name = \"cloud\"",
+    );
+    if !reasoning.is_empty() {
+        sheet = sheet.replace("# reasoning_per_1m = 0.40", reasoning);
+    }
+    std::fs::write(&cost, sheet).unwrap();
+    let report = tmp.join("report");
+    let o = charter(&[
+        "report",
+        run.to_str().unwrap(),
+        "--cost",
+        cost.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
+        .unwrap();
+    (cost, report, json)
 }
 
 /// `(t_s, waiting)` of every scrape of `source` in the run's `server_metrics.csv`.
