@@ -9,6 +9,13 @@
 //!   connect error or a timeout before its first token is sent once to the next tier, and its
 //!   latency counts from the first attempt.
 //!
+//! - `queue-wait`: tier i spills while its server reports more waiting requests than its
+//!   `max_waiting`, until it reports `resume_waiting` or fewer ([`ServerWaiting`], fed by the
+//!   harness's scraper from the tier's `/metrics`); without a reading, in-flight with
+//!   hysteresis on charter's own count (`max_in_flight`, then drained to `resume_below`);
+//! - `ttft-slo`: tier i takes a request while its predicted time to first token is within the
+//!   SLO.
+//!
 //! Each request's [`Route`] (tier, attempts, spill reason, failed attempt) is handed to the
 //! runner through [`Stream::take_route`]; the runner and reports treat the tiers' token events
 //! exactly as a single backend's.
@@ -36,7 +43,84 @@ pub struct TierOptions {
     /// Queue-wait policy: a spilling tier takes requests again at this many in flight or fewer.
     #[serde(default)]
     pub resume_below: Option<u32>,
+    /// Queue-wait: spill while the server reports more waiting requests than this...
+    #[serde(default)]
+    pub max_waiting: Option<u32>,
+    /// ...until it reports this many or fewer.
+    #[serde(default)]
+    pub resume_waiting: Option<u32>,
+    /// Queue-wait: the tier's Prometheus endpoint (`None`: `{base}/metrics` of an `openai`
+    /// tier; `"none"`: charter's own in-flight count only).
+    #[serde(default)]
+    pub metrics_url: Option<String>,
+    /// Queue-wait: the server's waiting count as last scraped, shared with the scraper.
+    #[serde(skip)]
+    pub server_waiting: Arc<ServerWaiting>,
     pub spec: BackendSpec,
+}
+
+impl TierOptions {
+    /// A tier with a name, an in-flight limit and a backend; no queue-wait settings.
+    pub fn new(name: &str, max_in_flight: Option<u32>, spec: BackendSpec) -> Self {
+        Self {
+            name: name.into(),
+            max_in_flight,
+            resume_below: None,
+            max_waiting: None,
+            resume_waiting: None,
+            metrics_url: None,
+            server_waiting: Arc::default(),
+            spec,
+        }
+    }
+}
+
+/// Queue-wait: a tier's waiting requests as its own server last reported them (written by
+/// whoever scrapes its `/metrics`), and how many routing decisions went by that reading and
+/// by charter's own in-flight count.
+#[derive(Debug)]
+pub struct ServerWaiting {
+    /// The last reading, or [`NO_READING`].
+    waiting: AtomicU32,
+    by_server: AtomicU64,
+    by_count: AtomicU64,
+}
+
+/// [`ServerWaiting`] without a usable reading (never scraped, or the last scrape failed).
+const NO_READING: u32 = u32::MAX;
+
+impl Default for ServerWaiting {
+    fn default() -> Self {
+        Self {
+            waiting: AtomicU32::new(NO_READING),
+            by_server: AtomicU64::new(0),
+            by_count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ServerWaiting {
+    /// A scrape's waiting count; `None` when the scrape failed or had no waiting gauge (the
+    /// router then goes by charter's own count).
+    pub fn set(&self, waiting: Option<f64>) {
+        let v = waiting
+            .filter(|w| w.is_finite() && *w >= 0.0)
+            .map_or(NO_READING, |w| (w.round() as u32).min(NO_READING - 1));
+        self.waiting.store(v, Ordering::Release);
+    }
+
+    /// The last reading.
+    pub fn get(&self) -> Option<u32> {
+        Some(self.waiting.load(Ordering::Acquire)).filter(|&w| w != NO_READING)
+    }
+
+    /// Routing decisions at this tier so far: (by the server's reading, by charter's count).
+    pub fn decisions(&self) -> (u64, u64) {
+        (
+            self.by_server.load(Ordering::Relaxed),
+            self.by_count.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Tiers in routing order and the policy between them.
@@ -73,6 +157,11 @@ struct TierState {
     /// Queue-wait: the count it must drain to, and whether it is spilling now.
     resume_below: u32,
     spilling: AtomicBool,
+    /// Queue-wait by the server's reading: spill above `max_waiting` waiting requests, until
+    /// `resume_waiting` or fewer.
+    max_waiting: u32,
+    resume_waiting: u32,
+    server_waiting: Arc<ServerWaiting>,
     /// `ttft-slo`: its recent first tokens and requests still waiting for one.
     ttft: Mutex<TtftWindow>,
 }
@@ -154,7 +243,8 @@ impl Router {
     }
 
     /// In-flight policy: the first tier with room (the last one always has room), and its slot.
-    /// Queue-wait adds hysteresis: a tier found full spills until it drains to `resume_below`.
+    /// Queue-wait adds hysteresis: a tier found full spills until it drains to `resume_below`;
+    /// a tier whose server reports its waiting requests goes by that reading instead.
     fn acquire(&self) -> (usize, Slot<'_>) {
         let last = self.tiers.len() - 1;
         let hysteresis = self.policy == HybridPolicy::QueueWait;
@@ -163,6 +253,26 @@ impl Router {
             if i == last {
                 counter.fetch_add(1, Ordering::AcqRel);
                 return (i, Slot { counter });
+            }
+            if hysteresis {
+                if let Some(waiting) = t.server_waiting.get() {
+                    t.server_waiting.by_server.fetch_add(1, Ordering::Relaxed);
+                    let spilling = t.spilling.load(Ordering::Acquire);
+                    let spill = if spilling {
+                        waiting > t.resume_waiting
+                    } else {
+                        waiting > t.max_waiting
+                    };
+                    if spill != spilling {
+                        t.spilling.store(spill, Ordering::Release);
+                    }
+                    if spill {
+                        continue;
+                    }
+                    counter.fetch_add(1, Ordering::AcqRel);
+                    return (i, Slot { counter });
+                }
+                t.server_waiting.by_count.fetch_add(1, Ordering::Relaxed);
             }
             if hysteresis && t.spilling.load(Ordering::Acquire) {
                 if counter.load(Ordering::Acquire) > t.resume_below {
@@ -241,6 +351,9 @@ impl HybridBackend {
                     name: t.name.clone(),
                     max_in_flight: t.max_in_flight,
                     resume_below: t.resume_below,
+                    max_waiting: t.max_waiting,
+                    resume_waiting: t.resume_waiting,
+                    waiting_signal: None,
                     backend: b.record().clone(),
                 })
                 .collect(),
@@ -256,6 +369,9 @@ impl HybridBackend {
                     in_flight: AtomicU32::new(0),
                     resume_below: t.resume_below.unwrap_or(0),
                     spilling: AtomicBool::new(false),
+                    max_waiting: t.max_waiting.unwrap_or(0),
+                    resume_waiting: t.resume_waiting.unwrap_or(0),
+                    server_waiting: Arc::clone(&t.server_waiting),
                     ttft: Mutex::default(),
                 })
                 .collect(),
@@ -412,16 +528,15 @@ mod tests {
     use std::ops::ControlFlow;
 
     fn sim(name: &str, max_in_flight: Option<u32>) -> TierOptions {
-        TierOptions {
-            name: name.into(),
+        TierOptions::new(
+            name,
             max_in_flight,
-            resume_below: None,
-            spec: BackendSpec::Simulated(SimulatedTimings {
+            BackendSpec::Simulated(SimulatedTimings {
                 ttft: Duration::ZERO,
                 itl: Duration::ZERO,
                 cpu_fraction: 0.0,
             }),
-        }
+        )
     }
 
     #[test]
@@ -447,17 +562,22 @@ mod tests {
         assert_eq!(r.tiers[0].in_flight.load(Ordering::Acquire), 1);
     }
 
-    #[test]
-    fn queue_wait_spills_from_full_until_drained_to_resume_below() {
-        let mut onprem = sim("onprem", Some(3));
-        onprem.resume_below = Some(1);
-        let b = HybridBackend::load(&HybridOptions {
+    /// A queue-wait backend of `onprem` and an unlimited cloud tier.
+    fn queue_wait(onprem: TierOptions) -> HybridBackend {
+        HybridBackend::load(&HybridOptions {
             policy: HybridPolicy::QueueWait,
             tiers: vec![onprem, sim("cloud", None)],
             spill_ttft: None,
             spill_window: DEFAULT_SPILL_WINDOW,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn queue_wait_spills_from_full_until_drained_to_resume_below() {
+        let mut onprem = sim("onprem", Some(3));
+        onprem.resume_below = Some(1);
+        let b = queue_wait(onprem);
         let r = &b.router;
         let mut onprem_slots: Vec<Slot<'_>> = Vec::new();
         for _ in 0..3 {
@@ -478,6 +598,34 @@ mod tests {
         onprem_slots.pop();
         let (t, _s) = r.acquire();
         assert_eq!(t, 0);
+    }
+
+    #[test]
+    fn queue_wait_goes_by_the_servers_waiting_count_when_there_is_one() {
+        let mut onprem = sim("onprem", Some(1));
+        onprem.resume_below = Some(0);
+        onprem.max_waiting = Some(2);
+        onprem.resume_waiting = Some(0);
+        let server = Arc::clone(&onprem.server_waiting);
+        let b = queue_wait(onprem);
+        let r = &b.router;
+        // A reading at the threshold: taken beyond charter's own limit of 1 in flight.
+        server.set(Some(2.0));
+        let (a, _sa) = r.acquire();
+        let (b1, _sb) = r.acquire();
+        assert_eq!((a, b1), (0, 0));
+        // Above it: spill, and keep spilling until the server reports resume_waiting.
+        server.set(Some(3.0));
+        assert_eq!(r.acquire().0, 1);
+        server.set(Some(1.0));
+        assert_eq!(r.acquire().0, 1, "1 waiting > resume_waiting = 0");
+        server.set(Some(0.0));
+        assert_eq!(r.acquire().0, 0);
+        assert_eq!(server.decisions(), (5, 0));
+        // No reading (a failed scrape): charter's count decides (2 in flight ≥ 1: spill).
+        server.set(None);
+        assert_eq!(r.acquire().0, 1);
+        assert_eq!(server.decisions(), (5, 1));
     }
 
     #[test]

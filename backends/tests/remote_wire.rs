@@ -66,7 +66,7 @@ fn usage(prompt: u64, output: u64) -> Usage {
     Usage {
         prompt_tokens: Some(prompt),
         output_tokens: Some(output),
-        reasoning_tokens: None,
+        ..Default::default()
     }
 }
 
@@ -81,6 +81,7 @@ fn fixtures_parse_to_the_same_events() {
             Endpoint::Chat,
             Usage {
                 reasoning_tokens: Some(0),
+                cached_prompt_tokens: Some(0),
                 ..usage(9, 3)
             },
             "stop",

@@ -12,16 +12,15 @@ use charter_backends::{BackendSpec, GenRequest, HybridPolicy, Prompt, Sampling};
 use criterion::Criterion;
 
 fn instant_tier(name: &str, max_in_flight: Option<u32>) -> TierOptions {
-    TierOptions {
-        name: name.into(),
+    TierOptions::new(
+        name,
         max_in_flight,
-        resume_below: None,
-        spec: BackendSpec::Simulated(SimulatedTimings {
+        BackendSpec::Simulated(SimulatedTimings {
             ttft: Duration::ZERO,
             itl: Duration::ZERO,
             cpu_fraction: 0.0,
         }),
-    }
+    )
 }
 
 fn route(c: &mut Criterion) {

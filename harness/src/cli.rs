@@ -115,6 +115,12 @@ pub enum Command {
         /// Cost model for the monthly cost of the fleet.
         #[arg(long, value_name = "FILE")]
         cost: Option<PathBuf>,
+        /// On-prem nodes plus cloud spill (needs --cost): the node count with the least
+        /// monthly cost when requests beyond the nodes' slots go to a cloud API (see the
+        /// README's "charter plan --hybrid" for the model); --headroom and --redundancy do not
+        /// apply (the cloud takes the excess).
+        #[command(flatten)]
+        hybrid: crate::report::HybridPlanArgs,
     },
     /// Token efficiency: how many tokens the same text costs under each tokenizer (per word,
     /// character and byte, with bootstrap intervals, relative to a baseline, per language),
@@ -170,14 +176,21 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<i32, CliError> {
             headroom,
             redundancy,
             cost,
-        } => crate::report::plan(
-            &run,
-            target_rps,
-            target_tps,
-            headroom,
-            redundancy,
-            cost.as_deref(),
-        ),
+            hybrid,
+        } => {
+            if hybrid.hybrid {
+                crate::report::plan_hybrid(&run, target_rps, target_tps, &hybrid, cost.as_deref())
+            } else {
+                crate::report::plan(
+                    &run,
+                    target_rps,
+                    target_tps,
+                    headroom,
+                    redundancy,
+                    cost.as_deref(),
+                )
+            }
+        }
         Command::Tokens(args) => crate::tokens::run(&args),
         Command::Presets => {
             for p in charter_backends::candle::presets::PRESETS {

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// [default: 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub http_threads: Option<u32>,
+    /// Requests generated at once; later ones wait (charter:requests_waiting) for a slot, as
+    /// in a server's batch limit (vLLM's --max-num-seqs) [default: 512].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running: Option<u32>,
     /// The in-process backend to serve; --threads defaults to every logical core here.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -105,6 +109,8 @@ pub fn serve(args: &ServeArgs, origins: &Origins) -> Result<i32, CliError> {
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.http_threads.unwrap_or(1) as usize)
+        // Generation runs on blocking threads: their limit is the number of running requests.
+        .max_blocking_threads(args.max_running.unwrap_or(512) as usize)
         .enable_all()
         .build()
         .map_err(|e| CliError::Failure(anyhow::anyhow!("starting the server runtime: {e}")))?;

@@ -40,22 +40,6 @@ fn run(dir: &std::path::Path, extra: &[&str]) -> (Vec<RequestRow>, serde_json::V
     (request_rows(dir), validated_record(dir))
 }
 
-/// Spill of the in-flight policy for requests at `starts` (sorted) with a fixed on-prem service
-/// time and `k` on-prem slots: request i spills when k on-prem requests are still running.
-fn simulated_spill(starts: &[f64], service_s: f64, k: usize) -> f64 {
-    let mut onprem_ends: Vec<f64> = Vec::new();
-    let mut spilled = 0;
-    for &t in starts {
-        onprem_ends.retain(|&end| end > t);
-        if onprem_ends.len() < k {
-            onprem_ends.push(t + service_s);
-        } else {
-            spilled += 1;
-        }
-    }
-    spilled as f64 / starts.len() as f64
-}
-
 #[test]
 fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -109,7 +93,9 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     );
     let mut starts: Vec<f64> = rows.iter().map(|r| r.intended_start_s).collect();
     starts.sort_by(f64::total_cmp);
-    let predicted = simulated_spill(&starts, ONPREM_SERVICE_S, 2);
+    // The in-flight policy replayed on the same schedule with the fixed on-prem service time
+    // (the model `charter plan --hybrid` uses).
+    let predicted = charter_reports::hybrid_plan::in_flight_spill(&starts, ONPREM_SERVICE_S, 2);
     let spilled = rows
         .iter()
         .filter(|r| r.tier.as_deref() == Some("cloud"))
@@ -138,38 +124,13 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
         rows.len() - spilled
     );
     // The charter reports the routing and prices the blend, the cloud tier by its name.
-    let cost = tmp.path().join("cost.toml");
-    let example = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
-    )
-    .unwrap();
-    std::fs::write(
-        &cost,
-        example.replace(
-            "name = \"hosted small-model API (example)\"",
-            "name = \"cloud\"",
-        ),
-    )
-    .unwrap();
-    let report = tmp.path().join("report");
-    let o = charter(&[
-        "report",
-        tmp.path().join("burst").to_str().unwrap(),
-        "--cost",
-        cost.to_str().unwrap(),
-        "--out",
-        report.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (cost, report, charter_json) = report_priced(tmp.path(), &tmp.path().join("burst"), "");
     let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
     assert!(
         md.contains("Routing, level 0") && md.contains(&format!("cloud {spilled} request(s)")),
         "{md}"
     );
-    let charter: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
-            .unwrap();
-    let blend = &charter["cost"][0]["hybrid"];
+    let blend = &charter_json["cost"][0]["hybrid"];
     let cloud_out = routing["tiers"]["cloud"]["output_tokens"].as_f64().unwrap();
     let cloud_in = routing["tiers"]["cloud"]["prompt_tokens"].as_f64().unwrap();
     // The example sheet's API prices: 0.10 per 1M input, 0.40 per 1M output tokens.
@@ -177,6 +138,62 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     let got = blend["cloud"][0]["cost"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-12, "{blend:#}");
     assert!(md.contains("Hybrid blend: on-prem tier onprem"), "{md}");
+    // The spill over time is charted (its bucket counts are checked in reports' routing tests).
+    assert!(md.contains("](charts/spill-over-time-0-0.png)"), "{md}");
+    let svg = std::fs::read_to_string(report.join("charts/spill-over-time-0-0.svg")).unwrap();
+    assert!(
+        svg.contains("onprem") && svg.contains("cloud"),
+        "legend: {svg}"
+    );
+    let html = std::fs::read_to_string(report.join("charter.html")).unwrap();
+    assert!(html.contains("Requests per tier over time"));
+
+    // Planned from this run: one node is the run's on-prem tier (2 slots), so at the run's
+    // own rate and burstiness its simulated spill (1,000 arrivals) is close to the measured one
+    // (160 requests: sampling noise, hence 0.1).
+    let o = charter(&[
+        "plan",
+        tmp.path().join("burst").to_str().unwrap(),
+        "--hybrid",
+        "--target-rps",
+        "20",
+        "--burstiness",
+        "0.25",
+        "--seed",
+        "7",
+        "--max-nodes",
+        "4",
+        "--cost",
+        cost.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .skip_while(|l| !l.contains("nodes  spill %"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .take(5)
+                .map(|w| w.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    assert_eq!(rows[0][1], 100.0, "no node: everything spills");
+    let one_node = rows[1][1] / 100.0;
+    assert!(
+        (one_node - measured).abs() <= 0.1,
+        "plan: {one_node:.3} spilled with one node; the run measured {measured:.3}\n{out}"
+    );
+    // Each total is its parts, and the plan is the least of them.
+    for r in &rows {
+        assert!((r[2] + r[3] - r[4]).abs() <= 0.011, "{r:?}");
+    }
+    let least = rows.iter().map(|r| r[4]).fold(f64::INFINITY, f64::min);
+    let chosen = out.lines().find(|l| l.contains("← least cost")).unwrap();
+    assert!(chosen.contains(&format!("{least:.2}")), "{out}");
 }
 
 #[test]
@@ -254,6 +271,58 @@ fn failover_sends_each_refused_request_to_the_next_tier_and_counts_from_the_firs
             "TTFT {ttft:.3} s counts from the first attempt"
         );
     }
+}
+
+#[test]
+fn cached_and_reasoning_tokens_of_a_cloud_tier_are_priced_at_their_own_rates() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every request fails over from a refusing on-prem tier to a cloud API whose usage says
+    // 11 prompt tokens (5 from its cache) and 4 + 3 reasoning output tokens.
+    let refused = TestServer::start(|_| Script::openai(0, 0, 4).with(Fault::Status(503, None)));
+    let cloud = TestServer::start(|_| Script {
+        reasoning: 3,
+        cached_tokens: 5,
+        ..Script::openai(0, 0, 4)
+    });
+    let tier = |srv: &TestServer, name: &str| {
+        format!(
+            r#"{{kind = "openai", base_url = "{}", model = "m", name = "{name}"}}"#,
+            srv.base_url()
+        )
+    };
+    let dir = tmp.path().join("run");
+    let (rows, rec) = run(
+        &dir,
+        &[
+            "--tier",
+            &tier(&refused, "onprem"),
+            "--tier",
+            &tier(&cloud, "cloud"),
+            "--hybrid-policy",
+            "failover",
+            "-n",
+            "4",
+        ],
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.cached_prompt_tokens == Some(5) && r.reasoning_tokens == Some(3)));
+    let t = &rec["levels"][0]["summary"]["routing"]["tiers"]["cloud"];
+    assert_eq!(t["cached_prompt_tokens"], 20, "{t:#}");
+    assert_eq!(t["reasoning_tokens"], 12);
+    assert_eq!(t["prompt_tokens"], 44);
+    assert_eq!(t["output_tokens"], 28);
+    // The example sheet: 0.10 input, 0.05 cached input, 0.40 output; reasoning at 1.00 here.
+    let (_, report, charter_json) = report_priced(tmp.path(), &dir, "reasoning_per_1m = 1.00");
+    let c = &charter_json["cost"][0]["hybrid"]["cloud"][0];
+    let want = ((44.0 - 20.0) * 0.10 + 20.0 * 0.05 + (28.0 - 12.0) * 0.40 + 12.0 * 1.00) / 1e6;
+    let got = c["cost"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-15, "{got} vs {want}: {c:#}");
+    let md = std::fs::read_to_string(report.join("charter.md")).unwrap();
+    assert!(
+        md.contains("(of which 20 cached input, 12 reasoning)"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -381,6 +450,161 @@ fn a_gateways_upstream_header_is_each_requests_tier() {
     );
 }
 
+/// `charter report RUN` priced with the example cost sheet, its API entry named `cloud` and
+/// `reasoning` (a line such as `reasoning_per_1m = 1.00`, or empty) in place of its commented
+/// reasoning price: the cost file, the report directory and `charter.json`.
+fn report_priced(
+    tmp: &std::path::Path,
+    run: &std::path::Path,
+    reasoning: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, serde_json::Value) {
+    let cost = tmp.join("cost.toml");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cost.example.toml"),
+    )
+    .unwrap();
+    let mut sheet = example.replace(
+        "name = \"hosted small-model API (example)\"",
+        "name = \"cloud\"",
+    );
+    if !reasoning.is_empty() {
+        sheet = sheet.replace("# reasoning_per_1m = 0.40", reasoning);
+    }
+    std::fs::write(&cost, sheet).unwrap();
+    let report = tmp.join("report");
+    let o = charter(&[
+        "report",
+        run.to_str().unwrap(),
+        "--cost",
+        cost.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = serde_json::from_str(&std::fs::read_to_string(report.join("charter.json")).unwrap())
+        .unwrap();
+    (cost, report, json)
+}
+
+/// `(t_s, waiting)` of every scrape of `source` in the run's `server_metrics.csv`.
+fn waiting_readings(dir: &std::path::Path, source: &str) -> Vec<(f64, f64)> {
+    let mut r = csv::Reader::from_path(dir.join("server_metrics.csv")).unwrap();
+    r.records()
+        .map(|row| row.unwrap())
+        .filter(|row| &row[1] == source && &row[2] == "charter:requests_waiting")
+        .map(|row| (row[0].parse().unwrap(), row[4].parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn queue_wait_spills_while_the_tiers_own_server_reports_waiting_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    // On-prem: `charter serve` generating 2 requests at once (95 ms each: 21 requests/s), the
+    // rest waiting in its queue, which its /metrics report.
+    let srv = spawn(&[
+        "serve",
+        "--backend",
+        "simulated",
+        "--sim-ttft",
+        "20ms",
+        "--sim-itl",
+        "5ms",
+        "--max-running",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let metrics = format!("{}/metrics", srv.url);
+    // charter's own count would never spill here (64 in flight is never reached).
+    let onprem = |extra: &str| {
+        format!(
+            r#"{{kind = "openai", base_url = "{}/v1", model = "simulated", name = "onprem", max_in_flight = 64{extra}}}"#,
+            srv.url
+        )
+    };
+    let args = |tier: &str| -> Vec<String> {
+        [
+            "--tier",
+            tier,
+            "--tier",
+            CLOUD,
+            "--hybrid-policy",
+            "queue-wait",
+            "--rate",
+            "40",
+            "--arrivals",
+            "gamma",
+            "--burstiness",
+            "0.25",
+            "--seed",
+            "7",
+            "-n",
+            "60",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let by_server = args(&onprem(""));
+    let by_server: Vec<&str> = by_server.iter().map(String::as_str).collect();
+    let dir = tmp.path().join("server");
+    let (mut rows, rec) = run(&dir, &by_server);
+    let tier = &rec["backend"]["hybrid"]["tiers"][0];
+    assert_eq!(tier["max_waiting"], 0, "{tier:#}");
+    let signal = &tier["waiting_signal"];
+    assert_eq!(signal["url"], metrics.as_str(), "{signal:#}");
+    assert_eq!(signal["metric"], "charter:requests_waiting");
+    assert_eq!(signal["decisions_by_server"], 60);
+    assert_eq!(signal["decisions_by_count"], 0);
+    // Truth from the same run: each scrape's waiting count (taken at t_s, handed to the router
+    // when the scrape ends). A request routes on-prem iff the last reading before it was 0
+    // (max_waiting = resume_waiting = 0); requests within 25 ms after a scrape's start may
+    // still see the reading before it.
+    let readings = waiting_readings(&dir, &metrics);
+    assert!(readings.iter().any(|&(_, w)| w > 0.0), "{readings:?}");
+    rows.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    let (mut agree, mut judged) = (0, 0);
+    for r in &rows {
+        let Some(&(t, w)) = readings.iter().rev().find(|(t, _)| *t <= r.start_s) else {
+            continue;
+        };
+        if r.start_s - t < 0.025 {
+            continue;
+        }
+        judged += 1;
+        let expected = if w > 0.0 { "cloud" } else { "onprem" };
+        agree += usize::from(r.tier.as_deref() == Some(expected));
+    }
+    let spilled: Vec<&RequestRow> = rows
+        .iter()
+        .filter(|r| r.tier.as_deref() == Some("cloud"))
+        .collect();
+    assert!(
+        !spilled.is_empty() && spilled.len() < rows.len(),
+        "{} of {} spilled",
+        spilled.len(),
+        rows.len()
+    );
+    assert!(spilled
+        .iter()
+        .all(|r| r.spill_reason == Some(SpillReason::QueueWait)));
+    assert!(
+        judged >= 20 && agree as f64 >= 0.9 * judged as f64,
+        "{agree} of {judged} requests routed as the server's readings say"
+    );
+
+    // The same schedule by charter's own count: nothing reaches 64 in flight, nothing spills.
+    let by_count = args(&onprem(r#", metrics_url = "none""#));
+    let by_count: Vec<&str> = by_count.iter().map(String::as_str).collect();
+    let (rows, rec) = run(&tmp.path().join("count"), &by_count);
+    assert!(rows.iter().all(|r| r.tier.as_deref() == Some("onprem")));
+    let signal = &rec["backend"]["hybrid"]["tiers"][0]["waiting_signal"];
+    assert_eq!(
+        signal["fallback_reason"], "metrics_url = \"none\"",
+        "{signal:#}"
+    );
+    assert_eq!(signal["decisions_by_count"], 60);
+}
+
 #[test]
 fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
     let cases: &[(&[&str], &str)] = &[
@@ -462,6 +686,37 @@ fn bad_tier_settings_exit_2_naming_the_tier_and_key() {
                 CLOUD,
             ],
             "applies only to --hybrid-policy queue-wait",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, max_waiting = 2, resume_waiting = 3}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "queue-wait",
+            ],
+            "key `resume_waiting`: `3`: expected an integer from 0 to max_waiting (2)",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, metrics_url = "ftp://x"}"#,
+                "--tier",
+                CLOUD,
+                "--hybrid-policy",
+                "queue-wait",
+            ],
+            "key `metrics_url`: `\"ftp://x\"`: expected an http:// or https:// URL",
+        ),
+        (
+            &[
+                "--tier",
+                r#"{kind = "simulated", max_in_flight = 4, max_waiting = 1}"#,
+                "--tier",
+                CLOUD,
+            ],
+            "key `max_waiting`: applies only to --hybrid-policy queue-wait",
         ),
         (
             &["--tier", ONPREM, "--tier", CLOUD, "--isolation", "process"],

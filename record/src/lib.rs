@@ -41,6 +41,7 @@ pub use observation::{
 };
 pub use route::{
     HybridPolicy, HybridRecord, Route, RoutingSummary, SpillReason, TierRecord, TierSummary,
+    WaitingSignal,
 };
 pub use run::*;
 pub use server_metrics::{CounterDelta, LevelServerMetrics, ServerMetricsSource};

@@ -192,6 +192,7 @@ impl RequestRow {
             first_reasoning_s: first_reasoning_s.map(|t| t - start),
             reasoning_chunks: wire.map(|w| w.reasoning_chunks),
             reasoning_tokens: wire.and_then(|w| w.reasoning_tokens),
+            cached_prompt_tokens: wire.and_then(|w| w.cached_prompt_tokens),
             retry_after_s: wire.and_then(|w| w.retry_after).map(|d| d.as_secs_f64()),
             http_version: wire.and_then(|w| w.http_version).map(str::to_string),
             decode_rule: t.decode_rule,

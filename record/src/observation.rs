@@ -142,6 +142,9 @@ pub struct WireInfo {
     pub reasoning_chunks: u64,
     /// Reasoning tokens from the API's usage, when it reports them.
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens the API's usage says were read from its prompt cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`, Anthropic's `cache_read_input_tokens`).
+    pub cached_prompt_tokens: Option<u64>,
     /// `Retry-After` of a 429 response.
     pub retry_after: Option<Duration>,
     /// Set when the kept-alive connection the request was to use had been closed by the

@@ -24,8 +24,9 @@ pub enum SpillReason {
     InFlight,
     /// Every earlier tier's predicted time to first token exceeded the SLO (`ttft-slo`).
     TtftSlo,
-    /// Every earlier tier was spilling: it had reached its `max_in_flight` and not yet drained
-    /// to its `resume_below` (`queue-wait`).
+    /// Every earlier tier was spilling (`queue-wait`): its server reported more than its
+    /// `max_waiting` waiting requests and not yet `resume_waiting` or fewer, or (without a
+    /// reading) it had reached its `max_in_flight` and not yet drained to its `resume_below`.
     QueueWait,
 }
 
@@ -72,8 +73,10 @@ pub enum HybridPolicy {
     /// window and the wait of its oldest request still without one; otherwise the request
     /// goes to the next tier. Old observations expire, so a spilling tier is tried again.
     TtftSlo,
-    /// In-flight with hysteresis: a tier that reaches its `max_in_flight` spills every request
-    /// until its in-flight count (charter's own) drains to its `resume_below`.
+    /// Spill on the tier's queue, with hysteresis: while its server (its `/metrics`) reports
+    /// more than `max_waiting` waiting requests, until it reports `resume_waiting` or fewer;
+    /// without a reading, from reaching `max_in_flight` (charter's own count) until drained
+    /// to `resume_below`.
     QueueWait,
 }
 
@@ -101,7 +104,34 @@ pub struct TierRecord {
     /// at most this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_below: Option<u32>,
+    /// Queue-wait policy: the server's waiting requests above which the tier spills, and at
+    /// or below which it takes requests again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_waiting: Option<u32>,
+    /// Queue-wait policy: where the tier's waiting count came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_signal: Option<WaitingSignal>,
     pub backend: BackendRecord,
+}
+
+/// Queue-wait: where a tier's waiting count came from, and how many routing decisions went by
+/// each signal (a failed scrape falls back to charter's count until the next one reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WaitingSignal {
+    /// The tier's metrics endpoint, when it answered with a waiting gauge at the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The server's gauge read (`vllm:num_requests_waiting`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Why charter's own in-flight count is used instead, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// Routing decisions at this tier by the server's reading and by charter's count.
+    pub decisions_by_server: u64,
+    pub decisions_by_count: u64,
 }
 
 /// A hybrid backend: its tiers in routing order and the policy between them.
@@ -126,6 +156,12 @@ pub struct TierSummary {
     /// Prompt and output tokens of its completed requests.
     pub prompt_tokens: u64,
     pub output_tokens: u64,
+    /// Of those, prompt tokens read from the API's prompt cache and reasoning tokens, as its
+    /// usage reported them (priced separately where the price sheet has a price for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     pub ttft: Option<LatencySummary>,
     pub e2e: Option<LatencySummary>,
 }

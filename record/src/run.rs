@@ -1016,6 +1016,10 @@ pub struct RequestRow {
     /// counts them there, as OpenAI does).
     #[serde(default)]
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens the API's usage says were read from its prompt cache (part of
+    /// `prompt_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: Option<u64>,
     /// HTTP 429: the delay the server asked for in `Retry-After`.
     #[serde(default)]
     pub retry_after_s: Option<f64>,

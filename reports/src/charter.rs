@@ -270,6 +270,13 @@ pub struct CloudTierCost {
     pub tier: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of the input, tokens read from the API's prompt cache (at `cached_input_per_1m` where
+    /// the entry has it); of the output, reasoning tokens (at `reasoning_per_1m` where it has
+    /// it), as the API's usage reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
     /// At the `cloud_api` entry named like the tier (`None`: no such entry).
     pub cost: Option<f64>,
 }
@@ -295,7 +302,8 @@ pub struct BreakEven {
     pub cloud_per_month: Option<f64>,
 }
 
-fn instances(load: &LoadProfile) -> u32 {
+/// Requests a level keeps in flight at most: its concurrency, or its open-loop cap.
+pub fn instances(load: &LoadProfile) -> u32 {
     match load {
         LoadProfile::ClosedLoop { concurrency } => *concurrency,
         LoadProfile::OpenLoop { max_in_flight, .. } => *max_in_flight,
@@ -564,6 +572,19 @@ fn cost_report(run: &LoadedRun, cfg: &CostConfig) -> Option<CostReport> {
     })
 }
 
+/// A cloud tier's tokens at an API's prices: cached input tokens at the cached price and
+/// reasoning tokens (counted in the output, as OpenAI reports them) at the reasoning price where
+/// the entry has them, the rest at the input and output prices.
+fn tier_tokens_cost(s: &charter_record::TierSummary, a: &cost::CloudApi) -> f64 {
+    let cached = s.cached_prompt_tokens.unwrap_or(0).min(s.prompt_tokens);
+    let reasoning = s.reasoning_tokens.unwrap_or(0).min(s.output_tokens);
+    let input = (s.prompt_tokens - cached) as f64 * a.input_per_1m
+        + cached as f64 * a.cached_input_per_1m.unwrap_or(a.input_per_1m);
+    let output = (s.output_tokens - reasoning) as f64 * a.output_per_1m
+        + reasoning as f64 * a.reasoning_per_1m.unwrap_or(a.output_per_1m);
+    (input + output) / 1e6
+}
+
 /// The blended cost of a hybrid level (see [`HybridCost`]): `tiers` in routing order, the
 /// level's routing over a window of `window_s`, and the on-prem node's cost per hour.
 fn hybrid_cost(
@@ -584,11 +605,13 @@ fn hybrid_cost(
                 tier: t.clone(),
                 input_tokens: s.prompt_tokens,
                 output_tokens: s.output_tokens,
-                cost: cfg.cloud_api.iter().find(|a| &a.name == t).map(|a| {
-                    (s.prompt_tokens as f64 * a.input_per_1m
-                        + s.output_tokens as f64 * a.output_per_1m)
-                        / 1e6
-                }),
+                cached_input_tokens: s.cached_prompt_tokens,
+                reasoning_tokens: s.reasoning_tokens,
+                cost: cfg
+                    .cloud_api
+                    .iter()
+                    .find(|a| &a.name == t)
+                    .map(|a| tier_tokens_cost(&s, a)),
             }
         })
         .collect();
@@ -960,5 +983,23 @@ mod tests {
         // Without the node's power: no on-prem cost, no blend.
         let h = hybrid_cost(&names, &routing, 600.0, &cfg, None);
         assert!(h.per_1m_output.is_none() && h.onprem_cost.is_none());
+
+        // Cached input and reasoning output at their own prices where the sheet has them:
+        // 4,000 of the 10,000 input tokens cached at 0.5, 10,000 of the 40,000 output tokens
+        // reasoning at 12: (6,000 × 2 + 4,000 × 0.5 + 30,000 × 8 + 10,000 × 12) / 1M = 0.374.
+        let mut routing = routing;
+        let cloud = routing.tiers.get_mut("cloud").unwrap();
+        cloud.cached_prompt_tokens = Some(4_000);
+        cloud.reasoning_tokens = Some(10_000);
+        cfg.cloud_api[0].cached_input_per_1m = Some(0.5);
+        cfg.cloud_api[0].reasoning_per_1m = Some(12.0);
+        let h = hybrid_cost(&names, &routing, 600.0, &cfg, Some(3.6));
+        assert!((h.cloud[0].cost.unwrap() - 0.374).abs() < 1e-9, "{h:?}");
+        assert_eq!(h.cloud[0].cached_input_tokens, Some(4_000));
+        // Without those prices, they cost what other input and output tokens cost (0.34).
+        cfg.cloud_api[0].cached_input_per_1m = None;
+        cfg.cloud_api[0].reasoning_per_1m = None;
+        let h = hybrid_cost(&names, &routing, 600.0, &cfg, Some(3.6));
+        assert!((h.cloud[0].cost.unwrap() - 0.34).abs() < 1e-9, "{h:?}");
     }
 }

@@ -627,6 +627,92 @@ fn draw_ram_vs_context<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Each tier's share of the requests over a routed level's window (hybrid tiers, or
+/// `--tier-header`'s upstreams), one chart per level: the spill over time.
+pub fn spill_over_time(runs: &[LoadedRun]) -> Result<Vec<Chart>, String> {
+    let mut out = Vec::new();
+    for (ri, run) in runs.iter().enumerate() {
+        let order: Vec<String> = run
+            .record
+            .backend
+            .hybrid
+            .as_ref()
+            .map(|h| h.tiers.iter().map(|t| t.name.clone()).collect())
+            .unwrap_or_default();
+        for l in &run.record.levels {
+            let (Some(w), Some(routing)) = (&l.window, &l.summary.routing) else {
+                continue;
+            };
+            let routed: u64 = routing.tiers.values().map(|t| t.requests).sum();
+            let buckets = ((routed / 5) as usize).clamp(1, 30);
+            let Some(shares) = crate::routing::shares_over_time(
+                &run.requests,
+                &order,
+                (w.start_s, w.end_s),
+                buckets,
+            ) else {
+                continue;
+            };
+            let title = format!(
+                "Requests per tier over time — {}, level {} ({})",
+                short(&run.record.backend.model),
+                l.index,
+                l.load.label()
+            );
+            out.push(render(
+                &format!("spill-over-time-{ri}-{}", l.index),
+                &title,
+                &|a| draw_shares(a, &title, &shares),
+                &|a| draw_shares(a, &title, &shares),
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+/// Stacked bars: per time bucket, each tier's share of the requests that started in it.
+fn draw_shares<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    s: &crate::routing::TierShares,
+) -> Result<(), String> {
+    let tmax = s.bucket_s * s.counts.len() as f64;
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..tmax, 0.0..100.0)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc(format!(
+            "seconds since the window's start ({:.2} s buckets, by request start)",
+            s.bucket_s
+        ))
+        .y_desc("share of requests (%)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    let shares: Vec<Vec<f64>> = (0..s.counts.len()).map(|b| s.shares(b)).collect();
+    for (i, tier) in s.tiers.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let bars = shares.iter().enumerate().map(|(b, sh)| {
+            let below: f64 = sh[..i].iter().sum::<f64>() * 100.0;
+            let x0 = b as f64 * s.bucket_s;
+            Rectangle::new(
+                [(x0, below), (x0 + s.bucket_s, below + sh[i] * 100.0)],
+                colour.filled(),
+            )
+        });
+        c.draw_series(bars)
+            .map_err(err)?
+            .label(tier.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    draw_legend(&mut c, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
 /// Cost per 1M output tokens per option, and the break-even chart, per priced run.
 pub fn cost_charts(ch: &Charter) -> Result<Vec<Chart>, String> {
     let mut out = Vec::new();
@@ -830,6 +916,7 @@ pub fn all(runs: &[LoadedRun], ch: &Charter) -> Result<Vec<Chart>, String> {
     let mut v = latency_cdfs(runs)?;
     v.extend(load_curves(runs)?);
     v.extend(resource_timelines(runs)?);
+    v.extend(spill_over_time(runs)?);
     v.extend(ram_vs_context(runs)?);
     v.extend(cost_charts(ch)?);
     for (i, t) in ch.tokens.iter().enumerate() {

@@ -86,6 +86,10 @@ pub struct CloudApi {
     #[serde(default)]
     pub cached_input_per_1m: Option<f64>,
     pub output_per_1m: f64,
+    /// Reasoning (thinking) output tokens, where the API prices them apart from the rest of
+    /// the output (without it they cost `output_per_1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_per_1m: Option<f64>,
     pub source: String,
     pub date: String,
 }
@@ -154,6 +158,9 @@ impl CostConfig {
             checks.push((format!("cloud_api[{i}].output_per_1m"), a.output_per_1m));
             if let Some(c) = a.cached_input_per_1m {
                 checks.push((format!("cloud_api[{i}].cached_input_per_1m"), c));
+            }
+            if let Some(r) = a.reasoning_per_1m {
+                checks.push((format!("cloud_api[{i}].reasoning_per_1m"), r));
             }
         }
         for (key, v) in checks {

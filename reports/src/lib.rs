@@ -13,6 +13,7 @@ pub mod energy;
 pub mod export;
 pub mod gate;
 pub mod histograms;
+pub mod hybrid_plan;
 pub mod merge;
 pub mod render;
 pub mod resources;

@@ -171,8 +171,20 @@ fn hybrid_cost_sentence(c: &CostReport) -> Option<String> {
         .cloud
         .iter()
         .map(|t| {
+            let mut of = Vec::new();
+            if let Some(c) = t.cached_input_tokens {
+                of.push(format!("{c} cached input"));
+            }
+            if let Some(r) = t.reasoning_tokens {
+                of.push(format!("{r} reasoning"));
+            }
+            let of = if of.is_empty() {
+                String::new()
+            } else {
+                format!(" (of which {})", of.join(", "))
+            };
             format!(
-                "{} {} input + {} output tokens = {}",
+                "{} {} input + {} output tokens{of} = {}",
                 t.tier,
                 t.input_tokens,
                 t.output_tokens,

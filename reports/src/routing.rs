@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use charter_record::{RequestRow, RoutingSummary, TierSummary};
+use charter_record::{RequestRow, RoutingSummary, StopReason, TierSummary};
 
 use crate::stats::LatencyHistogram;
 
@@ -44,6 +44,12 @@ impl Routing {
         } else {
             t.s.prompt_tokens += row.prompt_tokens;
             t.s.output_tokens += row.output_tokens;
+            if let Some(c) = row.cached_prompt_tokens {
+                *t.s.cached_prompt_tokens.get_or_insert(0) += c;
+            }
+            if let Some(r) = row.reasoning_tokens {
+                *t.s.reasoning_tokens.get_or_insert(0) += r;
+            }
             if let Some(v) = row.ttft_s {
                 t.ttft.record_s(v);
             }
@@ -94,6 +100,74 @@ impl Routing {
         }
         Some(s)
     }
+}
+
+/// Requests per tier in equal time buckets of a window (by start time): the spill over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierShares {
+    /// Tier names, in routing order where known.
+    pub tiers: Vec<String>,
+    pub bucket_s: f64,
+    /// Per bucket from the window's start, requests per tier (by `tiers`' order).
+    pub counts: Vec<Vec<u64>>,
+}
+
+impl TierShares {
+    /// Each tier's share of a bucket's requests (all zero for an empty bucket).
+    pub fn shares(&self, bucket: usize) -> Vec<f64> {
+        let c = &self.counts[bucket];
+        let total: u64 = c.iter().sum();
+        c.iter()
+            .map(|&n| {
+                if total == 0 {
+                    0.0
+                } else {
+                    n as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+}
+
+/// The measured (not warm-up, not cancelled) routed rows of `rows` that started in the window `(start, end)`, counted per
+/// tier in `buckets` equal buckets; `order` lists tiers in routing order (others follow by
+/// name). `None` without a routed row.
+pub fn shares_over_time(
+    rows: &[RequestRow],
+    order: &[String],
+    (start, end): (f64, f64),
+    buckets: usize,
+) -> Option<TierShares> {
+    let routed: Vec<(f64, &str)> = rows
+        .iter()
+        .filter(|r| !r.warmup && r.stop_reason != Some(StopReason::Cancelled))
+        .filter(|r| r.start_s >= start && r.start_s <= end)
+        .filter_map(|r| Some((r.start_s, r.tier.as_deref()?)))
+        .collect();
+    if routed.is_empty() || end <= start || buckets == 0 {
+        return None;
+    }
+    let mut tiers: Vec<String> = order.to_vec();
+    let mut others: Vec<&str> = routed
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| !order.iter().any(|o| o == t))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    tiers.extend(others.into_iter().map(String::from));
+    let bucket_s = (end - start) / buckets as f64;
+    let mut counts = vec![vec![0u64; tiers.len()]; buckets];
+    for (t, name) in routed {
+        let b = (((t - start) / bucket_s) as usize).min(buckets - 1);
+        let i = tiers.iter().position(|x| x == name).expect("listed above");
+        counts[b][i] += 1;
+    }
+    Some(TierShares {
+        tiers,
+        bucket_s,
+        counts,
+    })
 }
 
 #[cfg(test)]
@@ -161,5 +235,29 @@ mod tests {
         let s = r.summary(Some((0.0, 1.0))).unwrap();
         assert_eq!(s.spill_fraction, None);
         assert_eq!(s.tiers["https://api.a"].requests, 1);
+    }
+
+    #[test]
+    fn shares_over_time_count_each_bucket_in_routing_order() {
+        let rows = [
+            row(10.1, "cloud", Some(SpillReason::InFlight), 0.01),
+            row(10.2, "onprem", None, 0.02),
+            row(10.6, "cloud", Some(SpillReason::InFlight), 0.01),
+            row(11.0, "cloud", Some(SpillReason::InFlight), 0.01),
+            row(12.5, "onprem", None, 0.02),
+        ];
+        let order = ["onprem".to_string(), "cloud".to_string()];
+        // Window 10..11 in two buckets of 0.5 s; 12.5 is outside; 11.0 is in the last bucket.
+        let s = shares_over_time(&rows, &order, (10.0, 11.0), 2).unwrap();
+        assert_eq!(s.tiers, order);
+        assert_eq!(s.bucket_s, 0.5);
+        assert_eq!(s.counts, vec![vec![1, 1], vec![0, 2]]);
+        assert_eq!(s.shares(0), vec![0.5, 0.5]);
+        assert_eq!(s.shares(1), vec![0.0, 1.0]);
+        // A tier the order does not name follows it.
+        let s = shares_over_time(&rows, &order[1..], (10.0, 11.0), 1).unwrap();
+        assert_eq!(s.tiers, ["cloud", "onprem"]);
+        assert_eq!(s.counts, vec![vec![3, 1]]);
+        assert!(shares_over_time(&rows, &order, (20.0, 21.0), 2).is_none());
     }
 }

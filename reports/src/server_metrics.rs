@@ -295,6 +295,11 @@ pub struct ScrapePoint {
     pub values: Option<Meanings>,
 }
 
+/// One meaning's value in a scrape's known values.
+pub fn value_of(values: &Meanings, m: Meaning) -> Option<f64> {
+    values[index(m)]
+}
+
 fn index(m: Meaning) -> usize {
     KNOWN
         .iter()

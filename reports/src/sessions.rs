@@ -34,10 +34,7 @@ impl SessionAggregator {
             return;
         }
         if let Some(t) = row.ttft_s {
-            self.ttft_by_turn
-                .entry(turn)
-                .or_default()
-                .record_s(t);
+            self.ttft_by_turn.entry(turn).or_default().record_s(t);
         }
         self.sessions.entry(session).or_default().push(TurnSeen {
             turn,

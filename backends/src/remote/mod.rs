@@ -1333,6 +1333,7 @@ impl Exchange<'_> {
     fn outcome(&self, mut p: Progress) -> GenOutcome {
         let sh = self.shared;
         p.wire.reasoning_tokens = p.usage.reasoning_tokens;
+        p.wire.cached_prompt_tokens = p.usage.cached_prompt_tokens;
         p.wire.prompt_tokens_usage = p.usage.prompt_tokens;
         p.wire.output_tokens_usage = p.usage.output_tokens;
         p.wire.output_tokens_tokenizer = sh.prompt_text.count_output(&p.text);

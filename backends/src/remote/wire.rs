@@ -28,6 +28,8 @@ pub struct Usage {
     pub prompt_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
+    /// Prompt tokens read from the API's prompt cache.
+    pub cached_prompt_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -36,6 +38,7 @@ impl Usage {
         self.prompt_tokens = other.prompt_tokens.or(self.prompt_tokens);
         self.output_tokens = other.output_tokens.or(self.output_tokens);
         self.reasoning_tokens = other.reasoning_tokens.or(self.reasoning_tokens);
+        self.cached_prompt_tokens = other.cached_prompt_tokens.or(self.cached_prompt_tokens);
     }
 }
 
@@ -111,6 +114,14 @@ struct OaUsage {
     completion_tokens: Option<u64>,
     #[serde(default)]
     completion_tokens_details: Option<OaDetails>,
+    #[serde(default)]
+    prompt_tokens_details: Option<OaPromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct OaPromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +155,7 @@ fn openai<'a>(data: &'a str, secrets: &Secrets) -> Result<Piece<'a>, String> {
             prompt_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
             reasoning_tokens: u.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            cached_prompt_tokens: u.prompt_tokens_details.and_then(|d| d.cached_tokens),
         }),
         ..Default::default()
     };
@@ -200,14 +212,24 @@ struct AnUsage {
     input_tokens: Option<u64>,
     #[serde(default)]
     output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
 }
 
 impl From<AnUsage> for Usage {
     fn from(u: AnUsage) -> Self {
+        // Anthropic's `input_tokens` leaves out the tokens written to and read from its cache:
+        // the prompt is all three (as OpenAI's `prompt_tokens` counts its cached tokens).
+        let cached = u.cache_read_input_tokens;
         Usage {
-            prompt_tokens: u.input_tokens,
+            prompt_tokens: u
+                .input_tokens
+                .map(|i| i + u.cache_creation_input_tokens.unwrap_or(0) + cached.unwrap_or(0)),
             output_tokens: u.output_tokens,
             reasoning_tokens: None,
+            cached_prompt_tokens: cached,
         }
     }
 }
@@ -324,7 +346,7 @@ mod tests {
         assert!(p.has_reasoning() && !p.has_content());
         let p = parse(
             Format::OpenAiChat,
-            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"completion_tokens_details":{"reasoning_tokens":2}}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"completion_tokens_details":{"reasoning_tokens":2},"prompt_tokens_details":{"cached_tokens":3}}}"#,
         )
         .unwrap();
         assert_eq!(
@@ -332,7 +354,8 @@ mod tests {
             Some(Usage {
                 prompt_tokens: Some(5),
                 output_tokens: Some(7),
-                reasoning_tokens: Some(2)
+                reasoning_tokens: Some(2),
+                cached_prompt_tokens: Some(3)
             })
         );
         assert!(parse(Format::OpenAiChat, "[DONE]").unwrap().done);
@@ -355,6 +378,14 @@ mod tests {
         .unwrap();
         assert_eq!(p.usage.unwrap().prompt_tokens, Some(25));
         assert_eq!(p.usage.unwrap().output_tokens, None);
+        // A prompt partly written to and partly read from the cache: the prompt is all of it.
+        let p = parse(
+            Format::Anthropic,
+            r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":5,"cache_creation_input_tokens":7,"cache_read_input_tokens":20,"output_tokens":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.usage.unwrap().prompt_tokens, Some(32));
+        assert_eq!(p.usage.unwrap().cached_prompt_tokens, Some(20));
         let p = parse(
             Format::Anthropic,
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,

@@ -316,15 +316,18 @@ pub struct RemoteArgs {
 pub struct HybridArgs {
     /// One tier, in routing order (repeat it; at least two): `[backend]` keys of that tier as a
     /// TOML inline table, plus `name`, `max_in_flight` (in-flight and queue-wait policies: the
-    /// most requests it serves at once; every tier but the last needs one) and `resume_below`
-    /// (queue-wait), e.g. '{kind = "openai", base_url
+    /// most requests it serves at once; every tier but the last needs one), and for queue-wait
+    /// `resume_below`, `max_waiting`, `resume_waiting` and `metrics_url` (the tier's /metrics
+    /// [default: {base}/metrics of an openai tier], or "none"), e.g. '{kind = "openai", base_url
     /// = "http://onprem:8000", model = "m", name = "onprem", max_in_flight = 8}'. In a
     /// scenario: `[[backend.tier]]` tables.
     #[arg(long, value_name = "TABLE", value_parser = TierTable::parse)]
     pub tier: Vec<TierTable>,
 
-    /// Routing between the tiers [default: in-flight]; queue-wait is in-flight with hysteresis:
-    /// a tier that reached its `max_in_flight` spills until its in-flight count drains to its
+    /// Routing between the tiers [default: in-flight]; queue-wait spills with hysteresis on the
+    /// tier's queue: while its server's /metrics report more than `max_waiting` [default: 0]
+    /// waiting requests, until `resume_waiting` [default: half of max_waiting] or fewer; without
+    /// a reading, from reaching `max_in_flight` until its in-flight count drains to
     /// `resume_below` [default: half of max_in_flight].
     #[arg(long, value_enum)]
     pub hybrid_policy: Option<HybridPolicy>,
@@ -697,11 +700,60 @@ impl BackendArgs {
                     ))
                 }
             };
+            let queue_wait = policy == HybridPolicy::QueueWait;
+            let count = |key: &str| match table.get(key) {
+                Some(_) if !queue_wait => Err(bad(
+                    key,
+                    "applies only to --hybrid-policy queue-wait".into(),
+                )),
+                Some(toml::Value::Integer(k)) if *k >= 0 && *k < i64::from(u32::MAX) => {
+                    Ok(Some(*k as u32))
+                }
+                Some(v) => Err(bad(key, format!("`{v}`: expected an integer ≥ 0"))),
+                None => Ok(None),
+            };
+            let max_waiting = count("max_waiting")?.or(queue_wait.then_some(0));
+            let resume_waiting = count("resume_waiting")?.or(max_waiting.map(|w| w / 2));
+            if let (Some(r), Some(w)) = (resume_waiting, max_waiting) {
+                if r > w {
+                    return Err(bad(
+                        "resume_waiting",
+                        format!("`{r}`: expected an integer from 0 to max_waiting ({w})"),
+                    ));
+                }
+            }
+            let metrics_url = match table.get("metrics_url") {
+                None => None,
+                Some(_) if !queue_wait => {
+                    return Err(bad(
+                        "metrics_url",
+                        "applies only to --hybrid-policy queue-wait".into(),
+                    ))
+                }
+                Some(toml::Value::String(u))
+                    if u == crate::telemetry::server_metrics::NONE
+                        || reqwest::Url::parse(u).is_ok_and(|u| {
+                            matches!(u.scheme(), "http" | "https") && u.host().is_some()
+                        }) =>
+                {
+                    Some(u.clone())
+                }
+                Some(v) => {
+                    return Err(bad(
+                        "metrics_url",
+                        format!("`{v}`: expected an http:// or https:// URL such as http://127.0.0.1:8000/metrics, or \"none\""),
+                    ))
+                }
+            };
             let spec = args.resolve(&origins, threads, instances)?;
             tiers.push(TierOptions {
                 name,
                 max_in_flight,
                 resume_below,
+                max_waiting,
+                resume_waiting,
+                metrics_url,
+                server_waiting: Default::default(),
                 spec,
             });
         }

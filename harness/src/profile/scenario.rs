@@ -224,7 +224,14 @@ impl Settings {
 }
 
 /// The keys of a tier table that are the tier's own, not a backend setting.
-pub const TIER_KEYS: &[&str] = &["name", "max_in_flight", "resume_below"];
+pub const TIER_KEYS: &[&str] = &[
+    "name",
+    "max_in_flight",
+    "resume_below",
+    "max_waiting",
+    "resume_waiting",
+    "metrics_url",
+];
 
 /// A hybrid backend's tier table read as `[backend]` settings (through the flags' own parsers,
 /// as a scenario's `[backend]` section is), without its own keys ([`TIER_KEYS`]). `tier`

@@ -119,6 +119,7 @@ impl<'a> Session<'a> {
             dir,
         )?;
         record.server_metrics = server.sources();
+        note_waiting_signals(&mut record, &server);
         if server.writes_csv() {
             record.files.server_metrics_csv = Some(rundir::SERVER_METRICS_CSV.into());
         }
@@ -576,6 +577,7 @@ impl<'a> Session<'a> {
             }),
         };
         self.record.levels.push(level.clone());
+        note_waiting_signals(&mut self.record, &self.server);
         if let Err(e) = self.dir.write_record(&self.record) {
             return Err(self.results_lost(e));
         }
@@ -610,6 +612,7 @@ impl<'a> Session<'a> {
         }
         let (sources, write_error) = self.server.stop();
         self.record.server_metrics = sources;
+        note_waiting_signals(&mut self.record, &self.server);
         for l in &mut self.record.levels {
             l.resources.sampler = Some(out.info.clone());
         }
@@ -669,4 +672,15 @@ fn results_lost(dir: &RunDir, record: &mut RunRecord, rows: u64, e: anyhow::Erro
         dir.path().display(),
         rundir::REQUESTS_CSV,
     ))
+}
+
+/// Queue-wait: which waiting signal each hybrid tier went by, and how often, into the record.
+fn note_waiting_signals(record: &mut RunRecord, server: &ServerScraper) {
+    if let Some(h) = record.backend.hybrid.as_mut() {
+        for (i, signal) in server.waiting_signals() {
+            if let Some(t) = h.tiers.get_mut(i) {
+                t.waiting_signal = Some(signal);
+            }
+        }
+    }
 }

@@ -9,16 +9,25 @@
 //! recorded "not measured (reason)" and the run goes on. A failed or malformed scrape is an
 //! error row and a count, never a failed run. The backend's API key goes with a scrape only to
 //! the backend's own origin, and never into a file (errors are scrubbed of it).
+//!
+//! A hybrid backend with `--hybrid-policy queue-wait` routes by its tiers' own waiting
+//! requests: each tier before the last is probed at its `metrics_url` (default: `{base}/metrics`
+//! of an `openai` tier) and, when that answers with a known waiting gauge, scraped with the
+//! rest; every scrape hands the reading to the router ([`ServerWaiting`]), and a failed one
+//! leaves it to charter's own in-flight count until the next. Which signal each tier used is
+//! recorded ([`ServerScraper::waiting_signals`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use charter_backends::hybrid::ServerWaiting;
+use charter_backends::remote::{Api, RemoteOptions};
 use charter_backends::secrets::Secrets;
-use charter_backends::BackendSpec;
-use charter_record::{LevelServerMetrics, ServerMetricsSource};
-use charter_reports::server_metrics::{self as sm, ScrapePoint, KNOWN};
+use charter_backends::{BackendSpec, HybridPolicy};
+use charter_record::{LevelServerMetrics, ServerMetricsSource, WaitingSignal};
+use charter_reports::server_metrics::{self as sm, Meaning, ScrapePoint, KNOWN};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 
 use crate::rundir::{self, RunDir};
@@ -36,6 +45,17 @@ struct Target {
     auth: Option<HeaderValue>,
     record: ServerMetricsSource,
     points: Vec<ScrapePoint>,
+    /// Queue-wait: the hybrid tiers whose routers read this endpoint's waiting count.
+    feeds: Vec<Arc<ServerWaiting>>,
+}
+
+/// Queue-wait: one hybrid tier's waiting signal.
+struct TierWatch {
+    tier: usize,
+    waiting: Arc<ServerWaiting>,
+    /// The tier's metrics endpoint, to be probed at the start.
+    probe: Option<Target>,
+    signal: WaitingSignal,
 }
 
 /// The URL as recorded: user name and password removed.
@@ -52,25 +72,50 @@ struct Plan {
     targets: Vec<Target>,
     /// The default endpoint, tried once (`--backend openai` without `--server-metrics`).
     probe: Option<Target>,
+    /// Queue-wait tiers, with the endpoint each is to be read from.
+    watches: Vec<TierWatch>,
     secrets: Secrets,
 }
 
-fn plan(urls: &[String], backend: &BackendSpec) -> Result<Plan, CliError> {
-    let remote = match backend {
-        BackendSpec::Remote(o) => Some(o),
-        _ => None,
-    };
-    let key = remote
-        .and_then(|o| o.api_key_env.as_ref())
+/// An API key from its environment variable.
+fn key_of(o: &RemoteOptions) -> Option<String> {
+    o.api_key_env
+        .as_ref()
         .and_then(|v| std::env::var(v).ok())
         .map(|k| k.trim().to_string())
-        .filter(|k| !k.is_empty());
-    let base = remote.and_then(|o| reqwest::Url::parse(&o.base_url).ok());
+        .filter(|k| !k.is_empty())
+}
+
+/// `{base}/metrics`: an OpenAI-compatible server's base URL without `/v1`.
+fn default_metrics_url(o: &RemoteOptions) -> Option<reqwest::Url> {
+    let mut u = reqwest::Url::parse(&o.base_url).ok()?;
+    let path = u.path().trim_end_matches('/');
+    let path = path.strip_suffix("/v1").unwrap_or(path).to_string();
+    u.set_path(&format!("{path}/metrics"));
+    u.set_query(None);
+    Some(u)
+}
+
+fn plan(urls: &[String], backend: &BackendSpec) -> Result<Plan, CliError> {
+    let remotes: Vec<&RemoteOptions> = match backend {
+        BackendSpec::Remote(o) => vec![o],
+        BackendSpec::Hybrid(h) => h
+            .tiers
+            .iter()
+            .filter_map(|t| match &t.spec {
+                BackendSpec::Remote(o) => Some(o),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A key goes only to the origin of the OpenAI-compatible backend it belongs to.
     let auth_for = |url: &reqwest::Url| {
-        let same_origin = base.as_ref().is_some_and(|b| b.origin() == url.origin());
-        let is_openai = remote.is_some_and(|o| o.api == charter_backends::remote::Api::Openai);
-        key.as_ref()
-            .filter(|_| same_origin && is_openai)
+        remotes
+            .iter()
+            .filter(|o| o.api == Api::Openai)
+            .find(|o| reqwest::Url::parse(&o.base_url).is_ok_and(|b| b.origin() == url.origin()))
+            .and_then(|o| key_of(o))
             .and_then(|k| HeaderValue::from_str(&format!("Bearer {k}")).ok())
             .map(|mut v| {
                 v.set_sensitive(true);
@@ -89,6 +134,7 @@ fn plan(urls: &[String], backend: &BackendSpec) -> Result<Plan, CliError> {
         },
         url,
         points: Vec::new(),
+        feeds: Vec::new(),
     };
     let mut targets = Vec::new();
     for u in urls.iter().filter(|u| u.as_str() != NONE) {
@@ -102,37 +148,66 @@ fn plan(urls: &[String], backend: &BackendSpec) -> Result<Plan, CliError> {
             })?;
         targets.push(target(url));
     }
-    let probe = match (remote, &base) {
-        (Some(o), Some(b)) if urls.is_empty() && o.api == charter_backends::remote::Api::Openai => {
-            let mut u = b.clone();
-            let path = u.path().trim_end_matches('/');
-            let path = path.strip_suffix("/v1").unwrap_or(path).to_string();
-            u.set_path(&format!("{path}/metrics"));
-            u.set_query(None);
-            Some(target(u))
+    let probe = match backend {
+        BackendSpec::Remote(o) if urls.is_empty() && o.api == Api::Openai => {
+            default_metrics_url(o).map(target)
         }
         _ => None,
     };
+    let mut watches = Vec::new();
+    if let BackendSpec::Hybrid(h) = backend {
+        if h.policy == HybridPolicy::QueueWait {
+            let routed = h.tiers.len().saturating_sub(1);
+            for (i, t) in h.tiers.iter().enumerate().take(routed) {
+                let url = match (&t.metrics_url, &t.spec) {
+                    (Some(u), _) if u == NONE => Err("metrics_url = \"none\"".to_string()),
+                    (Some(u), _) => reqwest::Url::parse(u).map_err(|e| format!("{u}: {e}")),
+                    (None, BackendSpec::Remote(o)) if o.api == Api::Openai => {
+                        default_metrics_url(o).ok_or_else(|| "no metrics URL".into())
+                    }
+                    (None, spec) => Err(format!(
+                        "a {} tier has no metrics endpoint (set metrics_url)",
+                        spec.label()
+                    )),
+                };
+                let (probe, fallback_reason) = match url {
+                    Ok(u) => (Some(target(u)), None),
+                    Err(e) => (None, Some(e)),
+                };
+                watches.push(TierWatch {
+                    tier: i,
+                    waiting: Arc::clone(&t.server_waiting),
+                    probe,
+                    signal: WaitingSignal {
+                        fallback_reason,
+                        ..Default::default()
+                    },
+                });
+            }
+        }
+    }
+    let keys: Vec<String> = remotes.iter().filter_map(|o| key_of(o)).collect();
     Ok(Plan {
-        client: client(remote)?,
+        client: client(&remotes)?,
         targets,
         probe,
-        secrets: Secrets::new(key),
+        watches,
+        secrets: Secrets::new(keys),
     })
 }
 
-/// The scrapes' HTTP client: it trusts what the backend's client trusts (`--ca-cert`,
+/// The scrapes' HTTP client: it trusts what the backends' clients trust (`--ca-cert`,
 /// `--insecure`).
-fn client(
-    remote: Option<&charter_backends::remote::RemoteOptions>,
-) -> Result<reqwest::Client, CliError> {
+fn client(remotes: &[&RemoteOptions]) -> Result<reqwest::Client, CliError> {
     let failed = |e: String| CliError::Failure(anyhow::anyhow!("metrics scraper client: {e}"));
     let mut b = reqwest::Client::builder().timeout(SCRAPE_TIMEOUT);
-    if let Some(o) = remote {
+    for o in remotes {
         for c in charter_backends::remote::trusted_roots(o).map_err(|e| failed(e.to_string()))? {
             b = b.add_root_certificate(c);
         }
-        b = b.danger_accept_invalid_certs(o.insecure);
+        if o.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
     }
     b.build().map_err(|e| failed(e.to_string()))
 }
@@ -179,6 +254,8 @@ pub struct ServerScraper {
     /// At least one source is scraped (and `server_metrics.csv` written).
     active: bool,
     interval: Duration,
+    /// Queue-wait tiers of a hybrid backend.
+    watches: Vec<TierWatch>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -210,6 +287,8 @@ fn scrape_all(
         match got {
             Ok(samples) => {
                 let (values, names) = sm::read_meanings(&samples);
+                let waiting = sm::value_of(&values, Meaning::Waiting);
+                target.feeds.iter().for_each(|f| f.set(waiting));
                 for ((meaning, _), name) in KNOWN.iter().zip(names) {
                     if let Some(name) = name {
                         target
@@ -239,6 +318,7 @@ fn scrape_all(
             }
             Err(e) => {
                 target.record.scrape_errors += 1;
+                target.feeds.iter().for_each(|f| f.set(None));
                 if !target.record.measured && target.record.reason.is_none() {
                     target.record.reason = Some(format!("not measured ({e})"));
                 }
@@ -279,10 +359,45 @@ impl ServerScraper {
             client,
             mut targets,
             probe,
+            mut watches,
             secrets,
         } = plan(urls, backend)?;
         let rt = runtime()?;
         let mut absent = Vec::new();
+        for w in &mut watches {
+            let Some(probe) = w.probe.take() else {
+                continue;
+            };
+            let shown_url = probe.record.url.clone();
+            let known = targets.iter().position(|t| t.url == probe.url);
+            let read = rt.block_on(fetch(&client, &probe, &secrets));
+            let metric = read.and_then(|samples| {
+                let (_, names) = sm::read_meanings(&samples);
+                let i = KNOWN.iter().position(|(m, _)| *m == Meaning::Waiting);
+                i.and_then(|i| names[i]).ok_or_else(|| {
+                    "no waiting gauge (vllm:num_requests_waiting, llamacpp:requests_deferred, ...)"
+                        .to_string()
+                })
+            });
+            match metric {
+                Ok(name) => {
+                    w.signal.url = Some(shown_url);
+                    w.signal.metric = Some(name.to_string());
+                    let i = known.unwrap_or_else(|| {
+                        targets.push(probe);
+                        targets.len() - 1
+                    });
+                    targets[i].feeds.push(Arc::clone(&w.waiting));
+                }
+                Err(e) => {
+                    eprintln!(
+                        "charter: queue-wait: tier #{} goes by charter's in-flight count: {shown_url}: {e}",
+                        w.tier + 1
+                    );
+                    w.signal.fallback_reason = Some(format!("{shown_url}: {e}"));
+                }
+            }
+        }
         if let Some(mut p) = probe {
             match rt.block_on(fetch(&client, &p, &secrets)) {
                 Ok(_) => targets.push(p),
@@ -348,7 +463,24 @@ impl ServerScraper {
             handle,
             active,
             interval,
+            watches,
         })
+    }
+
+    /// Queue-wait: each routed tier's waiting signal so far (tier index, signal).
+    pub fn waiting_signals(&self) -> Vec<(usize, WaitingSignal)> {
+        self.watches
+            .iter()
+            .map(|w| {
+                let (by_server, by_count) = w.waiting.decisions();
+                let signal = WaitingSignal {
+                    decisions_by_server: by_server,
+                    decisions_by_count: by_count,
+                    ..w.signal.clone()
+                };
+                (w.tier, signal)
+            })
+            .collect()
     }
 
     /// Whether `server_metrics.csv` is written.

@@ -76,6 +76,9 @@ pub struct Script {
     pub usage: bool,
     /// Prompt tokens the usage reports (tests use it to tell scripts apart in the rows).
     pub prompt_tokens: u64,
+    /// Of those, tokens the OpenAI usage reports read from the prompt cache
+    /// (`prompt_tokens_details.cached_tokens`; not sent when 0).
+    pub cached_tokens: u64,
     pub fault: Fault,
     /// The content chunks' text (one token each): `None` sends `"w0 "`, `"w1 "`, ...
     pub pieces: Option<Arc<Vec<String>>>,
@@ -93,6 +96,7 @@ impl Script {
             reasoning: 0,
             usage: true,
             prompt_tokens: 11,
+            cached_tokens: 0,
             fault: Fault::None,
             pieces: None,
             finish: "length",
@@ -473,7 +477,7 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool, cred: &str) -> Vec<(I
             end.push_str(&oa("{}", &format!("\"{}\"", s.finish)));
             if s.usage && include_usage {
                 let output = s.tokens + s.reasoning;
-                let details = if s.reasoning > 0 {
+                let mut details = if s.reasoning > 0 {
                     format!(
                         ",\"completion_tokens_details\":{{\"reasoning_tokens\":{}}}",
                         s.reasoning
@@ -481,6 +485,12 @@ fn plan(s: &Script, arrival: Instant, include_usage: bool, cred: &str) -> Vec<(I
                 } else {
                     String::new()
                 };
+                if s.cached_tokens > 0 {
+                    details.push_str(&format!(
+                        ",\"prompt_tokens_details\":{{\"cached_tokens\":{}}}",
+                        s.cached_tokens
+                    ));
+                }
                 end.push_str(&format!(
                     "data: {{\"id\":\"c1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{output},\"total_tokens\":{}{details}}}}}\n\n",
                     s.prompt_tokens,
