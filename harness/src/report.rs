@@ -124,6 +124,10 @@ pub struct HybridPlanArgs {
     /// target's mean load, + 2].
     #[arg(long, value_name = "N")]
     pub max_nodes: Option<u32>,
+    /// --hybrid: write the chart of monthly cost against on-prem nodes (least-cost point
+    /// marked) as `hybrid-plan-cost.svg` and `.png` into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub chart_dir: Option<PathBuf>,
 }
 
 /// What one on-prem node does, as measured.
@@ -340,6 +344,19 @@ pub fn plan_hybrid(
             " ({v:.3} per 1M output tokens, blended)"
         ))
     );
+    if let Some(dir) = &args.chart_dir {
+        let chart = charts::hybrid_plan_cost(&rows, best, &cfg.currency)
+            .map_err(|e| CliError::Failure(anyhow::anyhow!("drawing the plan's chart: {e}")))?;
+        std::fs::create_dir_all(dir)
+            .and_then(|()| charts::write_all(std::slice::from_ref(&chart), dir))
+            .map_err(|e| {
+                CliError::Failure(anyhow::anyhow!(
+                    "--chart-dir {}: cannot write the chart ({e})",
+                    dir.display()
+                ))
+            })?;
+        println!("chart: {}", dir.join("hybrid-plan-cost.svg").display());
+    }
     Ok(crate::EXIT_OK)
 }
 

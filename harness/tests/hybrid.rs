@@ -165,6 +165,8 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
         "4",
         "--cost",
         cost.to_str().unwrap(),
+        "--chart-dir",
+        tmp.path().join("plan").to_str().unwrap(),
     ]);
     let out = stdout(&o);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -194,6 +196,14 @@ fn in_flight_spills_nothing_below_capacity_and_what_a_simulation_predicts_above_
     let least = rows.iter().map(|r| r[4]).fold(f64::INFINITY, f64::min);
     let chosen = out.lines().find(|l| l.contains("← least cost")).unwrap();
     assert!(chosen.contains(&format!("{least:.2}")), "{out}");
+    // The chart marks the same plan.
+    let chosen_nodes = chosen.split_whitespace().next().unwrap();
+    let svg = std::fs::read_to_string(tmp.path().join("plan/hybrid-plan-cost.svg")).unwrap();
+    assert!(
+        svg.contains(&format!("least cost: {chosen_nodes} node(s)")),
+        "chart does not mark {chosen_nodes} node(s)"
+    );
+    assert!(tmp.path().join("plan/hybrid-plan-cost.png").is_file());
 }
 
 #[test]

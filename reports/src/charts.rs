@@ -10,6 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::charter::{Charter, LoadedRun};
+use crate::hybrid_plan::HybridPlanRow;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -908,6 +909,88 @@ fn draw_break_even<DB: DrawingBackend>(
         .map_err(err)?;
     }
     draw_legend(&mut c, SeriesLabelPosition::UpperLeft)?;
+    Ok(())
+}
+
+/// `charter plan --hybrid`: monthly cost (on-prem, cloud spill, total) against the on-prem
+/// node count, with the least-cost point marked.
+pub fn hybrid_plan_cost(
+    rows: &[HybridPlanRow],
+    best: usize,
+    currency: &str,
+) -> Result<Chart, String> {
+    let title = "monthly cost vs on-prem nodes (plan --hybrid)";
+    render(
+        "hybrid-plan-cost",
+        title,
+        &|a| draw_plan_cost(a, title, rows, best, currency),
+        &|a| draw_plan_cost(a, title, rows, best, currency),
+    )
+}
+
+fn draw_plan_cost<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    rows: &[HybridPlanRow],
+    best: usize,
+    currency: &str,
+) -> Result<(), String> {
+    let xmax = rows.last().map_or(1, |r| r.nodes.max(1)) as f64;
+    let ymax = rows
+        .iter()
+        .map(|r| {
+            r.total_per_month
+                .max(r.onprem_per_month)
+                .max(r.cloud_per_month)
+        })
+        .fold(1e-9, f64::max)
+        * 1.1;
+    let mut c = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(75)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("on-prem nodes")
+        .y_desc(format!("{currency} per month"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    type Value = fn(&HybridPlanRow) -> f64;
+    let series: [(&str, Value); 3] = [
+        ("total", |r| r.total_per_month),
+        ("on-prem nodes", |r| r.onprem_per_month),
+        ("cloud spill", |r| r.cloud_per_month),
+    ];
+    for (i, (label, value)) in series.into_iter().enumerate() {
+        let color = PALETTE[i];
+        let width = if i == 0 { 3 } else { 2 };
+        c.draw_series(LineSeries::new(
+            rows.iter().map(|r| (f64::from(r.nodes), value(r))),
+            color.stroke_width(width),
+        ))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    if let Some(b) = rows.get(best) {
+        let at = (f64::from(b.nodes), b.total_per_month);
+        c.draw_series(std::iter::once(Circle::new(at, 7, BLACK.stroke_width(2))))
+            .map_err(err)?;
+        c.draw_series(std::iter::once(Text::new(
+            format!(
+                "least cost: {} node(s), {:.1} % spilled",
+                b.nodes,
+                b.spill_fraction * 100.0
+            ),
+            (at.0 + xmax * 0.02, at.1 + ymax * 0.04),
+            ("sans-serif", 15),
+        )))
+        .map_err(err)?;
+    }
+    draw_legend(&mut c, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
