@@ -32,10 +32,6 @@ pub const MAX_SEQ_LEN: usize = candle_transformers::models::quantized_llama::MAX
 /// Forwards with at least this many rows (batch × positions) multiply by f32 weights.
 pub const PREFILL_F32_MIN_ROWS: usize = 16;
 
-/// How the prefill matmuls ran, for the record.
-pub const PREFILL_METHOD: &str =
-    "f32 gemm on weights dequantized per matrix for forwards of ≥ 16 rows; quantized kernel below";
-
 /// One weight matrix: q8_0 in charter's decode layout ([`Q8Matrix`]), or any other format
 /// through candle's quantized matmul (with the tensor kept to dequantize for many-row
 /// forwards).
@@ -359,10 +355,13 @@ impl QuantizedLlama {
     }
 
     /// How the prefill matmuls run, for the record.
-    pub fn prefill_method(&self) -> &'static str {
+    pub fn prefill_method(&self) -> String {
         match self {
-            Self::Dense(_) => PREFILL_METHOD,
-            Self::Experts(_) => "candle quantized kernel (mixture-of-experts model)",
+            Self::Dense(m) => format!(
+                "f32 gemm on weights dequantized per matrix for forwards of ≥ {} rows; quantized kernel below",
+                m.f32_min_rows
+            ),
+            Self::Experts(_) => "candle quantized kernel (mixture-of-experts model)".into(),
         }
     }
 

@@ -172,7 +172,7 @@ impl CandleBackend {
             weights_conversion: conversion.map(|c| c.record(opts.weights)),
             pinning: pin_plan.as_ref().map(pin::Plan::record),
             prefill_matmul: match &weights {
-                Weights::Quantized(w) => Some(w.prefill_method().to_string()),
+                Weights::Quantized(w) => Some(w.prefill_method()),
                 Weights::Full { .. } => None,
             },
             hybrid: None,
