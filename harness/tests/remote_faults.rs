@@ -1,18 +1,19 @@
 //! Faults of HTTP itself, over real sockets, through the real binary: a chunked body cut inside
 //! a chunk or before its last chunk, a bad chunk size line, a gzip-encoded stream, a body that
-//! never ends, a host name that does not resolve, and an HTTP/2 GOAWAY under an open stream.
-//! Each is a per-request error of a named kind with a message that says what happened; the run
-//! goes on (the other requests complete), nothing measured is lost, and memory stays bounded.
-//! (Faults a server library can produce — statuses, resets, idle and slow servers, malformed
-//! and oversized events — are in `remote.rs`.)
-
+//! never ends, a connection reset (RST) before the headers, inside them, inside a chunk and
+//! inside an event, a server that reads the request and never answers, a burst of 503s, a host
+//! name that does not resolve, and an HTTP/2 GOAWAY under an open stream. Each is a
+//! per-request error of a named kind with a message that says what happened; the run goes on
+//! (the other requests complete), nothing measured is lost, and memory stays bounded.
+//! (Faults a server library can produce — statuses, resets between events, idle and slow
+//! servers, malformed and oversized events — are in `remote.rs`.)
 mod common;
 #[path = "common/raw_server.rs"]
 mod raw_server;
 
 use charter_record::ErrorKind;
 use common::*;
-use raw_server::{Answer, GoawayServer, RawServer};
+use raw_server::{Answer, GoawayServer, RawServer, ResetAt};
 
 fn raw(answer: Answer) -> RawServer {
     RawServer::start(move |n| {
@@ -186,4 +187,112 @@ fn an_http2_goaway_mid_stream_is_stream_broken() {
         .as_str()
         .unwrap()
         .contains("HTTP/2 prior knowledge"));
+}
+
+/// A connection reset (RST, not FIN) at every point of a response: before any byte of it and
+/// inside the header block (`stream_broken` with nothing received: the request was sent on a
+/// new connection, so it is not sent again), inside a chunk and inside an event
+/// (`stream_broken` with the three whole events before it counted, never the half event).
+#[test]
+fn a_reset_at_any_point_is_a_per_request_error() {
+    for at in [
+        ResetAt::BeforeHeaders,
+        ResetAt::MidHeaders,
+        ResetAt::MidChunk(3),
+        ResetAt::MidEvent(3),
+    ] {
+        let srv = raw(Answer::Reset(at));
+        let what = format!("{at:?}");
+        let in_body = matches!(at, ResetAt::MidChunk(_) | ResetAt::MidEvent(_));
+        assert_fault_at(
+            &srv.base_url(),
+            &srv.requests,
+            &what,
+            "stream_broken",
+            &[],
+            |r| {
+                let m = r.error_message.as_deref().unwrap();
+                assert!(m.contains("Connection reset by peer"), "{what}: {m}");
+                assert_eq!(r.stale_connection, None, "{what}: not sent again");
+                if in_body {
+                    assert!(
+                        m.starts_with("the response body broke mid-stream: "),
+                        "{what}: {m}"
+                    );
+                    assert_eq!(r.output_tokens, 3, "{what}");
+                    assert!(r.ttft_s.is_some(), "{what}");
+                } else {
+                    assert!(m.starts_with("error sending request: "), "{what}: {m}");
+                    assert_eq!(r.output_tokens, 0, "{what}");
+                    assert_eq!(r.ttft_s, None, "{what}");
+                    assert_eq!(r.http_status, None, "{what}");
+                }
+            },
+        );
+    }
+}
+
+/// A server that accepts the connection, reads the request and never answers: a `timeout`
+/// at `--headers-timeout`, not a hang, and the run goes on.
+#[test]
+fn a_server_that_never_answers_times_out_at_the_headers_timeout() {
+    let srv = raw(Answer::Silent);
+    assert_fault_at(
+        &srv.base_url(),
+        &srv.requests,
+        "silent",
+        "timeout",
+        &["--headers-timeout", "300ms"],
+        |r| {
+            let m = r.error_message.as_deref().unwrap();
+            assert!(m.contains("response-headers timeout"), "{m}");
+            let waited = r.end_s - r.start_s;
+            assert!((0.3..5.0).contains(&waited), "gave up after {waited} s");
+        },
+    );
+}
+
+/// A burst of 503s (the first six arrivals, as from a server restarting under two streams):
+/// each is its own `http_status` row with the status, never retried, and the requests after
+/// the burst complete.
+#[test]
+fn a_burst_of_5xx_is_recorded_per_request_and_the_run_goes_on() {
+    let srv = RawServer::start(|n| {
+        if n < 6 {
+            Answer::Status(503)
+        } else {
+            Answer::Complete(6)
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = profile_openai(
+        &srv.base_url(),
+        &run,
+        &[
+            "--server-metrics",
+            "none",
+            "--concurrency",
+            "2",
+            "--requests",
+            "10",
+            "--warmup",
+            "0",
+            "--max-tokens",
+            "6",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(srv.requests.load(std::sync::atomic::Ordering::SeqCst), 10);
+    let rec = validated_record(&run);
+    let s = &rec["levels"][0]["summary"];
+    assert_eq!(s["errors"]["http_status"], 6, "{s}");
+    assert_eq!(s["requests_completed"], 4, "{s}");
+    let rows = request_rows(&run);
+    assert_eq!(rows.len(), 10);
+    for r in rows.iter().filter(|r| r.error_kind.is_some()) {
+        assert_eq!(r.http_status, Some(503), "{r:?}");
+        let m = r.error_message.as_deref().unwrap();
+        assert!(m.contains("503") && !m.contains('\n'), "{m}");
+    }
 }

@@ -12,6 +12,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+// A test that includes two of the servers compiles this small module twice.
+#[allow(clippy::duplicate_mod)]
+#[path = "listen.rs"]
+mod listen;
+
 /// When an idle connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Close {
@@ -53,29 +58,16 @@ impl IdleCloseServer {
             Arc::clone(&connections),
             Arc::clone(&idle_closes),
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = sock.set_nodelay(true);
-                    c.fetch_add(1, Ordering::SeqCst);
-                    let (r, ic, hold) = (Arc::clone(&r), Arc::clone(&ic), Arc::clone(&hold));
-                    tokio::spawn(serve_connection(sock, idle, close, r, ic, hold));
-                }
-            });
+        let addr = listen::spawn_server(1, move |listener| {
+            listen::each_connection(listener, move |sock| {
+                let _ = sock.set_nodelay(true);
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, ic, hold) = (Arc::clone(&r), Arc::clone(&ic), Arc::clone(&hold));
+                serve_connection(sock, idle, close, r, ic, hold)
+            })
         });
         Self {
-            addr: rx.recv().unwrap(),
+            addr,
             requests,
             connections,
             idle_closes,

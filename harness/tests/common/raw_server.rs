@@ -10,6 +10,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+// A test that includes two of the servers compiles this small module twice.
+#[allow(clippy::duplicate_mod)]
+#[path = "listen.rs"]
+mod listen;
+
 /// One OpenAI chat chunk carrying `text` as content, as an SSE event.
 pub fn content_event(text: &str) -> String {
     format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n")
@@ -43,6 +48,28 @@ pub enum Answer {
     /// Content events (one token each, a server ignoring the cap) until this many bytes are
     /// written or the client goes away.
     Endless(u64),
+    /// The connection reset (RST, not FIN) at this point of the response.
+    Reset(ResetAt),
+    /// The request read, then nothing: no status line, the connection held open until the
+    /// client goes away.
+    Silent,
+    /// This status with a short plain-text body instead of a stream.
+    Status(u16),
+}
+
+/// Where a [`Answer::Reset`] cuts the response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResetAt {
+    /// After the request is read, before any byte of the response.
+    BeforeHeaders,
+    /// Inside the header block (`content-ty`), before its blank line.
+    MidHeaders,
+    /// After this many content events, inside the next chunk (its size line says more bytes
+    /// than follow).
+    MidChunk(u32),
+    /// After this many content events, a whole chunk holding half an event (no blank line
+    /// ends it).
+    MidEvent(u32),
 }
 
 pub struct RawServer {
@@ -136,6 +163,28 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 /// Write the answer and close; body bytes written (for [`Answer::Endless`]).
 fn respond(mut sock: TcpStream, answer: Answer) -> u64 {
     let _ = sock.set_nodelay(true);
+    match answer {
+        Answer::Silent => {
+            // Hold the connection until the client closes it.
+            let _ = std::io::copy(&mut sock, &mut std::io::sink());
+            return 0;
+        }
+        Answer::Status(code) => {
+            let body = format!("upstream unavailable ({code})");
+            let _ = write!(
+                sock,
+                "HTTP/1.1 {code} Error\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.shutdown(std::net::Shutdown::Write);
+            return 0;
+        }
+        Answer::Reset(ResetAt::BeforeHeaders) => return reset(sock, b""),
+        Answer::Reset(ResetAt::MidHeaders) => {
+            return reset(sock, b"HTTP/1.1 200 OK\r\ncontent-ty");
+        }
+        _ => {}
+    }
     let encoding = if matches!(answer, Answer::Gzip(_)) {
         "content-encoding: gzip\r\n"
     } else {
@@ -178,6 +227,17 @@ fn respond(mut sock: TcpStream, answer: Answer) -> u64 {
             b.extend_from_slice(b"0\r\n\r\n");
             b
         }
+        Answer::Reset(ResetAt::MidChunk(n)) => {
+            let mut b = events(n);
+            b.extend_from_slice(b"40\r\ndata: {\"ch");
+            return reset(sock, &b);
+        }
+        Answer::Reset(ResetAt::MidEvent(n)) => {
+            let mut b = events(n);
+            b.extend_from_slice(&chunk(b"data: {\"choices\":[{\"index\":0,\"del"));
+            return reset(sock, &b);
+        }
+        Answer::Reset(_) | Answer::Silent | Answer::Status(_) => unreachable!("answered above"),
         Answer::Endless(limit) => {
             // 64 KiB writes of whole events, as a runaway server would stream them.
             let mut block = Vec::new();
@@ -196,6 +256,16 @@ fn respond(mut sock: TcpStream, answer: Answer) -> u64 {
     let _ = sock.flush();
     // Close (FIN) after the bytes, whatever they were.
     let _ = sock.shutdown(std::net::Shutdown::Write);
+    0
+}
+
+/// Write `bytes`, then reset the connection: a zero linger time makes the close an RST.
+fn reset(mut sock: TcpStream, bytes: &[u8]) -> u64 {
+    let _ = sock.write_all(bytes);
+    let _ = sock.flush();
+    // Give the bytes time to reach the client before the reset discards what is unsent.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let _ = socket2::SockRef::from(&sock).set_linger(Some(std::time::Duration::ZERO));
     0
 }
 
@@ -220,30 +290,15 @@ impl GoawayServer {
         let goaway: Arc<dyn Fn(u64) -> bool + Send + Sync> = Arc::new(goaway);
         let requests = Arc::new(AtomicU64::new(0));
         let r = Arc::clone(&requests);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (r, goaway) = (Arc::clone(&r), Arc::clone(&goaway));
-                    tokio::spawn(async move {
-                        let _ = serve_h2(sock, tokens, goaway_after, &r, &*goaway).await;
-                    });
+        let addr = listen::spawn_server(0, move |listener| {
+            listen::each_connection(listener, move |sock| {
+                let (r, goaway) = (Arc::clone(&r), Arc::clone(&goaway));
+                async move {
+                    let _ = serve_h2(sock, tokens, goaway_after, &r, &*goaway).await;
                 }
-            });
+            })
         });
-        Self {
-            addr: rx.recv().unwrap(),
-            requests,
-        }
+        Self { addr, requests }
     }
 }
 

@@ -13,6 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+// A test that includes two of the servers compiles this small module twice.
+#[allow(clippy::duplicate_mod)]
+#[path = "listen.rs"]
+mod listen;
+
 /// A header on every streamed response naming the server as `scripted-<prompt_tokens>`.
 #[allow(dead_code)] // only the hybrid tests read it
 pub const UPSTREAM_HEADER: &str = "x-charter-test-upstream";
@@ -151,58 +156,46 @@ impl TestServer {
         let requests = Arc::new(AtomicU64::new(0));
         let credentials = Arc::new(Mutex::new(Vec::new()));
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (r2, c2, b2) = (
             Arc::clone(&requests),
             Arc::clone(&credentials),
             Arc::clone(&bodies),
         );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = count_routes(Arc::clone(&c2)).fallback(
-                    move |headers: HeaderMap, body: Bytes| {
-                        let (script, requests, credentials, bodies) = (
-                            Arc::clone(&script),
-                            Arc::clone(&r2),
-                            Arc::clone(&c2),
-                            Arc::clone(&b2),
-                        );
-                        async move {
-                            if let Ok(v) = serde_json::from_slice(&body) {
-                                bodies.lock().unwrap().push(v);
-                            }
-                            let (response, hold) =
-                                respond(&*script, &requests, &credentials, headers, body);
-                            if !hold.is_zero() {
-                                tokio::time::sleep(hold).await;
-                            }
-                            response
+        let addr = listen::spawn_server(2, move |listener| async move {
+            let app =
+                count_routes(Arc::clone(&c2)).fallback(move |headers: HeaderMap, body: Bytes| {
+                    let (script, requests, credentials, bodies) = (
+                        Arc::clone(&script),
+                        Arc::clone(&r2),
+                        Arc::clone(&c2),
+                        Arc::clone(&b2),
+                    );
+                    async move {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            bodies.lock().unwrap().push(v);
                         }
-                    },
-                );
-                match tls {
-                    None => {
-                        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                            let _ = tcp.set_nodelay(true);
-                        });
-                        axum::serve(listener, app).await.unwrap();
+                        let (response, hold) =
+                            respond(&*script, &requests, &credentials, headers, body);
+                        if !hold.is_zero() {
+                            tokio::time::sleep(hold).await;
+                        }
+                        response
                     }
-                    Some(config) => {
-                        axum::serve(tls::Listener::new(listener, config), app)
-                            .await
-                            .unwrap();
-                    }
+                });
+            match tls {
+                None => {
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app).await.unwrap();
                 }
-            });
+                Some(config) => {
+                    axum::serve(tls::Listener::new(listener, config), app)
+                        .await
+                        .unwrap();
+                }
+            }
         });
-        let addr = rx.recv().unwrap();
         Self {
             addr,
             scheme,
