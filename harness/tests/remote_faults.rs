@@ -7,6 +7,7 @@
 //! (the other requests complete), nothing measured is lost, and memory stays bounded.
 //! (Faults a server library can produce — statuses, resets between events, idle and slow
 //! servers, malformed and oversized events — are in `remote.rs`.)
+
 mod common;
 #[path = "common/raw_server.rs"]
 mod raw_server;
