@@ -13,7 +13,7 @@ use std::time::Instant;
 use charter_backends::tokens::{TokenCounter, TokenizerSpec};
 use charter_record::tokens::{BootstrapSettings, KvDtype};
 use charter_reports::export::{Export, Format, TokensDoc};
-use charter_reports::tokens::{self as stats, DocStats, KvShapeIn, PriceList, TokenizerCounts};
+use charter_reports::tokens::{self as stats, DocStats, PriceList, TokenizerCounts};
 use charter_workloads::corpus::{self, Corpus};
 
 use crate::CliError;
@@ -143,7 +143,6 @@ fn count_all(
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let info = counter.info();
     let mut tokens = vec![None; n];
     let mut rt = vec![None; n];
     let mut chat = vec![None; n];
@@ -158,28 +157,13 @@ fn count_all(
         }
         chat[i] = ch;
     }
+    let mut info = counter.info().clone();
+    if !round_trip {
+        info.no_round_trip = Some("not requested (--no-round-trip)".into());
+    }
     let counts = TokenizerCounts {
         label: String::new(),
-        kind: info.kind,
-        source: info.source.clone(),
-        sha256: info.sha256.clone(),
-        vocab_size: info.vocab_size,
-        model: info.model.clone(),
-        api_key_env: info.api_key_env.clone(),
-        count_method: info.count_method.clone(),
-        chat_template: info.chat_template.clone(),
-        no_round_trip: if round_trip {
-            info.no_round_trip.clone()
-        } else {
-            Some("not requested (--no-round-trip)".into())
-        },
-        kv: info.kv.as_ref().map(|k| KvShapeIn {
-            source: k.source.clone(),
-            layers: k.layers,
-            kv_heads: k.kv_heads,
-            head_dim: k.head_dim,
-            dtype: k.dtype,
-        }),
+        info,
         tokens,
         round_trip: rt,
         chat_tokens: chat,

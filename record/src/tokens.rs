@@ -181,11 +181,10 @@ pub struct BootstrapSettings {
     pub confidence: f64,
 }
 
-/// One tokenizer on the corpus.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct TokenizerResult {
-    /// The name given with `NAME=SPEC`, else one derived from the SPEC.
-    pub label: String,
+/// What a tokenizer is and how it counts: known before anything is counted, kept in the
+/// record as it was loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenizerIdentity {
     pub kind: TokenizerKind,
     /// File path, built-in encoding name, or endpoint URL (without credentials).
     pub source: String,
@@ -197,6 +196,38 @@ pub struct TokenizerResult {
     pub api_key_env: Option<String>,
     /// How a document's tokens were counted, in words.
     pub count_method: String,
+}
+
+/// The shape of a model's KV cache, from its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvShape {
+    /// `gguf-metadata` or a config.json path.
+    pub source: String,
+    pub layers: u32,
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    /// The element type the model's config (or charter's own backend) uses.
+    pub dtype: KvDtype,
+}
+
+/// What a loaded token counter is (charter-backends builds it, charter-reports reads it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterInfo {
+    pub identity: TokenizerIdentity,
+    /// Where the chat template comes from, when there is one.
+    pub chat_template: Option<String>,
+    /// Why the round trip cannot be checked, when it cannot.
+    pub no_round_trip: Option<String>,
+    pub kv: Option<KvShape>,
+}
+
+/// One tokenizer on the corpus.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenizerResult {
+    /// The name given with `NAME=SPEC`, else one derived from the SPEC.
+    pub label: String,
+    #[serde(flatten)]
+    pub identity: TokenizerIdentity,
     pub documents_counted: u64,
     pub documents_failed: u64,
     /// Failure messages (credentials scrubbed) and how often each occurred.

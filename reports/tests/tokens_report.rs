@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use charter_record::tokens::{BootstrapSettings, TokenizerKind};
+use charter_record::tokens::{BootstrapSettings, CounterInfo, TokenizerIdentity, TokenizerKind};
 use charter_record::{FileDigest, HostInfo, MemorySignal, RamFit, ToolInfo, WeightsProvenance};
 use charter_reports::tokens::{self, BuildInput, DocStats, TokenizerCounts};
 use charter_reports::{charter, charts, render};
@@ -25,16 +25,20 @@ fn record() -> tokens::TokensRecord {
         .collect();
     let counts = |label: &str, sha: Option<&str>, per_doc: u64| TokenizerCounts {
         label: label.into(),
-        kind: TokenizerKind::Gguf,
-        source: format!("{label}.gguf"),
-        sha256: sha.map(str::to_string),
-        vocab_size: Some(1000),
-        model: None,
-        api_key_env: None,
-        count_method: "test".into(),
-        chat_template: None,
-        no_round_trip: None,
-        kv: None,
+        info: CounterInfo {
+            identity: TokenizerIdentity {
+                kind: TokenizerKind::Gguf,
+                source: format!("{label}.gguf"),
+                sha256: sha.map(str::to_string),
+                vocab_size: Some(1000),
+                model: None,
+                api_key_env: None,
+                count_method: "test".into(),
+            },
+            chat_template: None,
+            no_round_trip: None,
+            kv: None,
+        },
         tokens: vec![Some(per_doc); 4],
         round_trip: vec![Some(true); 4],
         chat_tokens: vec![None; 4],

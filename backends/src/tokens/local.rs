@@ -7,7 +7,10 @@ use candle_core::quantized::gguf_file;
 use tiktoken_rs::CoreBPE;
 use tokenizers::Tokenizer;
 
-use super::{Count, CountError, CounterInfo, KvDtype, KvShape, TokenCounter, TokenizerKind};
+use super::{
+    Count, CountError, CounterInfo, KvDtype, KvShape, TokenCounter, TokenizerIdentity,
+    TokenizerKind,
+};
 use crate::{file_digest, ChatMessage, ChatTemplate};
 
 /// A Hugging Face tokenizer, from `tokenizer.json` or a GGUF file's metadata.
@@ -29,14 +32,16 @@ impl HfCounter {
         let kv = kv_from_config_json(&dir.join("config.json"))?;
         let digest = file_digest(path).map_err(|e| format!("cannot read: {e}"))?;
         let info = CounterInfo {
-            kind: TokenizerKind::HfTokenizerJson,
-            source: path.display().to_string(),
-            sha256: Some(digest.sha256),
-            vocab_size: Some(tok.get_vocab_size(true) as u64),
-            model: None,
-            api_key_env: None,
-            count_method: "tokenizers encode without special tokens (add_special_tokens = false)"
-                .into(),
+            identity: TokenizerIdentity {
+                kind: TokenizerKind::HfTokenizerJson,
+                source: path.display().to_string(),
+                sha256: Some(digest.sha256),
+                vocab_size: Some(tok.get_vocab_size(true) as u64),
+                model: None,
+                api_key_env: None,
+                count_method:
+                    "tokenizers encode without special tokens (add_special_tokens = false)".into(),
+            },
             chat_template: template.as_ref().map(|t| t.source.clone()),
             no_round_trip: None,
             kv,
@@ -91,13 +96,15 @@ impl HfCounter {
             .unwrap_or(tok.get_vocab_size(true) as u64);
         let digest = file_digest(path).map_err(|e| format!("cannot read: {e}"))?;
         let info = CounterInfo {
-            kind: TokenizerKind::Gguf,
-            source: path.display().to_string(),
-            sha256: Some(digest.sha256),
-            vocab_size: Some(vocab),
-            model: md_str("general.name"),
-            api_key_env: None,
-            count_method: "GGUF metadata tokenizer (as charter's candle backend builds it), encode without special tokens".into(),
+            identity: TokenizerIdentity {
+                kind: TokenizerKind::Gguf,
+                source: path.display().to_string(),
+                sha256: Some(digest.sha256),
+                vocab_size: Some(vocab),
+                model: md_str("general.name"),
+                api_key_env: None,
+                count_method: "GGUF metadata tokenizer (as charter's candle backend builds it), encode without special tokens".into(),
+            },
             chat_template: template.as_ref().map(|t| t.source.clone()),
             no_round_trip: None,
             kv,
@@ -256,14 +263,17 @@ impl TiktokenCounter {
         Ok(Self {
             bpe,
             info: CounterInfo {
-                kind: TokenizerKind::Tiktoken,
-                source: format!("{} (built into tiktoken-rs 0.12.1)", enc.name()),
-                sha256: None,
-                vocab_size: Some(n_vocab),
-                model: None,
-                api_key_env: None,
-                count_method:
-                    "tiktoken encode_ordinary (special-token text counted as ordinary text)".into(),
+                identity: TokenizerIdentity {
+                    kind: TokenizerKind::Tiktoken,
+                    source: format!("{} (built into tiktoken-rs 0.12.1)", enc.name()),
+                    sha256: None,
+                    vocab_size: Some(n_vocab),
+                    model: None,
+                    api_key_env: None,
+                    count_method:
+                        "tiktoken encode_ordinary (special-token text counted as ordinary text)"
+                            .into(),
+                },
                 chat_template: None,
                 no_round_trip: None,
                 kv: None,
@@ -303,16 +313,18 @@ impl TiktokenCounter {
         Ok(Self {
             bpe,
             info: CounterInfo {
-                kind: TokenizerKind::TiktokenFile,
-                source: path.display().to_string(),
-                sha256: Some(digest.sha256),
-                vocab_size: Some(n),
-                model: None,
-                api_key_env: None,
-                count_method: format!(
-                    "tiktoken encode_ordinary with the {} pre-tokenizer pattern",
-                    pattern.name()
-                ),
+                identity: TokenizerIdentity {
+                    kind: TokenizerKind::TiktokenFile,
+                    source: path.display().to_string(),
+                    sha256: Some(digest.sha256),
+                    vocab_size: Some(n),
+                    model: None,
+                    api_key_env: None,
+                    count_method: format!(
+                        "tiktoken encode_ordinary with the {} pre-tokenizer pattern",
+                        pattern.name()
+                    ),
+                },
                 chat_template: None,
                 no_round_trip: None,
                 kv: None,

@@ -24,7 +24,7 @@ mod remote;
 
 use std::path::{Path, PathBuf};
 
-pub use charter_record::tokens::{KvDtype, TokenizerKind};
+pub use charter_record::tokens::{CounterInfo, KvDtype, KvShape, TokenizerIdentity, TokenizerKind};
 
 pub use local::{HfCounter, TiktokenCounter, TiktokenEncoding};
 pub use remote::RemoteCounter;
@@ -50,37 +50,6 @@ pub struct Count {
     pub tokens: u64,
     /// decode(encode(text)) == text, when checked.
     pub round_trip: Option<bool>,
-}
-
-/// The shape of a model's KV cache, from its config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvShape {
-    /// `gguf-metadata` or a config.json path.
-    pub source: String,
-    pub layers: u32,
-    pub kv_heads: u32,
-    pub head_dim: u32,
-    /// The element type the model's config (or charter's own backend) uses.
-    pub dtype: KvDtype,
-}
-
-/// What a counter is, for the record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CounterInfo {
-    pub kind: TokenizerKind,
-    /// File path, encoding name, or endpoint URL without credentials.
-    pub source: String,
-    pub sha256: Option<String>,
-    pub vocab_size: Option<u64>,
-    pub model: Option<String>,
-    pub api_key_env: Option<String>,
-    /// How tokens are counted, in words.
-    pub count_method: String,
-    /// Where the chat template comes from, when there is one.
-    pub chat_template: Option<String>,
-    /// Why the round trip cannot be checked, when it cannot.
-    pub no_round_trip: Option<String>,
-    pub kv: Option<KvShape>,
 }
 
 /// A loaded tokenizer.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::secrets::Secrets;
 
-use super::{Count, CountError, CounterInfo, TokenCounter, TokenizerKind};
+use super::{Count, CountError, CounterInfo, TokenCounter, TokenizerIdentity, TokenizerKind};
 
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Retries of a rate-limited (429) request before the document counts as failed.
@@ -149,13 +149,15 @@ impl RemoteCounter {
             secrets: Secrets::new(secret),
             framing: 0,
             info: CounterInfo {
-                kind,
-                source: redacted(&base),
-                sha256: None,
-                vocab_size: None,
-                model: model.map(str::to_string),
-                api_key_env: api_key_env.map(str::to_string),
-                count_method: count_method.into(),
+                identity: TokenizerIdentity {
+                    kind,
+                    source: redacted(&base),
+                    sha256: None,
+                    vocab_size: None,
+                    model: model.map(str::to_string),
+                    api_key_env: api_key_env.map(str::to_string),
+                    count_method: count_method.into(),
+                },
                 chat_template,
                 no_round_trip,
                 kv: None,

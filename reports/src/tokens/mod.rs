@@ -37,18 +37,9 @@ pub struct DocStats {
 #[derive(Debug, Clone)]
 pub struct TokenizerCounts {
     pub label: String,
-    pub kind: TokenizerKind,
-    pub source: String,
-    pub sha256: Option<String>,
-    pub vocab_size: Option<u64>,
-    pub model: Option<String>,
-    pub api_key_env: Option<String>,
-    pub count_method: String,
-    /// Where the chat template came from, when there is one.
-    pub chat_template: Option<String>,
-    /// Why the round trip was not checked.
-    pub no_round_trip: Option<String>,
-    pub kv: Option<KvShapeIn>,
+    /// What the counter is, as loaded (`no_round_trip` also says when the round trip was
+    /// not asked for).
+    pub info: CounterInfo,
     /// Content tokens per document; `None` where counting failed.
     pub tokens: Vec<Option<u64>>,
     /// decode(encode(text)) == text per document, where checked.
@@ -58,16 +49,6 @@ pub struct TokenizerCounts {
     /// Failure messages and how often each occurred.
     pub errors: BTreeMap<String, u64>,
     pub elapsed_s: f64,
-}
-
-/// A model's KV-cache shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvShapeIn {
-    pub source: String,
-    pub layers: u32,
-    pub kv_heads: u32,
-    pub head_dim: u32,
-    pub dtype: KvDtype,
 }
 
 /// Everything [`build`] needs.
@@ -293,7 +274,8 @@ pub fn build(input: BuildInput<'_>) -> TokensRecord {
             documents_lossy: lossy.len() as u64,
             first_lossy_document: lossy.first().map(|&i| docs[i].id.clone()),
             reason: checked.is_empty().then(|| {
-                t.no_round_trip
+                t.info
+                    .no_round_trip
                     .clone()
                     .unwrap_or_else(|| "round trip not requested (--no-round-trip)".into())
             }),
@@ -313,7 +295,7 @@ pub fn build(input: BuildInput<'_>) -> TokensRecord {
             .zip(&t.tokens)
             .filter_map(|(c, n)| Some((*c)? as i64 - (*n)? as i64))
             .collect();
-        let chat_template = match (&t.chat_template, overheads.is_empty()) {
+        let chat_template = match (&t.info.chat_template, overheads.is_empty()) {
             (Some(src), false) => Some(ChatOverhead {
                 source: src.clone(),
                 documents: overheads.len() as u64,
@@ -324,7 +306,7 @@ pub fn build(input: BuildInput<'_>) -> TokensRecord {
             }),
             _ => None,
         };
-        let kv_cache = t.kv.as_ref().and_then(|kv| {
+        let kv_cache = t.info.kv.as_ref().and_then(|kv| {
             let dtype = input.kv_dtype.unwrap_or(kv.dtype);
             let per_token = 2
                 * u64::from(kv.layers)
@@ -351,13 +333,7 @@ pub fn build(input: BuildInput<'_>) -> TokensRecord {
         let all_counted: u64 = t.tokens.iter().flatten().sum();
         results.push(TokenizerResult {
             label: t.label.clone(),
-            kind: t.kind,
-            source: t.source.clone(),
-            sha256: t.sha256.clone(),
-            vocab_size: t.vocab_size,
-            model: t.model.clone(),
-            api_key_env: t.api_key_env.clone(),
-            count_method: t.count_method.clone(),
+            identity: t.info.identity.clone(),
             documents_counted: counted,
             documents_failed: docs.len() as u64 - counted,
             errors: t.errors.clone(),
@@ -480,7 +456,11 @@ pub fn attach(
                 continue;
             };
             for t in &r.tokenizers {
-                let same_file = t.sha256.as_deref().is_some_and(|s| shas.contains(&s));
+                let same_file = t
+                    .identity
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|s| shas.contains(&s));
                 if let (true, Some(tpw)) = (same_file, t.tokens_per_word) {
                     ch.headline.push(format!(
                         "RAM: {} measured {} per 1k tokens of live context; at {:.3} tokens per word on corpus `{}` that is {} per 1k words.",
@@ -638,16 +618,20 @@ mod tests {
         let n = tokens.len();
         TokenizerCounts {
             label: label.into(),
-            kind: TokenizerKind::Tiktoken,
-            source: "test".into(),
-            sha256: None,
-            vocab_size: None,
-            model: None,
-            api_key_env: None,
-            count_method: "test".into(),
-            chat_template: None,
-            no_round_trip: None,
-            kv: None,
+            info: CounterInfo {
+                identity: TokenizerIdentity {
+                    kind: TokenizerKind::Tiktoken,
+                    source: "test".into(),
+                    sha256: None,
+                    vocab_size: None,
+                    model: None,
+                    api_key_env: None,
+                    count_method: "test".into(),
+                },
+                chat_template: None,
+                no_round_trip: None,
+                kv: None,
+            },
             tokens,
             round_trip: vec![Some(true); n],
             chat_tokens: vec![None; n],
@@ -787,7 +771,7 @@ mod tests {
     fn cost_and_kv_cache_scale_tokens_per_word() {
         let docs = vec![doc(100, None), doc(100, None)];
         let mut a = counts("a", vec![Some(150), Some(150)]);
-        a.kv = Some(KvShapeIn {
+        a.info.kv = Some(KvShape {
             source: "t".into(),
             layers: 30,
             kv_heads: 3,

@@ -112,7 +112,7 @@ fn cells(r: &TokensRecord, t: &TokenizerResult) -> Vec<String> {
         } else {
             t.label.clone()
         },
-        t.kind.to_string(),
+        t.identity.kind.to_string(),
         t.tokens.to_string(),
         iv(t.tokens_per_word, 3),
         iv(t.tokens_per_character, 3),
@@ -302,9 +302,10 @@ fn footnotes(r: &TokensRecord) -> Vec<String> {
         v.push(format!(
             "{}: {} — {}{}{}.",
             t.label,
-            t.source,
-            t.count_method,
-            t.sha256
+            t.identity.source,
+            t.identity.count_method,
+            t.identity
+                .sha256
                 .as_ref()
                 .map(|s| format!("; sha256 {}", &s[..12.min(s.len())]))
                 .unwrap_or_default(),
@@ -536,7 +537,7 @@ pub fn csv(r: &TokensRecord) -> String {
                 o,
                 "{},{},{},{docs},{tokens},{we},{wl},{wh},{},{},{re},{rl},{rh},{}",
                 csv_cell(&t.label),
-                t.kind,
+                t.identity.kind,
                 csv_cell(&label),
                 e(c),
                 e(b),
