@@ -69,7 +69,7 @@ fn counts_equal_the_reference_implementations() {
             .unwrap()
             .load(None, false)
             .unwrap_or_else(|err| panic!("{key}: {err}"));
-        let kind = counter.info().kind;
+        let kind = counter.info().identity.kind;
         let expected_kind = match key.as_str() {
             "hf" => TokenizerKind::HfTokenizerJson,
             "gguf" => TokenizerKind::Gguf,
@@ -78,7 +78,7 @@ fn counts_equal_the_reference_implementations() {
         };
         assert_eq!(kind, expected_kind, "{key}");
         assert_eq!(
-            counter.info().vocab_size,
+            counter.info().identity.vocab_size,
             e["vocab_size"].as_u64(),
             "{key}: vocabulary size"
         );
@@ -121,7 +121,7 @@ fn gguf_tokenizer_has_its_chat_template_and_kv_shape() {
     let chat = c.count_chat("Hello there").unwrap().unwrap();
     // ChatML: <|im_start|>user\n ... <|im_end|>\n<|im_start|>assistant\n around the content.
     assert!(chat > content + 5, "{chat} vs {content}");
-    assert!(info.sha256.as_ref().is_some_and(|s| s.len() == 64));
+    assert!(info.identity.sha256.as_ref().is_some_and(|s| s.len() == 64));
 }
 
 #[test]
