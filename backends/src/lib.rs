@@ -20,6 +20,7 @@ mod prompting;
 pub mod remote;
 pub mod secrets;
 pub mod simulated;
+pub mod testing;
 pub mod tokens;
 
 use std::ops::ControlFlow;

@@ -208,62 +208,8 @@ fn words_in(text: &str) -> u64 {
 mod tests {
     use super::*;
 
-    /// A Llama-2-style SentencePiece tokenizer: `▁` prepended and spaces replaced by the
-    /// normaliser, byte fallback, and a decoder that strips the prepended space.
-    pub(crate) fn sentencepiece(words: &[&str]) -> Tokenizer {
-        let mut vocab: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
-        vocab.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
-        let mut merges = Vec::new();
-        let add = |v: &mut Vec<String>, s: String| {
-            if !v.contains(&s) {
-                v.push(s);
-            }
-        };
-        add(&mut vocab, "▁".into());
-        for c in 'a'..='z' {
-            add(&mut vocab, c.to_string());
-        }
-        for w in words {
-            let chars: Vec<String> = format!("▁{w}").chars().map(String::from).collect();
-            let mut prefix = chars[0].clone();
-            for c in &chars[1..] {
-                let merged = format!("{prefix}{c}");
-                if !vocab.contains(&merged) {
-                    merges.push((prefix.clone(), c.clone()));
-                    vocab.push(merged.clone());
-                }
-                prefix = merged;
-            }
-        }
-        let json = serde_json::json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": [
-                {"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-                {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
-                {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
-            ],
-            "normalizer": {"type": "Sequence", "normalizers": [
-                {"type": "Prepend", "prepend": "▁"},
-                {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}
-            ]},
-            "pre_tokenizer": null,
-            "post_processor": null,
-            "decoder": {"type": "Sequence", "decoders": [
-                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-                {"type": "Strip", "content": " ", "start": 1, "stop": 0}
-            ]},
-            "model": {
-                "type": "BPE", "dropout": null, "unk_token": "<unk>",
-                "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-                "vocab": vocab.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::json!(i))).collect::<serde_json::Map<_, _>>(),
-                "merges": merges.iter().map(|(a, b)| vec![a.clone(), b.clone()]).collect::<Vec<_>>(),
-            }
-        });
+    fn sentencepiece(words: &[&str]) -> Tokenizer {
+        let json = crate::testing::sentencepiece_tokenizer_json(words);
         Tokenizer::from_bytes(serde_json::to_vec(&json).unwrap()).unwrap()
     }
 
