@@ -17,13 +17,13 @@ use charter_reports::{
     SearchRecord, ShardRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
-use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
+use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, SessionSource, StopCondition};
 
 use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use super::failures::Failures;
 use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
-use crate::runner::{self, OpenLevel, Phase, SessionPhase, StreamPool};
+use crate::runner::{self, OpenLevel, OpenWork, Phase, SessionPhase, StreamPool};
 use crate::sampler::{self, Instances, Sampler};
 use crate::telemetry::server_metrics::ServerScraper;
 use crate::{CliError, EXIT_INTERRUPTED};
@@ -319,6 +319,7 @@ impl<'a> Session<'a> {
                 burstiness,
                 max_in_flight,
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),
+                sessions: self.cfg.sessions.is_some(),
             },
         };
         // Sessions: the requests a level makes are not known before their turns are drawn.
@@ -362,13 +363,13 @@ impl<'a> Session<'a> {
                     backend: self.backend,
                     template: &self.template,
                     plan,
+                    first_id,
                     interrupted: &INTERRUPTED,
                     instances: &self.instances,
                 };
                 let phase = |warmup: bool, sessions: std::ops::Range<u64>| SessionPhase {
                     warmup,
                     sessions,
-                    first_id,
                     duration: if warmup { None } else { stop.duration },
                     shard,
                 };
@@ -448,16 +449,34 @@ impl<'a> Session<'a> {
                     stop,
                     shard,
                 };
+                let session_run = self.cfg.sessions.as_deref().map(|plan| runner::SessionRun {
+                    backend: self.backend,
+                    template: &self.template,
+                    plan,
+                    first_id,
+                    interrupted: &INTERRUPTED,
+                    instances: &self.instances,
+                });
+                let work = match &session_run {
+                    Some(run) => OpenWork::Sessions(run),
+                    None => OpenWork::Requests {
+                        template: &self.template,
+                        vocab,
+                    },
+                };
                 let stats = runner::run_open_level(
                     &mut self.pool,
-                    &self.template,
-                    vocab,
+                    work,
                     level,
                     &INTERRUPTED,
                     &self.instances,
                     &mut on_finished,
                 )?;
-                self.next_id += stats.scheduled;
+                self.next_id += match &self.cfg.sessions {
+                    // Arrivals are sessions: each spends its turns' ids.
+                    Some(plan) => stats.scheduled * u64::from(plan.max_turns()),
+                    None => stats.scheduled,
+                };
                 schedule_start_s = stats
                     .schedule_start
                     .map(|t| t.saturating_duration_since(epoch).as_secs_f64());
@@ -593,10 +612,19 @@ impl<'a> Session<'a> {
 
     fn finish(mut self) -> Result<i32, CliError> {
         self.progress.finish();
-        self.record.workload.ideal_prefix_cache_hit_rate = self
-            .template
-            .prompts
-            .ideal_prefix_hit_rate(self.next_id, self.cfg.seed);
+        // Trace sessions send their real history after turn 1, not the trace's hashed blocks.
+        let trace_sessions = self
+            .cfg
+            .sessions
+            .as_ref()
+            .is_some_and(|p| matches!(p.source, SessionSource::Trace(_)));
+        self.record.workload.ideal_prefix_cache_hit_rate = if trace_sessions {
+            None
+        } else {
+            self.template
+                .prompts
+                .ideal_prefix_hit_rate(self.next_id, self.cfg.seed)
+        };
         let interrupted = Self::interrupted();
         let out = self
             .sampler
