@@ -384,3 +384,36 @@ fn a_trace_turn_without_its_parent_is_one_line_with_file_and_line() {
     );
     assert!(!run.exists(), "no run directory is left behind");
 }
+
+#[test]
+fn the_guard_sizes_sessions_by_their_longest_history() {
+    // 4 turns × (100 prompt + 50 output tokens): the KV cache of a stream holds 600 tokens at
+    // the last turn, not the 150 of one request.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = charter(&[
+        "profile",
+        "--sessions",
+        "1",
+        "--turns",
+        "4",
+        "--prompts",
+        "synthetic",
+        "--prompt-tokens",
+        "100",
+        "--max-tokens",
+        "50",
+        "--concurrency",
+        "1000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("at 600 tokens, the longest session's history + "),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

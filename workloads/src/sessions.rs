@@ -182,7 +182,8 @@ impl SessionPlan {
     /// Request `id`, turn `turn` (1-based) of `session`, with only the user's part of the turn
     /// as its prompt (the caller prepends the history): synthetic sessions take the
     /// template's request `id`; conversation files their own user turn; a trace the row's
-    /// prompt (see [`SessionPlan::trace_user_ids`]) and output length.
+    /// prompt (see [`SessionPlan::trace_user_ids`]) and output length (unless `--max-tokens`
+    /// gives one).
     pub fn turn_request(
         &self,
         template: &RequestTemplate,
@@ -220,7 +221,9 @@ impl SessionPlan {
                     template.sampling.seed,
                     vocab,
                 ));
-                request.max_tokens = t.rows[row].output_tokens;
+                if template.max_tokens.is_none() {
+                    request.max_tokens = t.rows[row].output_tokens;
+                }
             }
         }
         request
@@ -240,16 +243,53 @@ impl SessionPlan {
         seed: u64,
         vocab: &[u32],
     ) -> Vec<u32> {
-        let rows = &t.conversations[session as usize];
-        let row = rows[turn as usize - 1];
+        let row = t.conversations[session as usize][turn as usize - 1];
         let mut ids = t.prompt_ids(row as u64, seed, vocab);
-        if turn > 1 {
-            let prev = &t.rows[rows[turn as usize - 2]];
-            let covered = prev.input_tokens + prev.output_tokens;
-            let new = (t.rows[row].input_tokens.saturating_sub(covered)).max(1) as usize;
-            ids.drain(..ids.len().saturating_sub(new));
-        }
+        let new = trace_user_tokens(t, session, turn) as usize;
+        ids.drain(..ids.len().saturating_sub(new));
         ids
+    }
+
+    /// The most tokens a session's history can reach: its prompt at its last turn plus that
+    /// turn's output. Synthetic sessions: the most turns × (`user_tokens` + `output_tokens`,
+    /// each the practical maximum per turn); a conversation file: per conversation, its
+    /// system prompt and user turns (`text_tokens` bounds a text's tokens) + one
+    /// `output_tokens` per turn; a trace: per conversation, the user tokens each turn sends +
+    /// each turn's output (its row's, or `output_cap` when given).
+    pub fn max_context_tokens(
+        &self,
+        user_tokens: u64,
+        output_tokens: u64,
+        output_cap: Option<u64>,
+        text_tokens: impl Fn(&str) -> u64,
+    ) -> u64 {
+        match &self.source {
+            SessionSource::Synthetic { turns } => {
+                u64::from(turns.upper()) * (user_tokens + output_tokens)
+            }
+            SessionSource::Conversations { conversations, .. } => conversations
+                .iter()
+                .map(|c| {
+                    let system = c.system.as_deref().map_or(0, &text_tokens);
+                    let users: u64 = c.user_turns.iter().map(|u| text_tokens(u)).sum();
+                    system + users + c.user_turns.len() as u64 * output_tokens
+                })
+                .max()
+                .unwrap_or(0),
+            SessionSource::Trace(t) => (0..t.conversations.len() as u64)
+                .map(|session| {
+                    let rows = &t.conversations[session as usize];
+                    (1..=rows.len() as u32)
+                        .map(|turn| {
+                            let row = &t.rows[rows[turn as usize - 1]];
+                            u64::from(trace_user_tokens(t, session, turn))
+                                + output_cap.unwrap_or(u64::from(row.output_tokens))
+                        })
+                        .sum::<u64>()
+                })
+                .max()
+                .unwrap_or(0),
+        }
     }
 
     /// The think time before turn `turn` (> 1) of `session` (request `id`), whose previous
@@ -313,6 +353,21 @@ impl SessionPlan {
             self.sessions, self.think_time
         )
     }
+}
+
+/// The user tokens turn `turn` of trace conversation `session` adds (see
+/// [`SessionPlan::turn_request`]): the row's whole input at turn 1, then
+/// `input_k − input_(k−1) − output_(k−1)`, at least 1.
+fn trace_user_tokens(t: &Trace, session: u64, turn: u32) -> u32 {
+    let rows = &t.conversations[session as usize];
+    let input = t.rows[rows[turn as usize - 1]].input_tokens;
+    if turn == 1 {
+        return input;
+    }
+    let prev = &t.rows[rows[turn as usize - 2]];
+    input
+        .saturating_sub(prev.input_tokens + prev.output_tokens)
+        .max(1)
 }
 
 /// What the next turn of a session sends: every earlier user turn and response.
@@ -502,6 +557,39 @@ mod tests {
             let d = u.sample(&mut rng);
             assert!((500..=2000).contains(&d.as_millis()), "{d:?}");
         }
+    }
+
+    #[test]
+    fn a_sessions_longest_context_counts_every_turn() {
+        let synthetic = SessionPlan {
+            source: SessionSource::Synthetic {
+                turns: LengthDist::Uniform { min: 2, max: 4 },
+            },
+            sessions: 3,
+            think_time: ThinkTime::Fixed(Duration::ZERO),
+        };
+        // 4 turns at most × (100 prompt + 50 output tokens).
+        assert_eq!(synthetic.max_context_tokens(100, 50, None, |_| 0), 600);
+        let file = SessionPlan {
+            source: SessionSource::Conversations {
+                path: "c.jsonl".into(),
+                conversations: vec![
+                    Conversation {
+                        system: Some("sys".into()),
+                        user_turns: vec!["ab".into(), "cdef".into()],
+                    },
+                    Conversation {
+                        system: None,
+                        user_turns: vec!["x".into()],
+                    },
+                ],
+            },
+            sessions: 2,
+            think_time: ThinkTime::Fixed(Duration::ZERO),
+        };
+        // One token per byte + 10 per text: (3 + 10) + (2 + 10) + (4 + 10) + 2 turns × 50.
+        let bytes = |t: &str| t.len() as u64 + 10;
+        assert_eq!(file.max_context_tokens(999, 50, None, bytes), 139);
     }
 
     #[test]

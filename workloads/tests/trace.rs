@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use charter_backends::Prompt;
-use charter_workloads::{PromptSource, Trace, TraceFormat, TraceOptions};
+use charter_workloads::{
+    PromptSource, SessionPlan, SessionSource, ThinkTime, Trace, TraceFormat, TraceOptions,
+};
 
 fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -352,4 +354,44 @@ fn bailian_rows_link_into_conversations() {
             .contains("trace sessions need a Bailian trace"),
         "{e}"
     );
+}
+
+/// The longest history a trace conversation reaches, for the resource guard: turn 1's whole
+/// prompt, each later turn's new tokens and every turn's output. Conversation 0 below:
+/// 20 + 8 (30 − 20 − 2) + 13 (45 − 30 − 2) prompt tokens and 3 × 2 outputs = 47, the last
+/// turn's input plus its output; conversation 7 reaches 16 + 7 + 13 + 6 = 42.
+#[test]
+fn a_trace_sessions_longest_context_is_its_last_turn_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("two.jsonl");
+    let row = |chat: i64, parent: i64, t: f64, input: u32| {
+        format!("{{\"chat_id\": {chat}, \"parent_chat_id\": {parent}, \"timestamp\": {t}, \"input_length\": {input}, \"output_length\": 2, \"turn\": 1}}\n")
+    };
+    let text = [
+        row(0, -1, 0.0, 20),
+        row(7, -1, 0.3, 16),
+        row(1, 0, 0.6, 30),
+        row(8, 7, 0.9, 25),
+        row(2, 1, 1.2, 45),
+        row(9, 8, 1.5, 40),
+    ]
+    .concat();
+    std::fs::write(&p, text).unwrap();
+    let t = Trace::load(
+        &p,
+        TraceOptions {
+            sessions: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let plan = SessionPlan {
+        sessions: 2,
+        source: SessionSource::Trace(std::sync::Arc::new(t)),
+        think_time: ThinkTime::Fixed(std::time::Duration::ZERO),
+    };
+    let never = |_: &str| unreachable!("a trace has no text");
+    assert_eq!(plan.max_context_tokens(0, 0, None, never), 47);
+    // --max-tokens 10 replaces every turn's output: 41 + 3 × 10.
+    assert_eq!(plan.max_context_tokens(0, 0, Some(10), never), 71);
 }
