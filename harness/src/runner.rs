@@ -14,6 +14,8 @@ use charter_backends::{Backend, GenRequest, LoadError, Prompt, Stream};
 use charter_record::{Observation, SessionTurn};
 use charter_workloads::{Arrivals, RequestTemplate, SessionPlan, Shard, StopCondition};
 
+use charter_reports::stats::LatencyHistogram;
+
 use crate::sampler::Instances;
 
 /// One phase of a closed-loop run (warm-up or measured).
@@ -143,8 +145,9 @@ pub struct OpenStats {
     pub schedule_start: Option<Instant>,
     /// Arrivals that found every in-flight slot busy (they queued, and their wait is lag).
     pub max_in_flight_waits: u64,
-    /// Dispatcher lateness (hand-off − intended start) per request, seconds.
-    pub dispatch_lag_s: Vec<f64>,
+    /// Dispatcher lateness (hand-off − intended start) of the requests issued (a histogram,
+    /// so a long level holds no value per request).
+    pub dispatch_lag: LatencyHistogram,
 }
 
 struct Job {
@@ -277,7 +280,7 @@ pub fn run_open_level(
                             stats.max_in_flight_waits += 1;
                         }
                     }
-                    stats.dispatch_lag_s.push(
+                    stats.dispatch_lag.record_s(
                         Instant::now()
                             .saturating_duration_since(intended)
                             .as_secs_f64(),

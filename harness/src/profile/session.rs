@@ -10,7 +10,7 @@ use charter_backends::{Backend, Sampling};
 use charter_record::{HistoryReuse, Observation};
 use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::resources::flags::{self, ClientInputs};
-use charter_reports::resources::{self, ContextSpan, WindowInputs};
+use charter_reports::resources::{self, ContextSpan, LiveContext, WindowInputs};
 use charter_reports::sessions::SessionAggregator;
 use charter_reports::{
     Aggregator, IdRange, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus,
@@ -337,10 +337,16 @@ impl<'a> Session<'a> {
             &mut self.progress,
             &mut self.failures,
         );
-        let mut spans: Vec<ContextSpan> = Vec::new();
+        // Live context at each sample, summed as requests finish (no span kept per request).
+        let mut context = LiveContext::default();
+        let mut samples_seen = self.sampler.sample_count();
+        let sampler = &self.sampler;
         let mut sessions = SessionAggregator::default();
         let mut on_finished = |f: Observation| {
-            spans.push(ContextSpan::from_observation(&f, epoch));
+            let times = sampler.sample_times_since(samples_seen);
+            samples_seen += times.len();
+            context.add_samples(times);
+            context.add_span(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
             crate::live::finished(&row);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
@@ -515,6 +521,13 @@ impl<'a> Session<'a> {
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
+        context.add_samples(
+            samples
+                .get(samples_seen..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| s.row.t_s),
+        );
         let server_metrics = self
             .server
             .level(window.as_ref().map(|w| (w.start_s, w.end_s)));
@@ -535,7 +548,7 @@ impl<'a> Session<'a> {
                 in_process: !self.cfg.backend.is_remote(),
                 watched: &watched,
                 gpu_names: self.sampler.gpu_names(),
-                spans: &spans,
+                context: &context,
                 summary: &summary,
                 cpu_tdp_w: self.cfg.sampler.cpu_tdp_w,
                 logical_cores: self.record.host.logical_cores,
@@ -544,7 +557,7 @@ impl<'a> Session<'a> {
                 contention_threshold_cores: self.cfg.sampler.contention_threshold_cores,
             },
         );
-        for point in resources::context_points(&samples, &spans, index, self.cfg.isolation) {
+        for point in resources::context_points(&samples, &context, index, self.cfg.isolation) {
             self.context_out
                 .serialize(point)
                 .map_err(anyhow::Error::from)?;
@@ -560,7 +573,7 @@ impl<'a> Session<'a> {
             &measured.resources,
             &ClientInputs {
                 lag_threshold_s: self.cfg.lag_threshold.as_secs_f64(),
-                dispatch_lag_s: open_stats.as_ref().map_or(&[], |o| &o.dispatch_lag_s),
+                dispatch_lag: open_stats.as_ref().map(|o| &o.dispatch_lag),
                 max_in_flight_waits: open_stats.as_ref().map_or(0, |o| o.max_in_flight_waits),
                 max_in_flight: match load {
                     LoadLevel::Open { max_in_flight, .. } => Some(max_in_flight),
