@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use charter_backends::{Backend, GenRequest, LoadError, Prompt, Stream};
 use charter_record::{Observation, SessionTurn};
-use charter_workloads::{Arrivals, RequestTemplate, SessionPlan, Shard, StopCondition};
+use charter_workloads::{Arrivals, RequestTemplate, Schedule, SessionPlan, Shard, StopCondition};
 
 use charter_reports::stats::LatencyHistogram;
 
@@ -198,10 +198,13 @@ pub fn run_open_level(
         OpenWork::Requests { template, .. } => {
             template.schedule(level.rate, level.arrivals, level.burstiness, level.seed)
         }
-        OpenWork::Sessions(run) => {
-            run.plan
-                .schedule(level.rate, level.arrivals, level.burstiness, level.seed)
-        }
+        OpenWork::Sessions(run) => Schedule::given_or_new(
+            run.plan.trace_offsets(),
+            level.rate,
+            level.arrivals,
+            level.burstiness,
+            level.seed,
+        ),
     }
     .map_err(|what| LoadError::Setting { what })?;
     let max = level.max_in_flight.max(1) as usize;

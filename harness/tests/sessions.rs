@@ -12,6 +12,21 @@ mod sse_server;
 use common::*;
 use sse_server::{Script, TestServer};
 
+/// (role, content) of each message of a chat request body.
+fn said(body: &serde_json::Value) -> Vec<(String, String)> {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_string(),
+                m["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The text the server answers request `n` with.
 fn answer(n: u64) -> Vec<String> {
     vec![format!("answer{n} "), "done".into()]
@@ -62,19 +77,7 @@ fn turns_carry_the_history_and_think_time_is_honoured() {
     // One stream: the server saw session 0's three turns, then session 1's only one.
     let bodies = srv.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 4, "{bodies:#?}");
-    let said = |n: usize| -> Vec<(String, String)> {
-        bodies[n]["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                (
-                    m["role"].as_str().unwrap().to_string(),
-                    m["content"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+    let said = |n: usize| said(&bodies[n]);
     let m = |r: &str, c: &str| (r.to_string(), c.to_string());
     assert_eq!(
         said(0),
@@ -294,19 +297,7 @@ fn trace_sessions_send_the_history_at_the_trace_times() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let bodies = srv.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 6, "{bodies:#?}");
-    let said = |n: usize| -> Vec<(String, String)> {
-        bodies[n]["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                (
-                    m["role"].as_str().unwrap().to_string(),
-                    m["content"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    };
+    let said = |n: usize| said(&bodies[n]);
     let user = |n: usize| said(n).last().unwrap().clone();
     let reply = |n: usize| ("assistant".to_string(), answer(n as u64).concat());
     // Requests in time order: 0 = conversation 0 turn 1, 1 = conversation 7 turn 1, 2 = 0's

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use charter_backends::{ChatMessage, GenRequest, Prompt};
 
-use crate::arrivals::{Arrivals, Schedule};
 use crate::lengths::LengthDist;
 use crate::prompts::{request_rng, PromptFileError};
 use crate::trace::Trace;
@@ -147,18 +146,12 @@ impl SessionPlan {
         }
     }
 
-    /// When sessions arrive in an open-loop level: a trace's first turns at their timestamps,
-    /// else `arrivals` at `rate` sessions/s.
-    pub fn schedule(
-        &self,
-        rate: f64,
-        arrivals: Arrivals,
-        burstiness: f64,
-        seed: u64,
-    ) -> Result<Schedule, String> {
+    /// When a trace's sessions arrive: its conversations' first turns' offsets (`None` for
+    /// other sessions, which arrive by the level's arrival process).
+    pub fn trace_offsets(&self) -> Option<Vec<f64>> {
         match &self.source {
-            SessionSource::Trace(t) => Ok(Schedule::from_offsets(t.conversation_offsets())),
-            _ => Schedule::new(rate, arrivals, burstiness, seed),
+            SessionSource::Trace(t) => Some(t.conversation_offsets()),
+            _ => None,
         }
     }
 

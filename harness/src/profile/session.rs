@@ -360,19 +360,20 @@ impl<'a> Session<'a> {
             }
         };
         let mut open_stats = None;
+        let session_run = self.cfg.sessions.as_deref().map(|plan| runner::SessionRun {
+            backend: self.backend,
+            template: &self.template,
+            plan,
+            first_id,
+            interrupted: &INTERRUPTED,
+            instances: &self.instances,
+        });
         match load {
-            LoadLevel::Closed { concurrency } if self.cfg.sessions.is_some() => {
-                let plan = self.cfg.sessions.as_deref().expect("checked");
+            LoadLevel::Closed { concurrency } if session_run.is_some() => {
+                let run = session_run.as_ref().expect("checked");
+                let plan = run.plan;
                 let c = shard.share(u64::from(concurrency)) as usize;
                 self.pool.ensure(c)?;
-                let run = runner::SessionRun {
-                    backend: self.backend,
-                    template: &self.template,
-                    plan,
-                    first_id,
-                    interrupted: &INTERRUPTED,
-                    instances: &self.instances,
-                };
                 let phase = |warmup: bool, sessions: std::ops::Range<u64>| SessionPhase {
                     warmup,
                     sessions,
@@ -380,10 +381,10 @@ impl<'a> Session<'a> {
                     shard,
                 };
                 let streams = &mut self.pool.streams[..c];
-                runner::run_sessions(streams, &run, &phase(true, 0..warmup), &mut on_finished);
+                runner::run_sessions(streams, run, &phase(true, 0..warmup), &mut on_finished);
                 if !Self::interrupted() {
                     let measured = phase(false, warmup..warmup + plan.sessions);
-                    runner::run_sessions(streams, &run, &measured, &mut on_finished);
+                    runner::run_sessions(streams, run, &measured, &mut on_finished);
                 }
                 self.next_id += (warmup + plan.sessions) * u64::from(plan.max_turns());
             }
@@ -455,14 +456,6 @@ impl<'a> Session<'a> {
                     stop,
                     shard,
                 };
-                let session_run = self.cfg.sessions.as_deref().map(|plan| runner::SessionRun {
-                    backend: self.backend,
-                    template: &self.template,
-                    plan,
-                    first_id,
-                    interrupted: &INTERRUPTED,
-                    instances: &self.instances,
-                });
                 let work = match &session_run {
                     Some(run) => OpenWork::Sessions(run),
                     None => OpenWork::Requests {

@@ -203,9 +203,9 @@ pub fn fit(points: &[(u64, u64)], signal: MemorySignal, method: &str) -> Option<
 mod tests {
     use super::*;
 
-    #[test]
-    fn live_tokens_follow_prompt_and_generated_tokens() {
-        let spans = vec![
+    /// Two overlapping requests.
+    fn two_spans() -> Vec<ContextSpan> {
+        vec![
             ContextSpan {
                 start_s: 1.0,
                 end_s: 3.0,
@@ -218,7 +218,12 @@ mod tests {
                 prompt_tokens: 10,
                 generated: vec![(3.0, 5)],
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn live_tokens_follow_prompt_and_generated_tokens() {
+        let spans = two_spans();
         assert_eq!(live_tokens_at(&spans, 0.5), 0);
         assert_eq!(live_tokens_at(&spans, 1.2), 100);
         assert_eq!(live_tokens_at(&spans, 2.0), 102 + 10);
@@ -230,26 +235,13 @@ mod tests {
 
     #[test]
     fn live_context_streams_the_same_numbers_and_lets_spans_go() {
-        let spans = [
-            ContextSpan {
-                start_s: 1.0,
-                end_s: 3.0,
-                prompt_tokens: 100,
-                generated: vec![(1.5, 1), (2.0, 2), (2.5, 3)],
-            },
-            ContextSpan {
-                start_s: 2.0,
-                end_s: 4.0,
-                prompt_tokens: 10,
-                generated: vec![(3.0, 5)],
-            },
-            ContextSpan {
-                start_s: 0.2,
-                end_s: 0.6,
-                prompt_tokens: 7,
-                generated: vec![],
-            },
-        ];
+        let mut spans = two_spans();
+        spans.push(ContextSpan {
+            start_s: 0.2,
+            end_s: 0.6,
+            prompt_tokens: 7,
+            generated: vec![],
+        });
         let times = [0.5, 1.2, 2.0, 2.7, 3.0, 3.5, 4.0, 4.5];
         let mut live = LiveContext::default();
         // Samples and finished requests interleave as in a run: a request finishes after
