@@ -2,7 +2,8 @@
 //! when the previous one finishes. Open loop: a dispatcher issues requests at scheduled times
 //! to worker threads (see [`run_open_level`]). Finished requests go to the caller's thread through a
 //! channel as they complete, so results are recorded (and streamed to disk) immediately.
-//! Sessions: a closed loop over multi-turn conversations (see [`run_sessions`]).
+//! Sessions: a closed loop over multi-turn conversations (see [`run_sessions`]), or sessions
+//! arriving on an open-loop schedule, each run whole by a worker ([`OpenWork::Sessions`]).
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use charter_backends::{Backend, GenRequest, LoadError, Prompt, Stream};
 use charter_record::{Observation, SessionTurn};
-use charter_workloads::{Arrivals, RequestTemplate, SessionPlan, Shard, StopCondition};
+use charter_workloads::{Arrivals, RequestTemplate, Schedule, SessionPlan, Shard, StopCondition};
+
+use charter_reports::stats::LatencyHistogram;
 
 use crate::sampler::Instances;
 
@@ -142,8 +145,9 @@ pub struct OpenStats {
     pub schedule_start: Option<Instant>,
     /// Arrivals that found every in-flight slot busy (they queued, and their wait is lag).
     pub max_in_flight_waits: u64,
-    /// Dispatcher lateness (hand-off − intended start) per request, seconds.
-    pub dispatch_lag_s: Vec<f64>,
+    /// Dispatcher lateness (hand-off − intended start) of the requests issued (a histogram,
+    /// so a long level holds no value per request).
+    pub dispatch_lag: LatencyHistogram,
 }
 
 struct Job {
@@ -153,21 +157,56 @@ struct Job {
     intended: Option<Instant>,
 }
 
-/// Run an open-loop level: a dispatcher thread issues requests at their scheduled times to a
-/// pool of worker threads (one stream each, grown on demand up to `max_in_flight`); finished
-/// requests reach `on_finished` on the calling thread as they complete.
+/// What an open-loop level's arrivals are.
+#[derive(Clone, Copy)]
+pub enum OpenWork<'w> {
+    /// Each arrival is one request of the template.
+    Requests {
+        template: &'w RequestTemplate,
+        vocab: &'w [u32],
+    },
+    /// Each arrival is a new session (the n-th arrival is session n of the level, warm-up
+    /// sessions first), run whole by the worker that takes it: turn 1 at the arrival, later
+    /// turns after the previous response and the think time. `max_in_flight` then caps the
+    /// sessions in progress (a session keeps its stream through its think times).
+    Sessions(&'w SessionRun<'w>),
+}
+
+impl OpenWork<'_> {
+    /// Whether this process runs arrival `n` of the schedule (sessions stay whole on the shard
+    /// their key falls to).
+    fn keeps(&self, shard: Shard, n: u64) -> bool {
+        match self {
+            OpenWork::Requests { .. } => shard.keeps(n),
+            OpenWork::Sessions(run) => shard.keeps_key(&run.plan.key(n)),
+        }
+    }
+}
+
+/// Run an open-loop level: a dispatcher thread issues requests (or sessions) at their scheduled
+/// times to a pool of worker threads (one stream each, grown on demand up to `max_in_flight`);
+/// finished requests reach `on_finished` on the calling thread as they complete.
 pub fn run_open_level(
     pool: &mut StreamPool<'_>,
-    template: &RequestTemplate,
-    vocab: &[u32],
+    work: OpenWork<'_>,
     level: OpenLevel,
     interrupted: &AtomicBool,
     instances: &Instances,
     mut on_finished: impl FnMut(Observation),
 ) -> Result<OpenStats, LoadError> {
-    let schedule = template
-        .schedule(level.rate, level.arrivals, level.burstiness, level.seed)
-        .map_err(|what| LoadError::Setting { what })?;
+    let schedule = match work {
+        OpenWork::Requests { template, .. } => {
+            template.schedule(level.rate, level.arrivals, level.burstiness, level.seed)
+        }
+        OpenWork::Sessions(run) => Schedule::given_or_new(
+            run.plan.trace_offsets(),
+            level.rate,
+            level.arrivals,
+            level.burstiness,
+            level.seed,
+        ),
+    }
+    .map_err(|what| LoadError::Setting { what })?;
     let max = level.max_in_flight.max(1) as usize;
     // Start with enough workers for the expected concurrency (Little's law needs latency we do
     // not know yet, so: a few, growing on demand).
@@ -182,8 +221,7 @@ pub fn run_open_level(
     let shared = Shared {
         job_rx: &job_rx,
         idle: &idle,
-        template,
-        vocab,
+        work,
         interrupted,
         instances,
     };
@@ -228,7 +266,7 @@ pub fn run_open_level(
                         }
                     }
                     stats.scheduled = n + 1;
-                    if !level.shard.keeps(n) {
+                    if !work.keeps(level.shard, n) {
                         continue;
                     }
                     wait_until(intended);
@@ -245,13 +283,17 @@ pub fn run_open_level(
                             stats.max_in_flight_waits += 1;
                         }
                     }
-                    stats.dispatch_lag_s.push(
+                    stats.dispatch_lag.record_s(
                         Instant::now()
                             .saturating_duration_since(intended)
                             .as_secs_f64(),
                     );
+                    // Sessions: the job's id is the session's index in the level.
                     let job = Job {
-                        id: level.first_id + n,
+                        id: match work {
+                            OpenWork::Requests { .. } => level.first_id + n,
+                            OpenWork::Sessions(_) => n,
+                        },
                         warmup,
                         intended: Some(intended),
                     };
@@ -294,8 +336,7 @@ fn wait_until(t: Instant) {
 struct Shared<'s> {
     job_rx: &'s Mutex<mpsc::Receiver<Job>>,
     idle: &'s AtomicUsize,
-    template: &'s RequestTemplate,
-    vocab: &'s [u32],
+    work: OpenWork<'s>,
     interrupted: &'s AtomicBool,
     instances: &'s Instances,
 }
@@ -316,9 +357,15 @@ fn worker(
         if sh.interrupted.load(Ordering::Relaxed) {
             continue; // queued but never started: nothing was measured
         }
-        let request = sh.template.request(job.id, sh.vocab);
-        let f = serve(&mut *stream, &request, job, instance, sh.interrupted);
-        if done_tx.send(f).is_err() {
+        let sent = match sh.work {
+            OpenWork::Requests { template, vocab } => {
+                let request = template.request(job.id, vocab);
+                let f = serve(&mut *stream, &request, job, instance, sh.interrupted);
+                done_tx.send(f).is_ok()
+            }
+            OpenWork::Sessions(run) => run_session(&mut *stream, run, job, instance, &done_tx),
+        };
+        if !sent {
             break;
         }
     }
@@ -364,9 +411,6 @@ pub struct SessionPhase {
     pub warmup: bool,
     /// Sessions of this phase, by their index in the level (the same on every shard).
     pub sessions: std::ops::Range<u64>,
-    /// Request ids of the level start here: turn k of session s has id
-    /// `first_id + s × max_turns + k − 1`.
-    pub first_id: u64,
     /// No session starts after this long.
     pub duration: Option<Duration>,
     /// A sharded run keeps each session whole on the shard its key falls to.
@@ -378,6 +422,9 @@ pub struct SessionRun<'r> {
     pub backend: &'r dyn Backend,
     pub template: &'r RequestTemplate,
     pub plan: &'r SessionPlan,
+    /// Request ids of the level start here: turn k of session s has id
+    /// `first_id + s × max_turns + k − 1`.
+    pub first_id: u64,
     pub interrupted: &'r AtomicBool,
     pub instances: &'r Instances,
 }
@@ -416,8 +463,12 @@ pub fn run_sessions(
                             continue;
                         }
                         started.fetch_add(1, Ordering::Relaxed);
-                        let sent =
-                            run_session(&mut **stream, run, phase, session, instance as u32, &tx);
+                        let job = Job {
+                            id: session,
+                            warmup: phase.warmup,
+                            intended: None,
+                        };
+                        let sent = run_session(&mut **stream, run, job, instance as u32, &tx);
                         if !sent {
                             break;
                         }
@@ -433,32 +484,32 @@ pub fn run_sessions(
     started.load(Ordering::Relaxed)
 }
 
-/// Run every turn of `session` on `stream`; false when the receiver is gone.
+/// Run every turn of the session `job.id` on `stream` (turn 1 scheduled at `job.intended` in
+/// open loop); false when the receiver is gone.
 fn run_session(
     stream: &mut dyn Stream,
     run: &SessionRun<'_>,
-    phase: &SessionPhase,
-    session: u64,
+    job: Job,
     instance: u32,
     tx: &mpsc::Sender<Observation>,
 ) -> bool {
-    let (plan, seed) = (run.plan, run.template.sampling.seed);
+    let (plan, seed, session) = (run.plan, run.template.sampling.seed, job.id);
     let vocab = run.backend.prompt_token_ids();
     let mut history = charter_workloads::History::default();
     let turns = plan.turns(session, seed);
-    let mut last_end: Option<Instant> = None;
+    let mut last: Option<(Instant, Instant)> = None;
     for turn in 1..=turns {
-        let id = phase.first_id + session * u64::from(plan.max_turns()) + u64::from(turn - 1);
-        let think_time = last_end.map(|end| {
-            let think = plan.think_time(id, seed);
+        let id = run.first_id + session * u64::from(plan.max_turns()) + u64::from(turn - 1);
+        let think_time = last.map(|(start, end)| {
+            let think = plan.think_before(session, turn, id, seed, end - start);
             sleep_until_or_interrupted(end + think, run.interrupted);
             think
         });
         if run.interrupted.load(Ordering::Relaxed) {
             break;
         }
-        let mut request = run.template.request(id, vocab);
-        let user = match plan.user_turn(session, turn, request.prompt) {
+        let mut request = plan.turn_request(run.template, session, turn, id, vocab);
+        let user = match std::mem::replace(&mut request.prompt, Prompt::Tokens(Vec::new())) {
             // A backend that sends text for ids (remote APIs) gets a chat history.
             Prompt::Tokens(ids) => match run.backend.synthetic_text(&ids) {
                 Some(text) => Prompt::Text(text),
@@ -468,18 +519,19 @@ fn run_session(
         };
         history.push_user(user);
         request.prompt = history.prompt();
-        let job = Job {
+        let turn_job = Job {
             id,
-            warmup: phase.warmup,
-            intended: None,
+            warmup: job.warmup,
+            // Later turns start when their think time ends: that is their intended start.
+            intended: job.intended.filter(|_| turn == 1),
         };
-        let mut done = serve(stream, &request, job, instance, run.interrupted);
+        let mut done = serve(stream, &request, turn_job, instance, run.interrupted);
         done.session = Some(SessionTurn {
             session,
             turn,
             think_time,
         });
-        last_end = Some(done.end);
+        last = Some((done.start, done.end));
         let response = match &mut done.result {
             Ok(outcome) => Some((
                 std::mem::take(&mut outcome.output_token_ids),

@@ -527,6 +527,10 @@ pub struct TraceRecord {
     pub block_tokens: u32,
     /// Seconds from the first to the last replayed row, after compression.
     pub replay_span_s: f64,
+    /// `--trace-sessions`: the conversations replayed as multi-turn sessions (rows linked by
+    /// `parent_chat_id`, first turn in the window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<u64>,
 }
 
 /// The shared-prefix workload: `groups` system prompts of `prefix_tokens` each; every request
@@ -551,8 +555,13 @@ pub enum LoadProfile {
         /// Gamma shape (1 = Poisson); recorded for every arrival kind.
         burstiness: f64,
         /// At most this many requests in flight; later ones wait (and the wait is schedule lag).
+        /// With `sessions`, sessions in progress (each keeps its stream through think times).
         max_in_flight: u32,
         seed: u64,
+        /// The arrivals are new multi-turn sessions, not requests: `rate_per_s` is sessions/s,
+        /// and each session's later turns follow its previous response and think time.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sessions: bool,
     },
 }
 
@@ -564,8 +573,12 @@ impl LoadProfile {
             LoadProfile::OpenLoop {
                 rate_per_s,
                 arrivals,
+                sessions,
                 ..
-            } => format!("{rate_per_s:.3} req/s {arrivals}"),
+            } => {
+                let unit = if *sessions { "sessions" } else { "req" };
+                format!("{rate_per_s:.3} {unit}/s {arrivals}")
+            }
         }
     }
 }

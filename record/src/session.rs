@@ -44,6 +44,11 @@ pub struct SessionSummary {
     pub sessions: u64,
     /// Sessions none of whose measured turns failed.
     pub sessions_without_failure: u64,
+    /// Sessions started per second: sessions − 1 over the span of their first turns' starts
+    /// (`None` for fewer than two). With open-loop session arrivals, the achieved rate to set
+    /// against the level's `rate_per_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_arrival_rate_per_s: Option<f64>,
     pub history: HistoryReuse,
     /// Turns per session (requests, failed ones included).
     pub turns: Option<ValueSummary>,

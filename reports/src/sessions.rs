@@ -53,11 +53,15 @@ impl SessionAggregator {
         let (mut turns, mut times, mut asked, mut honoured) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut without_failure = 0;
+        let mut first_starts = Vec::new();
         for seen in self.sessions.values() {
             let mut seen = seen.clone();
             seen.sort_by_key(|t| t.turn);
             turns.push(seen.len() as f64);
             let first = seen.iter().map(|t| t.start_s).fold(f64::INFINITY, f64::min);
+            if seen[0].turn == 1 {
+                first_starts.push(seen[0].start_s);
+            }
             let last = seen
                 .iter()
                 .map(|t| t.end_s)
@@ -82,9 +86,16 @@ impl SessionAggregator {
                 Some(acc)
             },
         );
+        let arrival_span = first_starts
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            - first_starts.iter().copied().fold(f64::INFINITY, f64::min);
         Some(SessionSummary {
             sessions: self.sessions.len() as u64,
             sessions_without_failure: without_failure,
+            session_arrival_rate_per_s: (first_starts.len() >= 2 && arrival_span > 0.0)
+                .then(|| (first_starts.len() - 1) as f64 / arrival_span),
             history,
             turns: ValueSummary::from_values(&turns),
             session_time_s: ValueSummary::from_values(&times),
@@ -120,8 +131,10 @@ pub fn sentence(level: u32, load: &str, s: &SessionSummary) -> String {
         })
     };
     format!(
-        "Sessions, level {level} ({load}): {} session(s), {} without a failed turn; turns {}; session time (s) {}; think time (s) asked {}, honoured {}; TTFT p50/p99 ms turn 1 {}/{} vs later turns {}/{}; {}.",
+        "Sessions, level {level} ({load}): {} session(s){}, {} without a failed turn; turns {}; session time (s) {}; think time (s) asked {}, honoured {}; TTFT p50/p99 ms turn 1 {}/{} vs later turns {}/{}; {}.",
         s.sessions,
+        s.session_arrival_rate_per_s
+            .map_or(String::new(), |r| format!(" starting at {r:.3}/s")),
         s.sessions_without_failure,
         mean_max(&s.turns, 1),
         mean_max(&s.session_time_s, 2),

@@ -82,7 +82,7 @@ fn window_of(samples: &[Sample], summary: &charter_record::RunSummary) -> resour
             in_process: true,
             watched: &[],
             gpu_names: &["Test GPU".to_string()],
-            spans: &[],
+            context: &Default::default(),
             summary,
             cpu_tdp_w: None,
             logical_cores: 2,

@@ -59,6 +59,20 @@ impl Schedule {
         })
     }
 
+    /// The given offsets (a trace's) when there are some, else `arrivals` at `rate`.
+    pub fn given_or_new(
+        offsets: Option<Vec<f64>>,
+        rate: f64,
+        arrivals: Arrivals,
+        burstiness: f64,
+        seed: u64,
+    ) -> Result<Self, String> {
+        match offsets {
+            Some(o) => Ok(Self::from_offsets(o)),
+            None => Self::new(rate, arrivals, burstiness, seed),
+        }
+    }
+
     /// A schedule of the given offsets (seconds, non-decreasing), ending after the last.
     pub fn from_offsets(offsets: Vec<f64>) -> Self {
         Self {

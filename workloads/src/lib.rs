@@ -77,10 +77,11 @@ impl RequestTemplate {
         burstiness: f64,
         seed: u64,
     ) -> Result<Schedule, String> {
-        match &self.prompts {
-            PromptSource::Trace(t) => Ok(Schedule::from_offsets(t.offsets())),
-            _ => Schedule::new(rate, arrivals, burstiness, seed),
-        }
+        let offsets = match &self.prompts {
+            PromptSource::Trace(t) => Some(t.offsets()),
+            _ => None,
+        };
+        Schedule::given_or_new(offsets, rate, arrivals, burstiness, seed)
     }
 
     /// Request `index`: deterministic in `(sampling.seed, index)`.

@@ -5,19 +5,25 @@
 //! from the run's prompt source (synthetic ids, the corpus, a prompt file), conversation files
 //! (ShareGPT JSON or JSONL) give their own user turns in order (their recorded assistant turns
 //! are replaced by the model's). Between turns the user "thinks" for a [`ThinkTime`], drawn
-//! per turn from the seed. [`History`] accumulates what the next request sends: token ids
+//! per turn from the seed. Trace sessions replay a Bailian trace's conversations: each turn's
+//! new user part is what the trace's prompt adds to the previous turn's prompt and response,
+//! and the think time is what the trace's timestamps leave after the previous turn's measured
+//! duration (see [`SessionPlan::think_before`]). [`History`] accumulates what the next request sends: token ids
 //! where the prompts are ids and the backend takes them as they are (in-process models), chat
 //! messages otherwise.
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use charter_backends::{ChatMessage, Prompt};
+use charter_backends::{ChatMessage, GenRequest, Prompt};
 
 use crate::lengths::LengthDist;
 use crate::prompts::{request_rng, PromptFileError};
+use crate::trace::Trace;
+use crate::RequestTemplate;
 
 /// Think time between a turn's response and the next turn: fixed, or a distribution of
 /// milliseconds drawn per turn.
@@ -103,6 +109,9 @@ pub enum SessionSource {
         path: String,
         conversations: Vec<Conversation>,
     },
+    /// Session i is conversation i of a trace read with sessions ([`Trace::conversations`]):
+    /// it arrives at its first turn's timestamp, and its turns' lengths and gaps are the trace's.
+    Trace(Arc<Trace>),
 }
 
 /// The sessions of a level and the time users think between turns.
@@ -128,6 +137,21 @@ impl SessionPlan {
                 .map(|c| c.user_turns.len() as u32)
                 .max()
                 .unwrap_or(1),
+            SessionSource::Trace(t) => t
+                .conversations
+                .iter()
+                .map(|c| c.len() as u32)
+                .max()
+                .unwrap_or(1),
+        }
+    }
+
+    /// When a trace's sessions arrive: its conversations' first turns' offsets (`None` for
+    /// other sessions, which arrive by the level's arrival process).
+    pub fn trace_offsets(&self) -> Option<Vec<f64>> {
+        match &self.source {
+            SessionSource::Trace(t) => Some(t.conversation_offsets()),
+            _ => None,
         }
     }
 
@@ -140,6 +164,7 @@ impl SessionPlan {
             SessionSource::Conversations { conversations, .. } => {
                 self.conversation(session, conversations).user_turns.len() as u32
             }
+            SessionSource::Trace(t) => t.conversations[session as usize].len() as u32,
         }
     }
 
@@ -147,18 +172,29 @@ impl SessionPlan {
         &list[(session % list.len() as u64) as usize]
     }
 
-    /// The user's part of turn `turn` (1-based) of `session`; `generated` is what the run's
-    /// prompt source made for this request (used by synthetic sessions).
-    pub fn user_turn(&self, session: u64, turn: u32, generated: Prompt) -> Prompt {
+    /// Request `id`, turn `turn` (1-based) of `session`, with only the user's part of the turn
+    /// as its prompt (the caller prepends the history): synthetic sessions take the
+    /// template's request `id`; conversation files their own user turn; a trace the row's
+    /// prompt (see [`SessionPlan::trace_user_ids`]) and output length (unless `--max-tokens`
+    /// gives one).
+    pub fn turn_request(
+        &self,
+        template: &RequestTemplate,
+        session: u64,
+        turn: u32,
+        id: u64,
+        vocab: &[u32],
+    ) -> GenRequest {
+        let mut request = template.request(id, vocab);
         match &self.source {
-            SessionSource::Synthetic { .. } => generated,
+            SessionSource::Synthetic { .. } => {}
             SessionSource::Conversations { conversations, .. } => {
                 let c = self.conversation(session, conversations);
                 let user = ChatMessage {
                     role: "user".into(),
                     content: c.user_turns[turn as usize - 1].clone(),
                 };
-                match (&c.system, turn) {
+                request.prompt = match (&c.system, turn) {
                     (Some(system), 1) => Prompt::Chat(vec![
                         ChatMessage {
                             role: "system".into(),
@@ -167,13 +203,115 @@ impl SessionPlan {
                         user,
                     ]),
                     _ => Prompt::Chat(vec![user]),
+                };
+            }
+            SessionSource::Trace(t) => {
+                let row = t.conversations[session as usize][turn as usize - 1];
+                request.prompt = Prompt::Tokens(self.trace_user_ids(
+                    t,
+                    session,
+                    turn,
+                    template.sampling.seed,
+                    vocab,
+                ));
+                if template.max_tokens.is_none() {
+                    request.max_tokens = t.rows[row].output_tokens;
                 }
             }
         }
+        request
     }
 
-    /// The think time before the request with id `id` (deterministic in the seed).
-    pub fn think_time(&self, id: u64, seed: u64) -> Duration {
+    /// The new user tokens of turn `turn` of trace conversation `session`. A trace's
+    /// `input_length` counts the whole conversation so far (as the published Bailian trace
+    /// does), so turn 1 sends the row's whole prompt (its hash-id blocks shared with other rows
+    /// as in any replay) and turn k > 1 the last `input_k − input_(k−1) − output_(k−1)` tokens of
+    /// row k's prompt (at least one): with the history of the real responses before it, the
+    /// prompt is as long as the trace's when each response is as long as the row's output.
+    fn trace_user_ids(
+        &self,
+        t: &Trace,
+        session: u64,
+        turn: u32,
+        seed: u64,
+        vocab: &[u32],
+    ) -> Vec<u32> {
+        let row = t.conversations[session as usize][turn as usize - 1];
+        let mut ids = t.prompt_ids(row as u64, seed, vocab);
+        let new = trace_user_tokens(t, session, turn) as usize;
+        ids.drain(..ids.len().saturating_sub(new));
+        ids
+    }
+
+    /// The most tokens a session's history can reach: its prompt at its last turn plus that
+    /// turn's output. Synthetic sessions: the most turns × (`user_tokens` + `output_tokens`,
+    /// each the practical maximum per turn); a conversation file: per conversation, its
+    /// system prompt and user turns (`text_tokens` bounds a text's tokens) + one
+    /// `output_tokens` per turn; a trace: per conversation, the user tokens each turn sends +
+    /// each turn's output (its row's, or `output_cap` when given).
+    pub fn max_context_tokens(
+        &self,
+        user_tokens: u64,
+        output_tokens: u64,
+        output_cap: Option<u64>,
+        text_tokens: impl Fn(&str) -> u64,
+    ) -> u64 {
+        match &self.source {
+            SessionSource::Synthetic { turns } => {
+                u64::from(turns.upper()) * (user_tokens + output_tokens)
+            }
+            SessionSource::Conversations { conversations, .. } => conversations
+                .iter()
+                .map(|c| {
+                    let system = c.system.as_deref().map_or(0, &text_tokens);
+                    let users: u64 = c.user_turns.iter().map(|u| text_tokens(u)).sum();
+                    system + users + c.user_turns.len() as u64 * output_tokens
+                })
+                .max()
+                .unwrap_or(0),
+            SessionSource::Trace(t) => (0..t.conversations.len() as u64)
+                .map(|session| {
+                    let rows = &t.conversations[session as usize];
+                    (1..=rows.len() as u32)
+                        .map(|turn| {
+                            let row = &t.rows[rows[turn as usize - 1]];
+                            u64::from(trace_user_tokens(t, session, turn))
+                                + output_cap.unwrap_or(u64::from(row.output_tokens))
+                        })
+                        .sum::<u64>()
+                })
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The think time before turn `turn` (> 1) of `session` (request `id`), whose previous
+    /// turn took `previous`: drawn from `--think-time` (deterministic in the seed), or for a
+    /// trace what the gap between the two turns' timestamps (divided by the speed) leaves after
+    /// the previous turn's duration, at least 0. So a trace's turns arrive at their own
+    /// timestamps while the server answers as fast as production did, and right after the
+    /// response when it is slower (a user cannot reply before the answer).
+    pub fn think_before(
+        &self,
+        session: u64,
+        turn: u32,
+        id: u64,
+        seed: u64,
+        previous: Duration,
+    ) -> Duration {
+        match &self.source {
+            SessionSource::Trace(t) => {
+                let rows = &t.conversations[session as usize];
+                let (a, b) = (rows[turn as usize - 2], rows[turn as usize - 1]);
+                let gap = (t.rows[b].at_s - t.rows[a].at_s) / t.speed;
+                Duration::from_secs_f64(gap.max(0.0)).saturating_sub(previous)
+            }
+            _ => self.think_time(id, seed),
+        }
+    }
+
+    /// The `--think-time` drawn before the request with id `id` (deterministic in the seed).
+    fn think_time(&self, id: u64, seed: u64) -> Duration {
         self.think_time
             .sample(&mut request_rng(seed ^ THINK_STREAM, id))
     }
@@ -194,12 +332,35 @@ impl SessionPlan {
                 "user turns of {path} ({} conversations)",
                 conversations.len()
             ),
+            SessionSource::Trace(t) => {
+                return format!(
+                    "{} conversations of trace {} ({} turns), arriving at their first turns' timestamps; think time from the trace's gaps",
+                    self.sessions,
+                    t.path.display(),
+                    t.rows.len()
+                )
+            }
         };
         format!(
             "{} sessions per level, {what}, think time {}",
             self.sessions, self.think_time
         )
     }
+}
+
+/// The user tokens turn `turn` of trace conversation `session` adds (see
+/// [`SessionPlan::turn_request`]): the row's whole input at turn 1, then
+/// `input_k − input_(k−1) − output_(k−1)`, at least 1.
+fn trace_user_tokens(t: &Trace, session: u64, turn: u32) -> u32 {
+    let rows = &t.conversations[session as usize];
+    let input = t.rows[rows[turn as usize - 1]].input_tokens;
+    if turn == 1 {
+        return input;
+    }
+    let prev = &t.rows[rows[turn as usize - 2]];
+    input
+        .saturating_sub(prev.input_tokens + prev.output_tokens)
+        .max(1)
 }
 
 /// What the next turn of a session sends: every earlier user turn and response.
@@ -389,6 +550,39 @@ mod tests {
             let d = u.sample(&mut rng);
             assert!((500..=2000).contains(&d.as_millis()), "{d:?}");
         }
+    }
+
+    #[test]
+    fn a_sessions_longest_context_counts_every_turn() {
+        let synthetic = SessionPlan {
+            source: SessionSource::Synthetic {
+                turns: LengthDist::Uniform { min: 2, max: 4 },
+            },
+            sessions: 3,
+            think_time: ThinkTime::Fixed(Duration::ZERO),
+        };
+        // 4 turns at most × (100 prompt + 50 output tokens).
+        assert_eq!(synthetic.max_context_tokens(100, 50, None, |_| 0), 600);
+        let file = SessionPlan {
+            source: SessionSource::Conversations {
+                path: "c.jsonl".into(),
+                conversations: vec![
+                    Conversation {
+                        system: Some("sys".into()),
+                        user_turns: vec!["ab".into(), "cdef".into()],
+                    },
+                    Conversation {
+                        system: None,
+                        user_turns: vec!["x".into()],
+                    },
+                ],
+            },
+            sessions: 2,
+            think_time: ThinkTime::Fixed(Duration::ZERO),
+        };
+        // One token per byte + 10 per text: (3 + 10) + (2 + 10) + (4 + 10) + 2 turns × 50.
+        let bytes = |t: &str| t.len() as u64 + 10;
+        assert_eq!(file.max_context_tokens(999, 50, None, bytes), 139);
     }
 
     #[test]

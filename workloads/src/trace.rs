@@ -12,6 +12,11 @@
 //!
 //! The whole file is read and checked before a run: a malformed row is an error naming the file,
 //! its line and the field expected.
+//!
+//! Bailian rows can also be replayed as conversations ([`TraceOptions::sessions`]): rows linked
+//! by `parent_chat_id` form one conversation ([`Trace::conversations`]), whose first turn
+//! arrives at its timestamp and whose later turns follow the previous turn's response (see
+//! `crate::sessions`).
 
 use std::path::{Path, PathBuf};
 
@@ -154,6 +159,9 @@ pub struct TraceOptions {
     pub window: Option<TraceWindow>,
     /// Tokens per hash-id block [default: the format's].
     pub block_tokens: Option<u32>,
+    /// Link Bailian rows into conversations by `parent_chat_id` (only conversations whose
+    /// first turn falls in the window are kept, with their turns that do).
+    pub sessions: bool,
 }
 
 impl Default for TraceOptions {
@@ -163,6 +171,7 @@ impl Default for TraceOptions {
             speed: 1.0,
             window: None,
             block_tokens: None,
+            sessions: false,
         }
     }
 }
@@ -180,6 +189,9 @@ pub struct Trace {
     pub speed: f64,
     pub window: Option<TraceWindow>,
     pub block_tokens: u32,
+    /// With [`TraceOptions::sessions`]: each conversation's rows (indices into `rows`) in turn
+    /// order, conversations in the order of their first turns; empty otherwise.
+    pub conversations: Vec<Vec<usize>>,
 }
 
 /// A trace-file problem, naming the file and line.
@@ -273,9 +285,17 @@ impl Trace {
                 format!("trace file has no rows; expected {}", format.expected()),
             ));
         }
+        let roots = if opts.sessions {
+            Some(conversation_roots(&raw, format).map_err(|(line, what)| err(line, what))?)
+        } else {
+            None
+        };
         let t0 = raw[0].1;
         let mut rows = Vec::new();
         let mut last = f64::NEG_INFINITY;
+        // Sessions: conversation of each root ordinal kept (its first turn is in the window).
+        let mut conversation_of_root = std::collections::HashMap::new();
+        let mut conversations: Vec<Vec<usize>> = Vec::new();
         for (ordinal, (line, t, input, output, hash_ids, chat)) in raw.into_iter().enumerate() {
             if t < last {
                 return Err(err(
@@ -289,6 +309,22 @@ impl Trace {
                 if w.start_s.is_some_and(|s| at_s < s) || w.end_s.is_some_and(|e| at_s >= e) {
                     continue;
                 }
+            }
+            if let Some(roots) = &roots {
+                let root = roots[ordinal];
+                let c = if root == ordinal {
+                    conversations.push(Vec::new());
+                    *conversation_of_root
+                        .entry(root)
+                        .or_insert(conversations.len() - 1)
+                } else {
+                    match conversation_of_root.get(&root) {
+                        Some(&c) => c,
+                        // The conversation began before the window: none of it is replayed.
+                        None => continue,
+                    }
+                };
+                conversations[c].push(rows.len());
             }
             rows.push(TraceRow {
                 ordinal: ordinal as u64,
@@ -323,7 +359,14 @@ impl Trace {
                 .block_tokens
                 .unwrap_or_else(|| format.default_block_tokens())
                 .max(1),
+            conversations,
         })
+    }
+
+    /// Offsets (as [`Trace::offsets`]) of each conversation's first turn, in order.
+    pub fn conversation_offsets(&self) -> Vec<f64> {
+        let offsets = self.offsets();
+        self.conversations.iter().map(|c| offsets[c[0]]).collect()
     }
 
     /// When each row is issued: seconds after the level starts (the first row at 0), compressed
@@ -344,13 +387,13 @@ impl Trace {
     /// Mean arrival rate of the replay, requests/s (the row count over the span; the row count
     /// per second when every row has the same time).
     pub fn mean_rate(&self) -> f64 {
-        let span = self.replay_span_s();
-        let n = self.rows.len() as f64;
-        if span > 0.0 {
-            (n - 1.0).max(1.0) / span
-        } else {
-            n
-        }
+        rate_of(&self.offsets())
+    }
+
+    /// Mean arrival rate of the conversations (their first turns), sessions/s, as
+    /// [`Trace::mean_rate`] counts rows.
+    pub fn conversation_rate(&self) -> f64 {
+        rate_of(&self.conversation_offsets())
     }
 
     /// The prompt's blocks of the row `index` (mod the rows): (hash id or `None` for tokens
@@ -392,6 +435,66 @@ impl Trace {
         }
         ids
     }
+}
+
+/// Arrivals over the span of non-decreasing `offsets` (their count per second when they all
+/// fall at once).
+fn rate_of(offsets: &[f64]) -> f64 {
+    let span = offsets.last().copied().unwrap_or(0.0) - offsets.first().copied().unwrap_or(0.0);
+    let n = offsets.len() as f64;
+    if span > 0.0 {
+        (n - 1.0).max(1.0) / span
+    } else {
+        n
+    }
+}
+
+/// The ordinal of each row's conversation root: rows follow their `parent_chat_id` to the
+/// earlier row of that `chat_id`; a first turn (`parent_chat_id` < 0) is its own root, and so is
+/// a row whose parent already has a later turn (a branch, e.g. a regenerated answer: replayed
+/// as a conversation of its own whose first prompt is the row's whole prompt). An error is
+/// (line, what).
+fn conversation_roots(
+    raw: &[RawRow],
+    format: TraceFormat,
+) -> Result<Vec<usize>, (Option<usize>, String)> {
+    use std::collections::{HashMap, HashSet};
+    let mut by_chat: HashMap<i64, (usize, usize)> = HashMap::new(); // chat id → (line, root)
+    let mut continued: HashSet<i64> = HashSet::new();
+    let mut roots = Vec::with_capacity(raw.len());
+    for (ordinal, (line, _, _, _, _, chat)) in raw.iter().enumerate() {
+        let Some(chat) = chat else {
+            return Err((None, format!("{format} traces have no session ids; trace sessions need a Bailian trace (chat_id, parent_chat_id)")));
+        };
+        let root = if chat.parent_chat_id < 0 {
+            ordinal
+        } else {
+            match by_chat.get(&chat.parent_chat_id) {
+                None => {
+                    return Err((
+                        Some(*line),
+                        format!(
+                            "parent_chat_id {} names no earlier row's chat_id (expected -1 for a first turn, or the chat_id of an earlier row)",
+                            chat.parent_chat_id
+                        ),
+                    ))
+                }
+                Some(_) if !continued.insert(chat.parent_chat_id) => ordinal,
+                Some(&(_, root)) => root,
+            }
+        };
+        if let Some((first, _)) = by_chat.insert(chat.chat_id, (*line, root)) {
+            return Err((
+                Some(*line),
+                format!(
+                    "chat_id {} was already used at line {first}; expected one row per chat_id",
+                    chat.chat_id
+                ),
+            ));
+        }
+        roots.push(root);
+    }
+    Ok(roots)
 }
 
 /// Salts that keep block and row token streams apart from each other and from synthetic prompts.

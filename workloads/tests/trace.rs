@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use charter_backends::Prompt;
-use charter_workloads::{PromptSource, Trace, TraceFormat, TraceOptions};
+use charter_workloads::{
+    PromptSource, SessionPlan, SessionSource, ThinkTime, Trace, TraceFormat, TraceOptions,
+};
 
 fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -261,4 +263,135 @@ fn bad_files_name_the_line_and_what_was_expected() {
     assert!(e.contains("x.csv:2: missing field `TIMESTAMP`"), "{e}");
     let e = error("empty.jsonl", "\n", Some(TraceFormat::Mooncake));
     assert!(e.contains("no rows"), "{e}");
+}
+
+/// Bailian rows as conversations: every row of the sample in one conversation that follows
+/// its `parent_chat_id` links (read here independently of the parser), a window keeping only
+/// conversations that start in it, and the links' errors naming the line.
+#[test]
+fn bailian_rows_link_into_conversations() {
+    let sessions = TraceOptions {
+        sessions: true,
+        ..Default::default()
+    };
+    let t = load("bailian-sample.jsonl", sessions);
+    let raw: Vec<serde_json::Value> = std::fs::read_to_string(sample("bailian-sample.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let in_conversations: usize = t.conversations.iter().map(Vec::len).sum();
+    assert_eq!(in_conversations, raw.len());
+    let first_turns = raw.iter().filter(|v| v["parent_chat_id"] == -1).count();
+    assert_eq!(t.conversations.len(), first_turns);
+    for c in &t.conversations {
+        assert_eq!(raw[c[0]]["parent_chat_id"], -1);
+        for pair in c.windows(2) {
+            assert_eq!(raw[pair[1]]["parent_chat_id"], raw[pair[0]]["chat_id"]);
+        }
+    }
+    // Conversations arrive at their first turns' offsets, in order.
+    let offsets = t.offsets();
+    let starts: Vec<f64> = t.conversations.iter().map(|c| offsets[c[0]]).collect();
+    assert_eq!(t.conversation_offsets(), starts);
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+
+    // A window from 0.5 s: conversations that began before it are left out whole.
+    let w = load(
+        "bailian-sample.jsonl",
+        TraceOptions {
+            window: Some("0.5..".parse().unwrap()),
+            ..sessions
+        },
+    );
+    for c in &w.conversations {
+        assert!(w.rows[c[0]].at_s >= 0.5);
+        assert!(w.rows[c[0]].chat.unwrap().parent_chat_id < 0);
+    }
+    let kept: usize = w.conversations.iter().map(Vec::len).sum();
+    assert_eq!(kept, w.rows.len());
+    assert!(kept < raw.len() && w.rows.iter().all(|r| r.at_s >= 0.5));
+
+    let bad = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.jsonl");
+        std::fs::write(&p, text).unwrap();
+        Trace::load(&p, sessions).unwrap_err().to_string()
+    };
+    let row = |chat: i64, parent: i64, t: f64| {
+        format!("{{\"chat_id\": {chat}, \"parent_chat_id\": {parent}, \"timestamp\": {t}, \"input_length\": 5, \"output_length\": 2, \"turn\": 1}}\n")
+    };
+    let e = bad(&(row(1, -1, 0.0) + &row(2, 5, 1.0)));
+    assert!(
+        e.ends_with("b.jsonl:2: parent_chat_id 5 names no earlier row's chat_id (expected -1 for a first turn, or the chat_id of an earlier row)"),
+        "{e}"
+    );
+    let e = bad(&(row(1, -1, 0.0) + &row(1, -1, 1.0)));
+    assert!(
+        e.contains("b.jsonl:2: chat_id 1 was already used at line 1"),
+        "{e}"
+    );
+    // A second answer to the same turn (a branch) is a conversation of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("branch.jsonl");
+    std::fs::write(
+        &p,
+        row(1, -1, 0.0) + &row(2, 1, 1.0) + &row(3, 1, 2.0) + &row(4, 3, 3.0),
+    )
+    .unwrap();
+    let b = Trace::load(&p, sessions).unwrap();
+    assert_eq!(b.conversations, [vec![0, 1], vec![2, 3]]);
+    let e = Trace::load(
+        &sample("mooncake-sample.jsonl"),
+        TraceOptions {
+            sessions: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("trace sessions need a Bailian trace"),
+        "{e}"
+    );
+}
+
+/// The longest history a trace conversation reaches, for the resource guard: turn 1's whole
+/// prompt, each later turn's new tokens and every turn's output. Conversation 0 below:
+/// 20 + 8 (30 − 20 − 2) + 13 (45 − 30 − 2) prompt tokens and 3 × 2 outputs = 47, the last
+/// turn's input plus its output; conversation 7 reaches 16 + 7 + 13 + 6 = 42.
+#[test]
+fn a_trace_sessions_longest_context_is_its_last_turn_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("two.jsonl");
+    let row = |chat: i64, parent: i64, t: f64, input: u32| {
+        format!("{{\"chat_id\": {chat}, \"parent_chat_id\": {parent}, \"timestamp\": {t}, \"input_length\": {input}, \"output_length\": 2, \"turn\": 1}}\n")
+    };
+    let text = [
+        row(0, -1, 0.0, 20),
+        row(7, -1, 0.3, 16),
+        row(1, 0, 0.6, 30),
+        row(8, 7, 0.9, 25),
+        row(2, 1, 1.2, 45),
+        row(9, 8, 1.5, 40),
+    ]
+    .concat();
+    std::fs::write(&p, text).unwrap();
+    let t = Trace::load(
+        &p,
+        TraceOptions {
+            sessions: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let plan = SessionPlan {
+        sessions: 2,
+        source: SessionSource::Trace(std::sync::Arc::new(t)),
+        think_time: ThinkTime::Fixed(std::time::Duration::ZERO),
+    };
+    let never = |_: &str| unreachable!("a trace has no text");
+    assert_eq!(plan.max_context_tokens(0, 0, None, never), 47);
+    // --max-tokens 10 replaces every turn's output: 41 + 3 × 10.
+    assert_eq!(plan.max_context_tokens(0, 0, Some(10), never), 71);
 }

@@ -110,6 +110,13 @@ pub struct WorkloadArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one::<u32>)]
     pub trace_block_tokens: Option<u32>,
 
+    /// Replay a Bailian --trace as multi-turn sessions: rows linked by parent_chat_id are one
+    /// conversation whose first turn arrives at its timestamp and whose later turns carry the
+    /// history (earlier turns and the model's own responses), each sent after the previous
+    /// response, at the trace's timestamp if that is later.
+    #[arg(long)]
+    pub trace_sessions: bool,
+
     /// Shared-prefix workload: every synthetic prompt starts with one of --prefix-groups system
     /// prompts of this many tokens (drawn by seed and request index), then its own
     /// --prompt-tokens; the hit rate an ideal prefix cache would reach is reported.
@@ -121,9 +128,10 @@ pub struct WorkloadArgs {
     pub prefix_groups: Option<u32>,
 
     /// Multi-turn sessions: N conversations per level, run as a closed loop over sessions
-    /// (--concurrency sessions at once, each turn sent with the whole history: earlier user
-    /// turns and the model's own responses); user turns from --prompts, or --conversations
-    /// [default with --conversations: each conversation of the file once].
+    /// (--concurrency sessions at once) or arriving at --rate sessions/s, each turn sent with
+    /// the whole history (earlier user turns and the model's own responses); user turns from
+    /// --prompts, or --conversations [default with --conversations: each conversation of the
+    /// file once].
     #[arg(long, value_name = "N", value_parser = at_least_one::<u64>,
           conflicts_with_all = ["trace", "shared_prefix_tokens"])]
     pub sessions: Option<u64>,

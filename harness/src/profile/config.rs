@@ -123,6 +123,7 @@ fn trace(s: &Settings) -> Result<Option<Arc<Trace>>, CliError> {
             ("trace_speed", w.trace_speed.is_some()),
             ("trace_window", w.trace_window.is_some()),
             ("trace_block_tokens", w.trace_block_tokens.is_some()),
+            ("trace_sessions", w.trace_sessions),
         ];
         return match given.iter().find(|(_, set)| *set) {
             Some((id, _)) => Err(o.bad(id, "applies only with --trace FILE")),
@@ -134,52 +135,70 @@ fn trace(s: &Settings) -> Result<Option<Arc<Trace>>, CliError> {
         speed: w.trace_speed.unwrap_or(1.0),
         window: w.trace_window,
         block_tokens: w.trace_block_tokens,
+        sessions: w.trace_sessions,
     };
     Trace::load(path, opts)
         .map(|t| Some(Arc::new(t)))
         .map_err(|e| o.bad("trace", e))
 }
-/// `--sessions`/`--conversations` read and checked against the load settings; the session
-/// settings without either are an error naming the first one given.
-fn sessions(s: &Settings) -> Result<Option<Arc<SessionPlan>>, CliError> {
+/// `--sessions`/`--conversations`/`--trace-sessions` read and checked against the load
+/// settings; the session settings without any of them are an error naming the first one given.
+fn sessions(
+    s: &Settings,
+    trace: Option<&Arc<Trace>>,
+) -> Result<Option<Arc<SessionPlan>>, CliError> {
     let (a, o) = (&s.args, &s.origins);
     let w = &a.workload;
-    let source = match (&w.conversations, w.sessions) {
-        (Some(path), _) => charter_workloads::sessions::load_conversations(path)
+    let source = match (&w.conversations, w.sessions, trace) {
+        (_, _, Some(t)) if w.trace_sessions => {
+            // The trace says how many conversations, how many turns and when.
+            let given = [
+                ("sessions", w.sessions.is_some()),
+                ("turns", w.turns.is_some()),
+                ("think_time", w.think_time.is_some()),
+            ];
+            if let Some((id, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(o.bad(id, "--trace-sessions takes the conversations, their turns and the gaps between them from the trace; drop it"));
+            }
+            SessionSource::Trace(Arc::clone(t))
+        }
+        (Some(path), _, _) => charter_workloads::sessions::load_conversations(path)
             .map_err(|e| o.bad("conversations", e))?,
-        (None, Some(_)) => SessionSource::Synthetic {
+        (None, Some(_), _) => SessionSource::Synthetic {
             turns: w.turns.unwrap_or(LengthDist::fixed(4)),
         },
-        (None, None) => {
+        (None, None, _) => {
             let given = [
                 ("turns", w.turns.is_some()),
                 ("think_time", w.think_time.is_some()),
             ];
             return match given.iter().find(|(_, set)| *set) {
-                Some((id, _)) => {
-                    Err(o.bad(id, "applies only with --sessions N or --conversations FILE"))
-                }
+                Some((id, _)) => Err(o.bad(
+                    id,
+                    "applies only with --sessions N, --conversations FILE or --trace-sessions",
+                )),
                 None => Ok(None),
             };
         }
     };
     let load = &a.load;
-    // Sessions are a closed loop over conversations; session arrivals at a rate are not built.
-    let open = [
-        ("rate", load.rate.is_some()),
+    // Sessions run as a closed loop (--concurrency) or arrive at open-loop rates (--rate); a
+    // sweep's saturation probe measures requests, not sessions.
+    let refused = [
         ("sweep", load.sweep.is_some()),
         ("ram_probe", load.ram_probe),
         ("requests", load.requests.is_some()),
     ];
-    if let Some((id, _)) = open.iter().find(|(_, set)| *set) {
+    if let Some((id, _)) = refused.iter().find(|(_, set)| *set) {
         let why = if *id == "requests" {
             "sessions are counted by --sessions (each runs all its turns); drop --requests"
         } else {
-            "sessions run as a closed loop over conversations (--concurrency sessions at once); drop it"
+            "sessions run as a closed loop (--concurrency sessions at once) or arrive at --rate sessions/s; drop it"
         };
         return Err(o.bad(id, why));
     }
     let sessions = match (&source, w.sessions) {
+        (SessionSource::Trace(t), _) => t.conversations.len() as u64,
         (_, Some(n)) => n,
         (SessionSource::Conversations { conversations, .. }, None) => conversations.len() as u64,
         (SessionSource::Synthetic { .. }, None) => {
@@ -295,9 +314,9 @@ impl ProfileConfig {
         let arrivals = load.arrivals.unwrap_or(Arrivals::Poisson);
         let burstiness = load.burstiness.unwrap_or(1.0);
         let trace = trace(s)?;
-        let sessions = sessions(s)?;
+        let sessions = sessions(s, trace.as_ref())?;
         if sessions.is_some() && search {
-            return Err(o.bad("slo", "an SLO search runs open-loop rates; sessions run as a closed loop over conversations (give --concurrency to report the SLO per level)"));
+            return Err(o.bad("slo", "an SLO search bisects request rates below a closed-loop probe of requests, not session arrival rates; give --concurrency or --rate (sessions/s) levels to report the SLO per level"));
         }
         if trace.is_some() {
             let levels = [
@@ -312,8 +331,16 @@ impl ProfileConfig {
             }
         }
         let plan = if let Some(t) = &trace {
+            // Trace sessions: the level's rate is the conversations' (first turns') mean rate.
+            let rate = match sessions.as_deref() {
+                Some(SessionPlan {
+                    source: SessionSource::Trace(_),
+                    ..
+                }) => t.conversation_rate(),
+                _ => t.mean_rate(),
+            };
             Plan::Levels(vec![LoadLevel::Open {
-                rate: t.mean_rate(),
+                rate,
                 arrivals: Arrivals::Trace,
                 burstiness: 1.0,
                 max_in_flight,
@@ -528,9 +555,19 @@ impl ProfileConfig {
         // A trace by its content and how it is replayed (its rows follow from those).
         let trace = trace.as_ref().map(|t| {
             format!(
-                "{}|{:?}|{}|{:?}|{}",
-                t.sha256, t.format, t.speed, t.window, t.block_tokens
+                "{}|{:?}|{}|{:?}|{}|{}",
+                t.sha256,
+                t.format,
+                t.speed,
+                t.window,
+                t.block_tokens,
+                t.conversations.len()
             )
+        });
+        // Trace sessions follow from the trace (hashed above), not from its rows' Debug text.
+        let sessions = sessions.as_ref().map(|p| match &p.source {
+            SessionSource::Trace(_) => "trace sessions".to_string(),
+            _ => format!("{p:?}"),
         });
         // Debug text is a stable, complete rendering of these values within one charter version
         // (the record's tool version tells versions apart).

@@ -11,7 +11,11 @@
 //! available now. The longest context is the longest prompt (synthetic: the length
 //! distribution's practical maximum; prompt files and the corpus: their longest text, one token
 //! per byte at most, plus a chat template's allowance) plus the output cap's practical maximum,
-//! never more than the model's context limit. Threads = streams × (1 runner thread + the
+//! never more than the model's context limit. Multi-turn sessions grow their context turn by
+//! turn, so there it is the longest history a session can reach
+//! ([`charter_workloads::SessionPlan::max_context_tokens`]: the most turns × (prompt + output)
+//! for synthetic sessions, what a conversation file or a trace's conversation actually holds
+//! otherwise). Threads = streams × (1 runner thread + the
 //! compute threads per instance), compared with `kernel.threads-max` less the threads that
 //! exist now. `--force` runs anyway.
 
@@ -35,6 +39,8 @@ pub struct Estimate {
     pub setting: &'static str,
     pub streams: u64,
     pub context_tokens: u64,
+    /// Where the context comes from when it is not one request's (sessions' histories).
+    pub context_source: Option<&'static str>,
     pub kv_bytes_per_stream: u64,
     /// Weights loaded again per instance beyond the first (process isolation), else 0.
     pub extra_weights_bytes: u64,
@@ -76,8 +82,20 @@ pub fn estimate(cfg: &ProfileConfig, record: &BackendRecord, prompts: &PromptSou
         (None, Some(m)) => u64::from(m.max(64)),
         (None, None) => 64,
     };
-    let context_tokens =
-        (prompt_tokens + output_tokens).min(u64::from(record.context_limit_tokens.max(1)));
+    let (context_tokens, context_source) = match cfg.sessions.as_deref() {
+        Some(plan) => (
+            plan.max_context_tokens(
+                prompt_tokens,
+                output_tokens,
+                cfg.max_tokens.map(|d| u64::from(d.upper())),
+                // A text's tokens: at most one per byte, plus a chat template's allowance.
+                |text| text.len() as u64 + TEMPLATE_ALLOWANCE_TOKENS,
+            ),
+            Some("the longest session's history"),
+        ),
+        None => (prompt_tokens + output_tokens, None),
+    };
+    let context_tokens = context_tokens.min(u64::from(record.context_limit_tokens.max(1)));
     let kv_bytes_per_stream = record
         .kv_cache
         .as_ref()
@@ -97,6 +115,7 @@ pub fn estimate(cfg: &ProfileConfig, record: &BackendRecord, prompts: &PromptSou
         setting,
         streams,
         context_tokens,
+        context_source,
         kv_bytes_per_stream,
         extra_weights_bytes,
         memory_bytes,
@@ -119,8 +138,11 @@ impl Estimate {
                 } else {
                     String::new()
                 };
+                let source = self
+                    .context_source
+                    .map_or(String::new(), |s| format!(", {s}"));
                 return Some(format!(
-                    "the largest level needs about {} of memory ({} streams × (KV cache {} at {} tokens + {} per stream){extra}) but {} is available; lower it, or pass --force to run anyway",
+                    "the largest level needs about {} of memory ({} streams × (KV cache {} at {} tokens{source} + {} per stream){extra}) but {} is available; lower it, or pass --force to run anyway",
                     gib(self.memory_bytes),
                     self.streams,
                     gib(self.kv_bytes_per_stream),
@@ -227,6 +249,7 @@ mod tests {
             setting: "concurrency",
             streams: 10,
             context_tokens: 192,
+            context_source: None,
             kv_bytes_per_stream: 1 << 20,
             extra_weights_bytes: 0,
             memory_bytes: memory,

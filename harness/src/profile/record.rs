@@ -79,6 +79,7 @@ pub fn initial(
                 window: t.window.map(|w| w.to_string()),
                 block_tokens: t.block_tokens,
                 replay_span_s: t.replay_span_s(),
+                conversations: cfg.sessions.as_ref().map(|_| t.conversations.len() as u64),
             }),
             shared_prefix: cfg.shared_prefix.map(|p| SharedPrefixRecord {
                 prefix_tokens: p.prefix_tokens,

@@ -10,20 +10,20 @@ use charter_backends::{Backend, Sampling};
 use charter_record::{HistoryReuse, Observation};
 use charter_reports::export::{Export, Format, ProfileDoc};
 use charter_reports::resources::flags::{self, ClientInputs};
-use charter_reports::resources::{self, ContextSpan, WindowInputs};
+use charter_reports::resources::{self, ContextSpan, LiveContext, WindowInputs};
 use charter_reports::sessions::SessionAggregator;
 use charter_reports::{
     Aggregator, IdRange, LevelRecord, LevelRole, LoadProfile, RequestRow, RunRecord, RunStatus,
     SearchRecord, ShardRecord,
 };
 use charter_workloads::search::{RateSearch, Trial};
-use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, StopCondition};
+use charter_workloads::{LoadLevel, PromptSource, RequestTemplate, SessionSource, StopCondition};
 
 use super::config::{Plan, ProfileConfig, AUTO_SWEEP_FRACTIONS};
 use super::failures::Failures;
 use crate::progress::Progress;
 use crate::rundir::{self, RequestsWriter, RunDir};
-use crate::runner::{self, OpenLevel, Phase, SessionPhase, StreamPool};
+use crate::runner::{self, OpenLevel, OpenWork, Phase, SessionPhase, StreamPool};
 use crate::sampler::{self, Instances, Sampler};
 use crate::telemetry::server_metrics::ServerScraper;
 use crate::{CliError, EXIT_INTERRUPTED};
@@ -319,6 +319,7 @@ impl<'a> Session<'a> {
                 burstiness,
                 max_in_flight,
                 seed: self.cfg.seed.wrapping_add(u64::from(index)),
+                sessions: self.cfg.sessions.is_some(),
             },
         };
         // Sessions: the requests a level makes are not known before their turns are drawn.
@@ -336,10 +337,16 @@ impl<'a> Session<'a> {
             &mut self.progress,
             &mut self.failures,
         );
-        let mut spans: Vec<ContextSpan> = Vec::new();
+        // Live context at each sample, summed as requests finish (no span kept per request).
+        let mut context = LiveContext::default();
+        let mut samples_seen = self.sampler.sample_count();
+        let sampler = &self.sampler;
         let mut sessions = SessionAggregator::default();
         let mut on_finished = |f: Observation| {
-            spans.push(ContextSpan::from_observation(&f, epoch));
+            let times = sampler.sample_times_since(samples_seen);
+            samples_seen += times.len();
+            context.add_samples(times);
+            context.add_span(ContextSpan::from_observation(&f, epoch));
             let (row, gaps) = RequestRow::from_observation(&f, epoch);
             crate::live::finished(&row);
             progress.request_done(row.error_kind.is_some(), row.output_tokens);
@@ -353,30 +360,31 @@ impl<'a> Session<'a> {
             }
         };
         let mut open_stats = None;
+        let session_run = self.cfg.sessions.as_deref().map(|plan| runner::SessionRun {
+            backend: self.backend,
+            template: &self.template,
+            plan,
+            first_id,
+            interrupted: &INTERRUPTED,
+            instances: &self.instances,
+        });
         match load {
-            LoadLevel::Closed { concurrency } if self.cfg.sessions.is_some() => {
-                let plan = self.cfg.sessions.as_deref().expect("checked");
+            LoadLevel::Closed { concurrency } if session_run.is_some() => {
+                let run = session_run.as_ref().expect("checked");
+                let plan = run.plan;
                 let c = shard.share(u64::from(concurrency)) as usize;
                 self.pool.ensure(c)?;
-                let run = runner::SessionRun {
-                    backend: self.backend,
-                    template: &self.template,
-                    plan,
-                    interrupted: &INTERRUPTED,
-                    instances: &self.instances,
-                };
                 let phase = |warmup: bool, sessions: std::ops::Range<u64>| SessionPhase {
                     warmup,
                     sessions,
-                    first_id,
                     duration: if warmup { None } else { stop.duration },
                     shard,
                 };
                 let streams = &mut self.pool.streams[..c];
-                runner::run_sessions(streams, &run, &phase(true, 0..warmup), &mut on_finished);
+                runner::run_sessions(streams, run, &phase(true, 0..warmup), &mut on_finished);
                 if !Self::interrupted() {
                     let measured = phase(false, warmup..warmup + plan.sessions);
-                    runner::run_sessions(streams, &run, &measured, &mut on_finished);
+                    runner::run_sessions(streams, run, &measured, &mut on_finished);
                 }
                 self.next_id += (warmup + plan.sessions) * u64::from(plan.max_turns());
             }
@@ -448,16 +456,26 @@ impl<'a> Session<'a> {
                     stop,
                     shard,
                 };
+                let work = match &session_run {
+                    Some(run) => OpenWork::Sessions(run),
+                    None => OpenWork::Requests {
+                        template: &self.template,
+                        vocab,
+                    },
+                };
                 let stats = runner::run_open_level(
                     &mut self.pool,
-                    &self.template,
-                    vocab,
+                    work,
                     level,
                     &INTERRUPTED,
                     &self.instances,
                     &mut on_finished,
                 )?;
-                self.next_id += stats.scheduled;
+                self.next_id += match &self.cfg.sessions {
+                    // Arrivals are sessions: each spends its turns' ids.
+                    Some(plan) => stats.scheduled * u64::from(plan.max_turns()),
+                    None => stats.scheduled,
+                };
                 schedule_start_s = stats
                     .schedule_start
                     .map(|t| t.saturating_duration_since(epoch).as_secs_f64());
@@ -496,6 +514,13 @@ impl<'a> Session<'a> {
                 .min(std::time::Duration::from_millis(200)),
         );
         let samples = self.sampler.snapshot();
+        context.add_samples(
+            samples
+                .get(samples_seen..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| s.row.t_s),
+        );
         let server_metrics = self
             .server
             .level(window.as_ref().map(|w| (w.start_s, w.end_s)));
@@ -516,7 +541,7 @@ impl<'a> Session<'a> {
                 in_process: !self.cfg.backend.is_remote(),
                 watched: &watched,
                 gpu_names: self.sampler.gpu_names(),
-                spans: &spans,
+                context: &context,
                 summary: &summary,
                 cpu_tdp_w: self.cfg.sampler.cpu_tdp_w,
                 logical_cores: self.record.host.logical_cores,
@@ -525,7 +550,7 @@ impl<'a> Session<'a> {
                 contention_threshold_cores: self.cfg.sampler.contention_threshold_cores,
             },
         );
-        for point in resources::context_points(&samples, &spans, index, self.cfg.isolation) {
+        for point in resources::context_points(&samples, &context, index, self.cfg.isolation) {
             self.context_out
                 .serialize(point)
                 .map_err(anyhow::Error::from)?;
@@ -541,7 +566,7 @@ impl<'a> Session<'a> {
             &measured.resources,
             &ClientInputs {
                 lag_threshold_s: self.cfg.lag_threshold.as_secs_f64(),
-                dispatch_lag_s: open_stats.as_ref().map_or(&[], |o| &o.dispatch_lag_s),
+                dispatch_lag: open_stats.as_ref().map(|o| &o.dispatch_lag),
                 max_in_flight_waits: open_stats.as_ref().map_or(0, |o| o.max_in_flight_waits),
                 max_in_flight: match load {
                     LoadLevel::Open { max_in_flight, .. } => Some(max_in_flight),
@@ -593,10 +618,19 @@ impl<'a> Session<'a> {
 
     fn finish(mut self) -> Result<i32, CliError> {
         self.progress.finish();
-        self.record.workload.ideal_prefix_cache_hit_rate = self
-            .template
-            .prompts
-            .ideal_prefix_hit_rate(self.next_id, self.cfg.seed);
+        // Trace sessions send their real history after turn 1, not the trace's hashed blocks.
+        let trace_sessions = self
+            .cfg
+            .sessions
+            .as_ref()
+            .is_some_and(|p| matches!(p.source, SessionSource::Trace(_)));
+        self.record.workload.ideal_prefix_cache_hit_rate = if trace_sessions {
+            None
+        } else {
+            self.template
+                .prompts
+                .ideal_prefix_hit_rate(self.next_id, self.cfg.seed)
+        };
         let interrupted = Self::interrupted();
         let out = self
             .sampler

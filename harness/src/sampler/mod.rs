@@ -172,6 +172,25 @@ impl Sampler {
         self.samples.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// How many samples have been taken.
+    pub fn sample_count(&self) -> usize {
+        self.samples.lock().map_or(0, |s| s.len())
+    }
+
+    /// The times (seconds on the run's clock) of the samples from index `from` on.
+    pub fn sample_times_since(&self, from: usize) -> Vec<f64> {
+        self.samples.lock().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.get(from..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|x| x.row.t_s)
+                    .collect()
+            },
+        )
+    }
+
     /// Processes watched on request.
     pub fn watched(&self) -> &[Watched] {
         &self.watched

@@ -24,8 +24,8 @@ pub const DEFAULT_CONTENTION_THRESHOLD_CORES: f64 = 0.25;
 #[derive(Debug, Clone, Default)]
 pub struct ClientInputs<'a> {
     pub lag_threshold_s: f64,
-    /// Open loop: how late the dispatcher issued each request (s).
-    pub dispatch_lag_s: &'a [f64],
+    /// Open loop: how late the dispatcher issued each request.
+    pub dispatch_lag: Option<&'a LatencyHistogram>,
     /// Open loop: arrivals that found every in-flight slot busy, and the slot count.
     pub max_in_flight_waits: u64,
     pub max_in_flight: Option<u32>,
@@ -58,11 +58,8 @@ pub fn client_bound(s: &RunSummary, res: &ResourceSummary, inp: &ClientInputs<'_
             lag.p99_s * 1e3,
             threshold * 1e3
         ));
-        let mut h = LatencyHistogram::new();
-        for &d in inp.dispatch_lag_s {
-            h.record_s(d);
-        }
-        if let Some(p99) = h.summary().map(|d| d.p99_s).filter(|p| *p > threshold) {
+        let p99 = inp.dispatch_lag.and_then(|h| h.summary()).map(|d| d.p99_s);
+        if let Some(p99) = p99.filter(|p| *p > threshold) {
             cb.reasons.push(format!(
                 "the dispatcher itself fell behind its schedule (dispatch lag p99 {:.1} ms)",
                 p99 * 1e3
@@ -172,10 +169,13 @@ mod tests {
             ..Default::default()
         };
         let res = ResourceSummary::default();
-        let lags = [0.0, 0.03, 0.04];
+        let mut lags = LatencyHistogram::new();
+        for d in [0.0, 0.03, 0.04] {
+            lags.record_s(d);
+        }
         let inp = ClientInputs {
             lag_threshold_s: 0.005,
-            dispatch_lag_s: &lags,
+            dispatch_lag: Some(&lags),
             max_in_flight_waits: 3,
             max_in_flight: Some(4),
             cores_available: 2.0,

@@ -20,7 +20,7 @@ use charter_record::{
 
 use crate::energy::{self, PowerSample};
 use crate::stats::mean;
-pub use ram::{live_tokens_at, ContextSpan};
+pub use ram::{live_tokens_at, ContextSpan, LiveContext};
 
 /// What, besides the samples, a window summary needs.
 pub struct WindowInputs<'a> {
@@ -36,8 +36,8 @@ pub struct WindowInputs<'a> {
     /// Names of the watched processes, by index.
     pub watched: &'a [String],
     pub gpu_names: &'a [String],
-    /// Context held by requests (for the RAM fits), warm-up included.
-    pub spans: &'a [ContextSpan],
+    /// Context held by requests at each sample (for the RAM fits), warm-up included.
+    pub context: &'a LiveContext,
     pub summary: &'a RunSummary,
     /// Declared CPU TDP (W) for an `estimated` CPU energy when RAPL is unavailable.
     pub cpu_tdp_w: Option<f64>,
@@ -204,11 +204,11 @@ fn signals(inp: &WindowInputs<'_>) -> Vec<(MemorySignal, Option<usize>)> {
 /// the memory of each signal: what `context.csv` keeps and the RAM fits use.
 pub fn context_points(
     samples: &[Sample],
-    spans: &[ContextSpan],
+    context: &LiveContext,
     level: u32,
     isolation: Isolation,
 ) -> Vec<ContextPoint> {
-    let Some((a, b)) = ram::context_window(spans) else {
+    let Some((a, b)) = context.window() else {
         return Vec::new();
     };
     let rss = match isolation {
@@ -221,7 +221,7 @@ pub fn context_points(
         .map(|s| ContextPoint {
             t_s: s.row.t_s,
             level,
-            live_context_tokens: live_tokens_at(spans, s.row.t_s),
+            live_context_tokens: context.tokens_at_sample(s.row.t_s).unwrap_or(0),
             rss_bytes: memory(s, rss, None),
             heap_bytes: (isolation == Isolation::Thread)
                 .then_some(s.row.heap_bytes)
@@ -236,7 +236,7 @@ fn ram_fits(samples: &[Sample], inp: &WindowInputs<'_>) -> Result<Vec<RamFit>, S
     if signals.is_empty() {
         return Err("a remote backend's model memory is the server's, not charter's: watch the server with --watch-pid or --watch-process to fit its RSS".into());
     }
-    let Some((a, b)) = ram::context_window(inp.spans) else {
+    let Some((a, b)) = inp.context.window() else {
         return Err("no request held context".into());
     };
     let inside: Vec<&Sample> = samples
@@ -245,7 +245,7 @@ fn ram_fits(samples: &[Sample], inp: &WindowInputs<'_>) -> Result<Vec<RamFit>, S
         .collect();
     let live: Vec<u64> = inside
         .iter()
-        .map(|s| live_tokens_at(inp.spans, s.row.t_s))
+        .map(|s| inp.context.tokens_at_sample(s.row.t_s).unwrap_or(0))
         .collect();
     let mut fits = Vec::new();
     let mut why = Vec::new();
