@@ -25,4 +25,4 @@ fi
 cargo deny check "${checks[@]}"
 cargo cyclonedx --format json --all
 echo "supply-chain: ${checks[*]} passed; SBOMs:" >&2
-find . -path ./target -prune -o -name '*.cdx.json' -print >&2
+find . \( -path ./target -o -path ./.cache -o -path ./fuzz \) -prune -o -name '*.cdx.json' -print >&2
