@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t crashed; the input is under fuzz/artifacts/$t/" >&2
         exit 1
     fi
-    runs=$(grep -oP '^stat::number_of_executed_units:\s*\K\d+' "$work/$t.log")
+    done_line=$(grep -oP '^Done \K\d+ runs in \d+ second\(s\)' "$work/$t.log")
     cov=$(grep -oP '#\d+\s+DONE\s+cov: \K\d+' "$work/$t.log" || echo "?")
-    echo "fuzz: $t: $runs runs in ${secs} s, cov $cov, 0 crashes, corpus $(ls "$work/$t" | wc -l) new inputs"
+    echo "fuzz: $t: $done_line, cov $cov, 0 crashes, $(ls "$work/$t" | wc -l) new corpus inputs"
 done
